@@ -1,0 +1,1 @@
+"""The running EIR: configuration, the EquipmentCheck service, interface adapters, CLI."""

@@ -1,0 +1,44 @@
+"""The ``eir`` command: parse, call a service, print. Nothing more lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+
+def _version() -> str:
+    try:
+        return version("eir")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="eir")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity.")
+def main(log_level: str) -> None:
+    """Equipment Identity Register: answers S13 ME-Identity-Check (and soon MAP CheckIMEI)
+    from a national IMEI registry, and simulates the network around it."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def demo() -> None:
+    """Run two Diameter peers on loopback and show capabilities exchange, watchdog,
+    S13 requests, precise error answers and disconnection."""
+    import asyncio
+
+    from simulator.peer_demo import run_demo
+
+    surprises = asyncio.run(run_demo(click.echo))
+    if surprises:
+        click.echo(f"{surprises} answer(s) were not as expected", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

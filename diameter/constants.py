@@ -1,0 +1,101 @@
+"""Numbers of RFC 6733 (Diameter base) and TS 29.272 (S13) used across the stack."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+DIAMETER_VERSION = 1
+HEADER_LENGTH = 20
+AVP_HEADER_LENGTH = 8
+AVP_VENDOR_HEADER_LENGTH = 12
+
+# Command flags (RFC 6733 section 3).
+FLAG_R = 0x80  # Request
+FLAG_P = 0x40  # Proxiable
+FLAG_E = 0x20  # Error
+FLAG_T = 0x10  # potentially reTransmitted
+FLAGS_RESERVED = 0x0F
+
+# AVP flags (RFC 6733 section 4.1).
+AVP_FLAG_V = 0x80
+AVP_FLAG_M = 0x40
+AVP_FLAG_P = 0x20
+
+VENDOR_3GPP = 10415
+
+APP_COMMON = 0  # Diameter common messages
+APP_S13 = 16777252
+APP_RELAY = 0xFFFFFFFF
+
+
+class Command(IntEnum):
+    CAPABILITIES_EXCHANGE = 257
+    DEVICE_WATCHDOG = 280
+    DISCONNECT_PEER = 282
+    ME_IDENTITY_CHECK = 324
+
+
+class ResultCode(IntEnum):
+    """Result-Code and Experimental-Result-Code values (RFC 6733 7.1, TS 29.272 7.4)."""
+
+    DIAMETER_SUCCESS = 2001
+    DIAMETER_LIMITED_SUCCESS = 2002
+    # Protocol errors: the answer carries the E bit.
+    DIAMETER_COMMAND_UNSUPPORTED = 3001
+    DIAMETER_UNABLE_TO_DELIVER = 3002
+    DIAMETER_REALM_NOT_SERVED = 3003
+    DIAMETER_TOO_BUSY = 3004
+    DIAMETER_LOOP_DETECTED = 3005
+    DIAMETER_REDIRECT_INDICATION = 3006
+    DIAMETER_APPLICATION_UNSUPPORTED = 3007
+    DIAMETER_INVALID_HDR_BITS = 3008
+    DIAMETER_INVALID_AVP_BITS = 3009
+    DIAMETER_UNKNOWN_PEER = 3010
+    # Transient failures.
+    DIAMETER_AUTHENTICATION_REJECTED = 4001
+    DIAMETER_OUT_OF_SPACE = 4002
+    ELECTION_LOST = 4003
+    # Permanent failures.
+    DIAMETER_AVP_UNSUPPORTED = 5001
+    DIAMETER_UNKNOWN_SESSION_ID = 5002
+    DIAMETER_AUTHORIZATION_REJECTED = 5003
+    DIAMETER_INVALID_AVP_VALUE = 5004
+    DIAMETER_MISSING_AVP = 5005
+    DIAMETER_RESOURCES_EXCEEDED = 5006
+    DIAMETER_CONTRADICTING_AVPS = 5007
+    DIAMETER_AVP_NOT_ALLOWED = 5008
+    DIAMETER_AVP_OCCURS_TOO_MANY_TIMES = 5009
+    DIAMETER_NO_COMMON_APPLICATION = 5010
+    DIAMETER_UNSUPPORTED_VERSION = 5011
+    DIAMETER_UNABLE_TO_COMPLY = 5012
+    DIAMETER_INVALID_BIT_IN_HEADER = 5013
+    DIAMETER_INVALID_AVP_LENGTH = 5014
+    DIAMETER_INVALID_MESSAGE_LENGTH = 5015
+    DIAMETER_INVALID_AVP_BIT_COMBO = 5016
+    DIAMETER_NO_COMMON_SECURITY = 5017
+    # TS 29.272 7.4.4: experimental result of the S13 application.
+    DIAMETER_ERROR_EQUIPMENT_UNKNOWN = 5422
+
+
+def is_protocol_error(code: int) -> bool:
+    """3xxx answers are protocol errors and carry the E bit (RFC 6733 7.1.3)."""
+    return 3000 <= code < 4000
+
+
+class DisconnectCause(IntEnum):
+    REBOOTING = 0
+    BUSY = 1
+    DO_NOT_WANT_TO_TALK_TO_YOU = 2
+
+
+class EquipmentStatus(IntEnum):
+    """TS 29.272 7.3.51; the same numbers as MAP EquipmentStatus."""
+
+    WHITELISTED = 0
+    BLACKLISTED = 1
+    GREYLISTED = 2
+
+
+class AuthSessionState(IntEnum):
+    STATE_MAINTAINED = 0
+    NO_STATE_MAINTAINED = 1

@@ -1,0 +1,330 @@
+"""Diameter messages: framing, decoding with problems reported as data, and encoding.
+
+``decode_message`` never raises for AVP-level trouble: each problem becomes an
+``AvpProblem`` (result code + offending AVP) on ``Message.problems``, so the answer can
+carry Failed-AVP. Only framing that cannot be trusted raises ``FramingError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from diameter.avp import DECODERS, Avp, ValueProblem, example_avp
+from diameter.constants import (
+    AVP_FLAG_M,
+    AVP_FLAG_V,
+    DIAMETER_VERSION,
+    FLAG_E,
+    FLAG_P,
+    FLAG_R,
+    FLAG_T,
+    HEADER_LENGTH,
+    ResultCode,
+)
+from diameter.dictionary import (
+    BASE_S13,
+    AvpDef,
+    AvpType,
+    CommandDef,
+    Dictionary,
+    FlagRule,
+    Grammar,
+    Presence,
+    avp_key,
+)
+from diameter.errors import AvpProblem, EncodeError, FramingError
+
+_HEADER = struct.Struct(">IIIII")
+_U32 = struct.Struct(">I")
+DEFAULT_MAX_MESSAGE_LENGTH = 65536
+
+
+class Message:
+    """A Diameter message: the header fields and the top-level AVPs in wire order."""
+
+    __slots__ = (
+        "application_id",
+        "avps",
+        "command_code",
+        "definition",
+        "dictionary",
+        "end_to_end",
+        "flags",
+        "hop_by_hop",
+        "problems",
+    )
+
+    def __init__(self, command_code: int, flags: int, application_id: int,
+                 hop_by_hop: int = 0, end_to_end: int = 0, avps: list[Avp] | None = None,
+                 dictionary: Dictionary = BASE_S13) -> None:
+        self.command_code = command_code
+        self.flags = flags
+        self.application_id = application_id
+        self.hop_by_hop = hop_by_hop
+        self.end_to_end = end_to_end
+        self.avps: list[Avp] = avps if avps is not None else []
+        self.problems: list[AvpProblem] = []
+        self.dictionary = dictionary
+        self.definition: CommandDef | None = dictionary.command(command_code, bool(flags & FLAG_R))
+
+    @property
+    def is_request(self) -> bool:
+        return bool(self.flags & FLAG_R)
+
+    @property
+    def is_proxiable(self) -> bool:
+        return bool(self.flags & FLAG_P)
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.flags & FLAG_E)
+
+    @property
+    def is_retransmission(self) -> bool:
+        return bool(self.flags & FLAG_T)
+
+    @property
+    def name(self) -> str:
+        if self.definition is not None:
+            return self.definition.name
+        return f"{'Request' if self.is_request else 'Answer'}-{self.command_code}"
+
+    def add(self, name: str, value: Any) -> Message:
+        """Append an AVP built from the dictionary; returns self so calls chain."""
+        self.avps.append(Avp.of(self.dictionary.avp_def(name), value))
+        return self
+
+    def group(self, name: str, *members: tuple[str, Any] | Avp) -> Avp:
+        """Build a Grouped AVP from (name, value) pairs or ready AVPs (not appended)."""
+        return group(self.dictionary, name, *members)
+
+    def find(self, name: str) -> Avp | None:
+        definition = self.dictionary.avp_def(name)
+        for avp in self.avps:
+            if avp.code == definition.code and avp.vendor_id == definition.vendor_id:
+                return avp
+        return None
+
+    def find_all(self, name: str) -> list[Avp]:
+        definition = self.dictionary.avp_def(name)
+        return [a for a in self.avps if a.code == definition.code and a.vendor_id == definition.vendor_id]
+
+    def value(self, name: str, default: Any = None) -> Any:
+        avp = self.find(name)
+        return default if avp is None or avp.value is None else avp.value
+
+    def to_bytes(self) -> bytes:
+        body = b"".join([avp.to_bytes() for avp in self.avps])
+        return encode_header(self, HEADER_LENGTH + len(body)) + body
+
+    def __repr__(self) -> str:
+        return (f"Message({self.name}, flags=0x{self.flags:02x}, app={self.application_id}, "
+                f"hbh=0x{self.hop_by_hop:08x}, e2e=0x{self.end_to_end:08x}, avps={self.avps!r})")
+
+
+def encode_header(message: Message, length: int) -> bytes:
+    if length > 0xFFFFFF:
+        raise EncodeError(f"message of {length} octets exceeds the 24-bit length")
+    return _HEADER.pack((DIAMETER_VERSION << 24) | length,
+                        (message.flags << 24) | message.command_code,
+                        message.application_id, message.hop_by_hop, message.end_to_end)
+
+
+def group(dictionary: Dictionary, name: str, *members: tuple[str, Any] | Avp) -> Avp:
+    built = [m if isinstance(m, Avp) else Avp.of(dictionary.avp_def(m[0]), m[1]) for m in members]
+    return Avp.grouped(dictionary.avp_def(name), built)
+
+
+# --- framing -------------------------------------------------------------------------
+
+def frame_length(buffer: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> int | None:
+    """The length of the message at the head of ``buffer``, or None if 4 octets are not there yet.
+
+    Raises FramingError when the stream cannot be trusted any more (RFC 6733 3): a version
+    other than 1, a length below 20, not a multiple of 4, or above ``max_length``.
+    """
+    if len(buffer) < 4:
+        return None
+    word = _U32.unpack_from(buffer)[0]
+    version, length = word >> 24, word & 0xFFFFFF
+    if version != DIAMETER_VERSION:
+        raise FramingError(f"unsupported Diameter version {version}")
+    if length < HEADER_LENGTH:
+        raise FramingError(f"message length {length} is below the 20-octet header")
+    if length & 3:
+        raise FramingError(f"message length {length} is not a multiple of 4")
+    if length > max_length:
+        raise FramingError(f"message length {length} exceeds the maximum {max_length}")
+    return length
+
+
+class MessageReader:
+    """Splits a byte stream into whole messages (sans-I/O: feed bytes, take frames)."""
+
+    def __init__(self, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> None:
+        self._buffer = bytearray()
+        self.max_length = max_length
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        frames: list[bytes] = []
+        while True:
+            length = frame_length(self._buffer, self.max_length)
+            if length is None or len(self._buffer) < length:
+                return frames
+            frames.append(bytes(self._buffer[:length]))
+            del self._buffer[:length]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+# --- decoding ------------------------------------------------------------------------
+
+def decode_message(data: bytes, dictionary: Dictionary = BASE_S13,
+                   max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> Message:
+    """Decode one whole message; AVP problems land on ``Message.problems``.
+
+    ``data`` must hold exactly one message: shorter input or trailing octets raise
+    FramingError, as does any header the stream could not be trusted after.
+    """
+    length = frame_length(data, max_length)
+    if length is None or len(data) < HEADER_LENGTH:
+        raise FramingError(f"truncated header: {len(data)} octets")
+    if len(data) != length:
+        raise FramingError(f"message length {length} but {len(data)} octets given")
+    _, flags_cmd, app_id, hbh, e2e = _HEADER.unpack_from(data)
+    message = Message(flags_cmd & 0xFFFFFF, flags_cmd >> 24, app_id, hbh, e2e, [], dictionary)
+    problems = message.problems
+    message.avps = _decode_avps(data, HEADER_LENGTH, length, dictionary, problems, (), top=True)
+    _check_header_bits(message)
+    if message.definition is not None:
+        check_grammar(message.avps, message.definition.grammar, problems, ())
+    return message
+
+
+def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
+                 problems: list[AvpProblem], path: tuple[Avp, ...], top: bool) -> list[Avp]:
+    avps: list[Avp] = []
+    known = dictionary.avps
+    while offset < end:
+        if end - offset < 8:
+            _truncated(problems, path, top, end - offset)
+            break
+        code, flags_length = struct.unpack_from(">II", data, offset)
+        flags, length = flags_length >> 24, flags_length & 0xFFFFFF
+        header_length = 12 if flags & AVP_FLAG_V else 8
+        if length < header_length or offset + length > end:
+            _bad_length(problems, path, data, offset, code, flags, end, header_length, known)
+            break
+        vendor = _U32.unpack_from(data, offset + 8)[0] if header_length == 12 else 0
+        avp = Avp(code, flags, vendor, data[offset + header_length:offset + length])
+        definition = known.get(avp_key(code, vendor))
+        if definition is None:
+            if flags & AVP_FLAG_M:
+                problems.append(AvpProblem(ResultCode.DIAMETER_AVP_UNSUPPORTED,
+                                           f"AVP {code} (vendor {vendor}) with M bit is not supported",
+                                           avp, path))
+        else:
+            avp.definition = definition
+            _decode_value(avp, definition, dictionary, problems, path)
+        avps.append(avp)
+        offset += (length + 3) & ~3
+    return avps
+
+
+def _decode_value(avp: Avp, definition: AvpDef, dictionary: Dictionary,
+                  problems: list[AvpProblem], path: tuple[Avp, ...]) -> None:
+    m_set = avp.flags & AVP_FLAG_M
+    if (definition.m_bit is FlagRule.MUST_NOT and m_set) or (definition.m_bit is FlagRule.MUST and not m_set):
+        problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_BITS,
+                                   f"{definition.name}: M bit {'set' if m_set else 'clear'} against its definition",
+                                   avp, path))
+    if definition.type is AvpType.GROUPED:
+        inner = (*path, avp)
+        avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, problems, inner, top=False)
+        grammar = dictionary.grouped.get(definition.key)
+        if grammar is not None:
+            check_grammar(avp.value, grammar, problems, inner)
+        return
+    try:
+        avp.value = DECODERS[definition.type](avp.data)
+    except ValueProblem as problem:
+        problems.append(AvpProblem(problem.result_code, f"{definition.name}: {problem.reason}", avp, path))
+        return
+    if definition.values is not None and avp.value not in definition.values:
+        problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE,
+                                   f"{definition.name}: {avp.value} is not a defined value", avp, path))
+
+
+def _truncated(problems: list[AvpProblem], path: tuple[Avp, ...], top: bool, left: int) -> None:
+    if top:
+        problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_MESSAGE_LENGTH,
+                                   f"{left} trailing octets cannot hold an AVP header"))
+    else:
+        problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_LENGTH,
+                                   f"{path[-1].name}: {left} trailing octets cannot hold an AVP header",
+                                   path[-1], path[:-1]))
+
+
+def _bad_length(problems: list[AvpProblem], path: tuple[Avp, ...], data: bytes, offset: int,
+                code: int, flags: int, end: int, header_length: int, known: dict[int, AvpDef]) -> None:
+    """RFC 6733 7.5: an AVP length below its header or past the message is reported with
+    the AVP header and a zero-filled payload of the minimum length."""
+    vendor = 0
+    if header_length == 12 and end - offset >= 12:
+        vendor = _U32.unpack_from(data, offset + 8)[0]
+    definition = known.get(avp_key(code, vendor))
+    offender = example_avp(definition) if definition else Avp(code, flags, vendor, b"")
+    offender.flags = flags
+    problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_LENGTH,
+                               f"AVP {code}: length does not fit the message", offender, path))
+
+
+def _check_header_bits(message: Message) -> None:
+    """RFC 6733 3: E never on a request; P as the command's definition says (3008)."""
+    definition = message.definition
+    if message.is_request and message.is_error:
+        message.problems.insert(0, AvpProblem(ResultCode.DIAMETER_INVALID_HDR_BITS, "E bit set on a request"))
+    elif definition is not None and definition.proxiable != message.is_proxiable:
+        expected = "set" if definition.proxiable else "clear"
+        message.problems.insert(0, AvpProblem(ResultCode.DIAMETER_INVALID_HDR_BITS,
+                                              f"{definition.name}: P bit must be {expected}"))
+
+
+def check_grammar(avps: list[Avp], grammar: Grammar, problems: list[AvpProblem],
+                  path: tuple[Avp, ...]) -> None:
+    """Check a list of AVPs against a CCF grammar: 5005, 5008 and 5009 as RFC 6733 7.1.5."""
+    by_key = grammar.by_key
+    counts: dict[int, int] = {}
+    for index, avp in enumerate(avps):
+        key = avp_key(avp.code, avp.vendor_id)
+        rule = by_key.get(key)
+        if rule is None:
+            if not grammar.any_avp:
+                problems.append(AvpProblem(ResultCode.DIAMETER_AVP_NOT_ALLOWED,
+                                           f"{avp.name} is not allowed here", avp, path))
+            continue
+        seen = counts.get(key, 0) + 1
+        counts[key] = seen
+        if seen == rule.max + 1:
+            problems.append(AvpProblem(ResultCode.DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
+                                       f"{rule.name} occurs more than {rule.max} time(s)", avp, path))
+        if rule.presence is Presence.FIXED and index != grammar.fixed.index(rule):
+            problems.append(AvpProblem(ResultCode.DIAMETER_AVP_NOT_ALLOWED,
+                                       f"{rule.name} must stand at position {grammar.fixed.index(rule) + 1}",
+                                       avp, path))
+    for rule in grammar.rules:
+        if rule.avp is not None and counts.get(rule.avp.key, 0) < rule.min:
+            problems.append(AvpProblem(ResultCode.DIAMETER_MISSING_AVP, f"{rule.name} is missing",
+                                       example_avp(rule.avp), path))
+
+
+def make_message(command_code: int, *, request: bool, application_id: int, proxiable: bool = False,
+                 avps: Iterable[Avp] = (), hop_by_hop: int = 0, end_to_end: int = 0,
+                 dictionary: Dictionary = BASE_S13) -> Message:
+    flags = (FLAG_R if request else 0) | (FLAG_P if proxiable else 0)
+    return Message(command_code, flags, application_id, hop_by_hop, end_to_end, list(avps), dictionary)

@@ -1,0 +1,346 @@
+"""The one place in ``diameter`` that touches sockets: asyncio over TCP or kernel SCTP.
+
+It moves bytes between a socket and a sans-I/O ``Peer``, runs the Peer's timers on the
+event loop clock, hands clean application requests to a handler, and resolves the
+futures of requests we sent. SCTP uses the kernel (one-to-one sockets, PPID 46 set as
+the default send parameter); where the kernel has no SCTP, ``SctpUnavailable`` says so
+at start-up and nothing falls back to TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import logging
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from diameter.capabilities import LocalNode, PeerInfo
+from diameter.constants import DisconnectCause
+from diameter.message import Message
+from diameter.peer import (
+    AnswerReceived,
+    BadMessage,
+    CapabilitiesExchanged,
+    CloseConnection,
+    DuplicateCache,
+    Event,
+    Peer,
+    PeerDisconnecting,
+    PeerSettings,
+    PeerState,
+    ReconnectWanted,
+    RequestReceived,
+    RequestTimedOut,
+    Role,
+    WatchdogChanged,
+)
+from diameter.watchdog import WatchdogState
+
+log = logging.getLogger("diameter.transport")
+
+DIAMETER_PORT = 3868
+SCTP_PPID_DIAMETER = 46
+_SCTP_DEFAULT_SEND_PARAM = 10  # linux/sctp.h
+_SNDRCVINFO = struct.Struct("=HHHxxIIIIIi")  # struct sctp_sndrcvinfo
+
+RequestHandler = Callable[[Message, "PeerConnection"], "Message | Awaitable[Message] | None"]
+
+
+class CapabilitiesRefused(ConnectionError):
+    """The peer closed the connection during capabilities exchange; ``result_code`` is
+    the CEA's Result-Code when it sent one (3010 unknown peer, 5010 no common application)."""
+
+    def __init__(self, result_code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.result_code = result_code
+
+
+class SctpUnavailable(RuntimeError):
+    """The kernel has no SCTP: say so once, clearly, and never fall back to TCP."""
+
+
+def sctp_socket(family: int = socket.AF_INET) -> socket.socket:
+    try:
+        return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    except OSError as exc:
+        hint = " (load the kernel module: modprobe sctp)" if exc.errno in (errno.EPROTONOSUPPORT, 93) else ""
+        raise SctpUnavailable(f"SCTP is not available in this kernel: {exc.strerror or exc}{hint}; "
+                              "choose transport tcp") from None
+
+
+def set_sctp_ppid(sock: Any, ppid: int) -> None:
+    """Make every message sent on this SCTP socket carry ``ppid`` (PPID 46 for Diameter)."""
+    info = _SNDRCVINFO.pack(0, 0, 0, socket.htonl(ppid), 0, 0, 0, 0, 0)
+    sock.setsockopt(socket.IPPROTO_SCTP, _SCTP_DEFAULT_SEND_PARAM, info)
+
+
+class PeerConnection(asyncio.Protocol):
+    """One transport connection driving one sans-I/O Peer."""
+
+    def __init__(self, peer: Peer, handler: RequestHandler | None = None,
+                 counters: Counter[str] | None = None, sctp: bool = False) -> None:
+        self.peer = peer
+        self.handler = handler
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.sctp = sctp
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[PeerInfo] = self.loop.create_future()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self._waiting: dict[int, asyncio.Future[Message]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.peername: Any = None
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peername = transport.get_extra_info("peername")
+        if self.sctp:
+            set_sctp_ppid(transport.get_extra_info("socket"), SCTP_PPID_DIAMETER)
+        self._dispatch(self.peer.connection_made(self.loop.time()))
+
+    def data_received(self, data: bytes) -> None:
+        self._dispatch(self.peer.receive_data(data, self.loop.time()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        events = self.peer.connection_lost(self.loop.time())
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("connection lost before the answer"))
+        self._waiting.clear()
+        if not self.opened.done():
+            code = self.peer.cea_result
+            detail = f"CEA Result-Code {code}" if code is not None else "no CEA"
+            self.opened.set_exception(CapabilitiesRefused(
+                code, f"connection closed before capabilities were exchanged ({detail})"))
+            self.opened.exception()  # mark retrieved: a refused peer is reported, not a loop warning
+        self._handle(events)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # --- API ---------------------------------------------------------------------------
+
+    async def request(self, message: Message, timeout: float | None = None) -> Message:
+        """Send an application request and wait for its answer."""
+        self.peer.send_request(message, self.loop.time())
+        future: asyncio.Future[Message] = self.loop.create_future()
+        self._waiting[message.hop_by_hop] = future
+        self._flush()
+        if timeout is None:
+            return await future
+        return await asyncio.wait_for(future, timeout)
+
+    async def disconnect(self, cause: DisconnectCause = DisconnectCause.REBOOTING, timeout: float = 5.0) -> None:
+        """DPR, wait for DPA and the close (RFC 6733 5.4)."""
+        if self.transport is None:
+            return
+        self._dispatch(self.peer.disconnect(self.loop.time(), cause))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+        except TimeoutError:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def remote(self) -> PeerInfo | None:
+        return self.peer.remote
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        self._handle(events)
+        self._flush()
+        self._arm_timer()
+
+    def _flush(self) -> None:
+        data = self.peer.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._on_request(event.message)
+            elif isinstance(event, AnswerReceived):
+                self._resolve(event.request.hop_by_hop, event.message)
+            elif isinstance(event, RequestTimedOut):
+                self._fail(event.request.hop_by_hop, TimeoutError("no answer in time"))
+            elif isinstance(event, CapabilitiesExchanged):
+                self._on_open(event)
+            else:
+                self._on_other(event)
+
+    def _on_open(self, event: CapabilitiesExchanged) -> None:
+        self.counters["peers_opened"] += 1
+        log.info("peer %s (%s) open, applications %s", event.peer.origin_host, self.peername,
+                 sorted(event.applications))
+        if not self.opened.done():
+            self.opened.set_result(event.peer)
+
+    def _on_other(self, event: Event) -> None:
+        if isinstance(event, BadMessage):
+            self.counters[f"bad_input_{event.result_code}"] += 1
+            log.warning("bad input from %s: %s: %s (result %s, %s)", self.peername, event.command, event.reason,
+                        event.result_code, "answered" if event.answered else "not answered")
+        elif isinstance(event, CloseConnection):
+            log.info("closing connection to %s: %s", self.peername, event.reason)
+            if self.transport is not None:
+                self._flush()
+                self.transport.close()
+        elif isinstance(event, PeerDisconnecting):
+            log.info("peer %s sent DPR (cause %s)", self.peername, event.cause)
+        elif isinstance(event, WatchdogChanged):
+            self.counters[f"watchdog_{event.new.name.lower()}"] += 1
+            level = logging.WARNING if event.new is WatchdogState.SUSPECT else logging.INFO
+            log.log(level, "watchdog of %s: %s -> %s", self.peername, event.old.name, event.new.name)
+        elif isinstance(event, ReconnectWanted):
+            log.debug("watchdog wants a reconnection to %s", self.peername)
+
+    def _on_request(self, request: Message) -> None:
+        if self.handler is None:
+            log.warning("no handler for %s", request.name)
+            return
+        result = self.handler(request, self)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda t: self._answer_later(request, t))
+        elif result is not None:
+            self.peer.send_answer(request, result)
+
+    def _answer_later(self, request: Message, task: asyncio.Future[Message]) -> None:
+        if task.cancelled() or self.transport is None:
+            return
+        if task.exception() is not None:
+            log.error("handler failed for %s: %r", request.name, task.exception())
+            return
+        answer = task.result()
+        if answer is not None:
+            self.peer.send_answer(request, answer)
+            self._flush()
+
+    def _resolve(self, hop_by_hop: int, answer: Message) -> None:
+        future = self._waiting.pop(hop_by_hop, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    def _fail(self, hop_by_hop: int, exc: Exception) -> None:
+        future = self._waiting.pop(hop_by_hop, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+    def _arm_timer(self) -> None:
+        deadline = self.peer.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.peer.state is PeerState.CLOSED and self.transport is None:
+            return
+        self._dispatch(self.peer.handle_timer(self.loop.time()))
+
+
+class DiameterServer:
+    """Listening sockets and the connections they accepted."""
+
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+        self.servers: list[asyncio.AbstractServer] = []
+        self.connections: set[PeerConnection] = set()
+        self.counters: Counter[str] = Counter()
+        self.duplicates = DuplicateCache(4096)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for server in self.servers for s in server.sockets]
+
+    async def close(self, cause: DisconnectCause = DisconnectCause.REBOOTING, timeout: float = 3.0) -> None:
+        """Stop listening, send DPR to every open peer and wait for them to go."""
+        for server in self.servers:
+            server.close()
+        open_ones = [c for c in self.connections if c.peer.state is PeerState.OPEN]
+        if open_ones:
+            await asyncio.gather(*(c.disconnect(cause, timeout) for c in open_ones), return_exceptions=True)
+        for connection in list(self.connections):
+            connection.abort()
+        for server in self.servers:
+            await server.wait_closed()
+
+
+async def start_server(node: LocalNode, handler: RequestHandler | None, host: str = "127.0.0.1",
+                       port: int = DIAMETER_PORT, *, transport: str = "tcp",
+                       settings: Callable[[], PeerSettings] = PeerSettings,
+                       server: DiameterServer | None = None) -> DiameterServer:
+    """Listen on host:port; each accepted connection gets a responder Peer."""
+    server = server or DiameterServer(node)
+    loop = asyncio.get_running_loop()
+    sctp = transport == "sctp"
+
+    def factory() -> PeerConnection:
+        peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
+        connection = PeerConnection(peer, handler, server.counters, sctp=sctp)
+        server.connections.add(connection)
+        connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
+        return connection
+
+    if sctp:
+        sock = sctp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        listener = await loop.create_server(factory, sock=sock)
+    elif transport == "tcp":
+        listener = await loop.create_server(factory, host, port, reuse_address=True)
+    else:
+        raise ValueError(f"unknown transport {transport!r} (tcp or sctp)")
+    server.servers.append(listener)
+    return server
+
+
+async def connect(node: LocalNode, host: str, port: int = DIAMETER_PORT, *, transport: str = "tcp",
+                  settings: PeerSettings | None = None, handler: RequestHandler | None = None,
+                  peer: Peer | None = None, timeout: float = 10.0) -> PeerConnection:
+    """Connect as initiator, exchange capabilities, and return the open connection.
+
+    Pass the ``peer`` of a lost connection to reconnect: its pending requests are sent
+    again with the T flag once the watchdog is back to OKAY.
+    """
+    loop = asyncio.get_running_loop()
+    peer = peer or Peer(node, Role.INITIATOR, settings, time.time())
+    sctp = transport == "sctp"
+    if sctp:
+        sock = sctp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        _, connection = await loop.create_connection(lambda: PeerConnection(peer, handler, sctp=True), sock=sock)
+    elif transport == "tcp":
+        _, connection = await loop.create_connection(lambda: PeerConnection(peer, handler), host, port)
+    else:
+        raise ValueError(f"unknown transport {transport!r} (tcp or sctp)")
+    try:
+        await asyncio.wait_for(asyncio.shield(connection.opened), timeout)
+    except (TimeoutError, ConnectionError):
+        connection.abort()
+        raise
+    return connection

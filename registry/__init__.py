@@ -1,0 +1,1 @@
+"""The IMEI registry: parsing, models, imports, policy profiles, the decision function."""

@@ -1,0 +1,1 @@
+"""The network around the EIR: MME and MSC emulators, clock, scenarios, load."""
