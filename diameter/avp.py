@@ -208,7 +208,7 @@ class Avp:
 
     @classmethod
     def grouped(cls, definition: AvpDef, members: list[Avp]) -> Avp:
-        if isinstance(members, str | bytes) or not all(isinstance(m, Avp) for m in members):
+        if not isinstance(members, list | tuple) or not all(isinstance(m, Avp) for m in members):
             raise EncodeError(f"{definition.name}: a Grouped value is a list of Avp, not {members!r}")
         data = b"".join(member.to_bytes() for member in members)
         return cls(definition.code, default_flags(definition), definition.vendor_id, data,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from diameter.answers import answer_to, error_answer, finish_answer, result_code_of, select_problem
@@ -453,7 +453,7 @@ class Peer:
 
     # --- watchdog ---------------------------------------------------------------------------
 
-    def _watchdog_actions(self, actions: list[WatchdogAction], now: float) -> list[Event]:
+    def _watchdog_actions(self, actions: Sequence[WatchdogAction], now: float) -> list[Event]:
         events: list[Event] = []
         for action in actions:
             if action is WatchdogAction.SEND_DWR:
@@ -473,5 +473,4 @@ class Peer:
         if self.watchdog.state is not self._watchdog_seen:
             events.append(WatchdogChanged(self._watchdog_seen, self.watchdog.state))
             self._watchdog_seen = self.watchdog.state
-        self.cea_result: int | None = None  # Result-Code of the CEA, for an initiator
         return events

@@ -265,7 +265,7 @@ class DiameterServer:
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[asyncio.Server] = []
         self.connections: set[PeerConnection] = set()
         self.counters: Counter[str] = Counter()
         self.duplicates = DuplicateCache(4096)
