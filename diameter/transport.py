@@ -152,6 +152,11 @@ class PeerConnection(asyncio.Protocol):
         except TimeoutError:
             self.abort()
 
+    def run_timers(self, now: float | None = None) -> None:
+        """Run the Peer's timers as if the clock read ``now`` (default: the loop's clock).
+        Tests drive the watchdog over real sockets this way instead of sleeping."""
+        self._dispatch(self.peer.handle_timer(self.loop.time() if now is None else now))
+
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()

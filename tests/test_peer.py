@@ -1,0 +1,328 @@
+"""The sans-I/O peer state machine: two Peers wired back to back, time passed in."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from diameter.answers import answer_to, finish_answer, result_code_of
+from diameter.capabilities import LocalNode
+from diameter.constants import APP_RELAY, APP_S13, FLAG_T, Command, DisconnectCause, ResultCode
+from diameter.message import Message, decode_message, make_message
+from diameter.peer import (
+    AnswerReceived,
+    BadMessage,
+    CapabilitiesExchanged,
+    CloseConnection,
+    DuplicateCache,
+    Event,
+    Peer,
+    PeerDisconnecting,
+    PeerSettings,
+    PeerState,
+    RequestReceived,
+    RequestTimedOut,
+    Role,
+    WatchdogChanged,
+)
+from diameter.watchdog import WatchdogState
+
+MME = LocalNode("mme.localdomain", "localdomain")
+EIR = LocalNode("eir.localdomain", "localdomain")
+TW = 30.0
+
+
+def settings(**kw: object) -> PeerSettings:
+    return PeerSettings(tw_init=TW, tw_jitter=0.0, rng=random.Random(7), **kw)  # type: ignore[arg-type]
+
+
+class Wire:
+    """Two peers and the events each has seen; ``pump`` carries bytes both ways."""
+
+    def __init__(self, client: Peer, server: Peer) -> None:
+        self.client, self.server = client, server
+        self.client_events: list[Event] = []
+        self.server_events: list[Event] = []
+        self.cut = False  # when True, bytes from the server are lost
+
+    def connect(self, now: float = 0.0) -> None:
+        self.server_events += self.server.connection_made(now)
+        self.client_events += self.client.connection_made(now)
+        self.pump(now)
+
+    def pump(self, now: float) -> None:
+        for _ in range(20):
+            to_server, to_client = self.client.data_to_send(), self.server.data_to_send()
+            if not to_server and not to_client:
+                return
+            if to_server:
+                self.server_events += self.server.receive_data(to_server, now)
+            if to_client and not self.cut:
+                self.client_events += self.client.receive_data(to_client, now)
+
+    def timers(self, now: float) -> None:
+        self.client_events += self.client.handle_timer(now)
+        self.server_events += self.server.handle_timer(now)
+        self.pump(now)
+
+
+def pair(client_settings: PeerSettings | None = None, server_settings: PeerSettings | None = None,
+         client_node: LocalNode = MME) -> Wire:
+    client = Peer(client_node, Role.INITIATOR, client_settings or settings(), now_epoch=1_700_000_000)
+    server = Peer(EIR, Role.RESPONDER, server_settings or settings(), now_epoch=1_700_000_000)
+    return Wire(client, server)
+
+
+def ecr(session: str = "1") -> Message:
+    m = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
+    m.add("Session-Id", f"mme.localdomain;{session}").add("Auth-Session-State", 1)
+    m.add("Origin-Host", "mme.localdomain").add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
+    m.avps.append(m.group("Terminal-Information", ("IMEI", "35209900176148")))
+    return m
+
+
+def eca_for(request: Message, status: int = 0) -> Message:
+    a = answer_to(request, "eir.localdomain", "localdomain", ResultCode.DIAMETER_SUCCESS)
+    a.add("Auth-Session-State", 1).add("Equipment-Status", status)
+    return finish_answer(request, a)
+
+
+def of(kind: type, events: list[Event]) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def open_wire(**kw: object) -> Wire:
+    wire = pair(**kw)  # type: ignore[arg-type]
+    wire.connect()
+    assert wire.client.state is PeerState.OPEN and wire.server.state is PeerState.OPEN
+    return wire
+
+
+# --- capabilities exchange ---------------------------------------------------------------
+
+def test_cer_cea_opens_both_sides_with_s13_in_common() -> None:
+    wire = open_wire()
+    (client_open,) = of(CapabilitiesExchanged, wire.client_events)
+    (server_open,) = of(CapabilitiesExchanged, wire.server_events)
+    assert client_open.peer.origin_host == "eir.localdomain"
+    assert server_open.peer.origin_host == "mme.localdomain"
+    assert client_open.applications == server_open.applications == frozenset({APP_S13})
+    assert wire.client.cea_result == ResultCode.DIAMETER_SUCCESS
+    assert wire.server.watchdog.state is WatchdogState.OKAY
+
+
+def test_no_common_application_gets_5010_and_both_close() -> None:
+    hss = LocalNode("hss.localdomain", "localdomain", auth_application_ids=(16777251,),
+                    vendor_specific_applications=((10415, 16777251),))
+    wire = pair(client_node=hss)
+    wire.connect()
+    assert wire.client.cea_result == ResultCode.DIAMETER_NO_COMMON_APPLICATION
+    assert of(CloseConnection, wire.client_events) and of(CloseConnection, wire.server_events)
+    assert [e.result_code for e in of(BadMessage, wire.server_events)] == [5010]
+
+
+def test_relay_application_is_common_with_everything() -> None:
+    relay = LocalNode("dra.localdomain", "localdomain", auth_application_ids=(APP_RELAY,),
+                      vendor_specific_applications=())
+    wire = pair(client_node=relay)
+    wire.connect()
+    assert wire.server.state is PeerState.OPEN
+    assert wire.server.applications == frozenset({APP_S13})
+
+
+def test_peer_not_allowed_gets_3010_with_e_bit() -> None:
+    captured: list[bytes] = []
+    wire = pair(server_settings=settings(accept_peer=lambda info: info.origin_host.startswith("mme-ok")))
+    wire.server_events += wire.server.connection_made(0)
+    wire.client_events += wire.client.connection_made(0)
+    wire.server_events += wire.server.receive_data(wire.client.data_to_send(), 0)
+    captured.append(wire.server.data_to_send())
+    cea = decode_message(captured[0])
+    assert result_code_of(cea) == ResultCode.DIAMETER_UNKNOWN_PEER and cea.is_error
+    assert cea.find("Host-IP-Address") is not None and cea.find("Product-Name") is not None
+    assert of(CloseConnection, wire.server_events)
+    wire.client_events += wire.client.receive_data(captured[0], 0)
+    assert wire.client.state is PeerState.CLOSED and wire.client.cea_result == 3010
+
+
+def test_message_before_cer_closes_the_connection() -> None:
+    server = Peer(EIR, Role.RESPONDER, settings())
+    server.connection_made(0)
+    events = server.receive_data(ecr().to_bytes(), 0)
+    assert of(CloseConnection, events) and server.state is PeerState.CLOSED
+
+
+def test_responder_closes_when_no_cer_arrives_in_time() -> None:
+    server = Peer(EIR, Role.RESPONDER, settings(cer_timeout=5.0))
+    server.connection_made(100.0)
+    assert server.next_deadline() == 105.0
+    assert server.handle_timer(104.9) == []
+    assert of(CloseConnection, server.handle_timer(105.0))
+
+
+def test_untrusted_framing_closes_the_connection() -> None:
+    wire = open_wire()
+    events = wire.server.receive_data(b"\x02\x00\x00\x14" + bytes(16), 1.0)
+    assert of(CloseConnection, events) and wire.server.state is PeerState.CLOSED
+
+
+# --- requests and answers ------------------------------------------------------------------
+
+def test_application_request_and_answer_matched_by_hop_by_hop() -> None:
+    wire = open_wire()
+    request = wire.client.send_request(ecr(), 1.0)
+    wire.pump(1.0)
+    (received,) = of(RequestReceived, wire.server_events)
+    assert received.message.hop_by_hop == request.hop_by_hop
+    wire.server.send_answer(received.message, eca_for(received.message, status=2))
+    wire.pump(1.0)
+    (answered,) = of(AnswerReceived, wire.client_events)
+    assert answered.request is request
+    assert answered.message.find("Equipment-Status").value == 2
+
+
+def test_answer_with_unknown_hop_by_hop_is_reported_not_delivered() -> None:
+    wire = open_wire()
+    stray = eca_for(ecr())
+    stray.hop_by_hop = 0x12345678
+    events = wire.client.receive_data(stray.to_bytes(), 1.0)
+    assert not of(AnswerReceived, events)
+    assert "unknown Hop-by-Hop" in of(BadMessage, events)[0].reason
+
+
+def test_request_without_answer_times_out() -> None:
+    wire = open_wire(client_settings=settings(request_timeout=4.0))
+    request = wire.client.send_request(ecr(), 10.0)
+    assert of(RequestTimedOut, wire.client.handle_timer(13.9)) == []
+    (timed_out,) = of(RequestTimedOut, wire.client.handle_timer(14.0))
+    assert timed_out.request is request
+
+
+@pytest.mark.parametrize(("application", "command", "code"), [
+    (16777251, 316, ResultCode.DIAMETER_APPLICATION_UNSUPPORTED),  # S6a ULR to an EIR
+    (APP_S13, 999, ResultCode.DIAMETER_COMMAND_UNSUPPORTED),
+])
+def test_unsupported_application_or_command_is_answered_with_e_bit(application: int, command: int,
+                                                                   code: int) -> None:
+    wire = open_wire()
+    request = make_message(command, request=True, proxiable=True, application_id=application, hop_by_hop=5)
+    request.add("Session-Id", "x;1").add("Origin-Host", "mme.localdomain").add("Origin-Realm", "localdomain")
+    events = wire.server.receive_data(request.to_bytes(), 1.0)
+    answer = decode_message(wire.server.data_to_send())
+    assert result_code_of(answer) == code and answer.is_error and answer.hop_by_hop == 5
+    assert answer.value("Session-Id") == "x;1"
+    assert not of(RequestReceived, events)
+
+
+def test_malformed_request_is_answered_and_the_peer_keeps_serving() -> None:
+    wire = open_wire()
+    bad = ecr()
+    bad.avps = [a for a in bad.avps if a.name != "Terminal-Information"]
+    wire.client.send_request(bad, 1.0)
+    wire.pump(1.0)
+    (answer,) = of(AnswerReceived, wire.client_events)
+    assert result_code_of(answer.message) == ResultCode.DIAMETER_MISSING_AVP
+    wire.client.send_request(ecr("2"), 1.0)
+    wire.pump(1.0)
+    assert len(of(RequestReceived, wire.server_events)) == 1
+
+
+# --- watchdog --------------------------------------------------------------------------------
+
+def test_idle_connection_sends_dwr_and_dwa_keeps_it_okay() -> None:
+    wire = open_wire()
+    wire.timers(TW)
+    assert wire.client.watchdog.pending is False  # DWR went out and its DWA came back
+    assert wire.client.watchdog.state is WatchdogState.OKAY
+    assert not of(CloseConnection, wire.client_events)
+
+
+def test_silent_peer_goes_suspect_then_down_and_the_connection_closes() -> None:
+    wire = open_wire()
+    wire.cut = True
+    wire.timers(TW)  # DWR sent, DWA lost
+    wire.timers(2 * TW)
+    assert wire.client.watchdog.state is WatchdogState.SUSPECT
+    wire.timers(3 * TW)
+    assert wire.client.watchdog.state is WatchdogState.DOWN
+    assert of(CloseConnection, wire.client_events)
+    changes = [(e.old, e.new) for e in of(WatchdogChanged, wire.client_events)]
+    assert (WatchdogState.OKAY, WatchdogState.SUSPECT) in changes
+    assert (WatchdogState.SUSPECT, WatchdogState.DOWN) in changes
+
+
+# --- disconnection -----------------------------------------------------------------------------
+
+def test_dpr_from_initiator_gets_dpa_and_closes() -> None:
+    wire = open_wire()
+    wire.client_events += wire.client.disconnect(5.0, DisconnectCause.BUSY)
+    wire.pump(5.0)
+    (disconnecting,) = of(PeerDisconnecting, wire.server_events)
+    assert disconnecting.cause == DisconnectCause.BUSY
+    assert of(CloseConnection, wire.client_events) and wire.client.state is PeerState.CLOSED
+
+
+def test_dpr_from_responder_gets_dpa_and_closes() -> None:
+    wire = open_wire()
+    wire.server_events += wire.server.disconnect(5.0, DisconnectCause.REBOOTING)
+    wire.pump(5.0)
+    assert of(PeerDisconnecting, wire.client_events)
+    assert of(CloseConnection, wire.server_events) and wire.server.state is PeerState.CLOSED
+
+
+def test_missing_dpa_closes_after_the_timeout() -> None:
+    wire = open_wire(client_settings=settings(dpa_timeout=2.0))
+    wire.cut = True
+    wire.client.disconnect(5.0)
+    wire.pump(5.0)
+    assert wire.client.state is PeerState.CLOSING
+    assert of(CloseConnection, wire.client.handle_timer(7.0))
+
+
+# --- retransmission with the T flag -------------------------------------------------------------
+
+def test_lost_connection_retransmits_pending_requests_with_t_flag_after_reopen() -> None:
+    shared = DuplicateCache(16)
+    wire = open_wire()
+    wire.server.duplicates = shared
+    request = wire.client.send_request(ecr(), 1.0)
+    e2e = request.end_to_end
+    wire.cut = True  # the server answers, the answer is lost with the connection
+    wire.pump(1.0)
+    (received,) = of(RequestReceived, wire.server_events)
+    wire.server.send_answer(received.message, eca_for(received.message, status=1))
+    wire.pump(1.0)
+    wire.client.connection_lost(2.0)
+    assert wire.client.watchdog.state is WatchdogState.DOWN
+
+    server2 = Peer(EIR, Role.RESPONDER, settings(), duplicates=shared)
+    wire2 = Wire(wire.client, server2)
+    wire2.connect(3.0)
+    assert wire.client.watchdog.state is WatchdogState.REOPEN
+    for step in range(1, 4):  # RFC 3539: three DWAs before the peer is trusted again
+        wire2.timers(3.0 + step * TW)
+    assert wire.client.watchdog.state is WatchdogState.OKAY
+    answers = of(AnswerReceived, wire2.client_events)
+    assert len(answers) == 1
+    assert answers[0].request.flags & FLAG_T and answers[0].request.end_to_end == e2e
+    assert answers[0].message.find("Equipment-Status").value == 1  # the cached answer, not a new decision
+    assert not of(RequestReceived, wire2.server_events)
+
+
+def test_application_requests_are_thrown_away_while_reopening_but_dwr_is_answered() -> None:
+    wire = open_wire()
+    wire.client.connection_lost(1.0)
+    server2 = Peer(EIR, Role.RESPONDER, settings())
+    # Seen from the server: a fresh connection is OKAY at once; seen from the client, REOPEN.
+    wire2 = Wire(wire.client, server2)
+    wire2.connect(2.0)
+    assert wire.client.watchdog.state is WatchdogState.REOPEN
+    request = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
+    request.add("Session-Id", "eir;1").add("Auth-Session-State", 1).add("Origin-Host", "eir.localdomain")
+    request.add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
+    request.avps.append(request.group("Terminal-Information", ("IMEI", "35209900176148")))
+    server2.send_request(request, 2.0)
+    wire2.pump(2.0)
+    assert not of(RequestReceived, wire2.client_events)
+    assert wire.client.watchdog.num_dwa == 1  # its own DWR was answered meanwhile

@@ -1,0 +1,43 @@
+"""Helpers shared by tests: external tools that must exist in CI, and free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from typing import NoReturn
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def in_ci() -> bool:
+    """True where the CI environment variable says so: interop tests must run, never skip."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require_tool(name: str) -> str:
+    """The path of executable ``name``; skips the test where it is absent, fails in CI."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    unavailable(f"{name} is not installed (see /work/shared/INTEROP.md for how to install it)")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test for a missing prerequisite, or fail it in CI, where nothing may be missing."""
+    if in_ci():
+        pytest.fail(f"{message}; CI must run every interop test", pytrace=False)
+    pytest.skip(message)
+
+
+def free_tcp_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the kernel picks it).
+
+    The port is only free at the moment of the call; bind it soon after.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
