@@ -65,12 +65,15 @@ def _copy_required(request: Message, answer: Message) -> None:
     if answer.definition is None:
         return
     present = {(a.code, a.vendor_id) for a in answer.avps}
+    # An AVP some problem names (an undefined Enumerated value, a wrong M bit) did not
+    # decode cleanly even when it has a value: echoing it would put the fault in our answer.
+    faulty = {id(avp) for p in request.problems for avp in (p.avp, *p.path)}
     for rule in answer.definition.grammar.rules:
         wanted = rule.avp
         if wanted is None or rule.min == 0 or (wanted.code, wanted.vendor_id) in present:
             continue
         source = request.find(wanted.name)
-        if source is not None and source.value is not None:
+        if source is not None and source.value is not None and id(source) not in faulty:
             answer.avps.append(source)
 
 

@@ -260,6 +260,22 @@ Terminal-Information ::= < AVP Header: 1401 10415 >
         * [ AVP ]
 """
 
+# RFC 6733 7.2: an answer with the E bit follows this grammar, not its command's.
+_ANSWER_MESSAGE_CCF = """
+<answer-message> ::= < Diameter Header: code, ERR [, PXY] >
+                0*1< Session-Id >
+                   { Origin-Host }
+                   { Origin-Realm }
+                   { Result-Code }
+                   [ Origin-State-Id ]
+                   [ Error-Message ]
+                   [ Error-Reporting-Host ]
+                   [ Failed-AVP ]
+                   [ Experimental-Result ]
+                 * [ Proxy-Info ]
+                 * [ AVP ]
+"""
+
 
 class Presence(Enum):
     FIXED = "<>"
@@ -324,6 +340,7 @@ class Dictionary:
             self._add_grouped(block)
         for block in _blocks(commands_ccf):
             self._add_command(block)
+        self.answer_message: Grammar = self._grammar(_blocks(_ANSWER_MESSAGE_CCF)[0][1:])
 
     def avp_def(self, name: str) -> AvpDef:
         try:

@@ -39,6 +39,9 @@ from diameter.errors import AvpProblem, EncodeError, FramingError
 _HEADER = struct.Struct(">IIIII")
 _U32 = struct.Struct(">I")
 DEFAULT_MAX_MESSAGE_LENGTH = 65536
+# Grouped AVPs inside Grouped AVPs: deeper input is refused (5012), never a RecursionError.
+MAX_GROUPED_DEPTH = 32
+_FAILED_AVP = avp_key(279, 0)
 
 
 class Message:
@@ -201,7 +204,9 @@ def decode_message(data: bytes, dictionary: Dictionary = BASE_S13,
     problems = message.problems
     message.avps = _decode_avps(data, HEADER_LENGTH, length, dictionary, problems, (), top=True)
     _check_header_bits(message)
-    if message.definition is not None:
+    if message.is_error and not message.is_request:
+        check_grammar(message.avps, dictionary.answer_message, problems, ())  # RFC 6733 7.2
+    elif message.definition is not None:
         check_grammar(message.avps, message.definition.grammar, problems, ())
     return message
 
@@ -244,11 +249,21 @@ def _decode_value(avp: Avp, definition: AvpDef, dictionary: Dictionary,
                                    f"{definition.name}: M bit {'set' if m_set else 'clear'} against its definition",
                                    avp, path))
     if definition.type is AvpType.GROUPED:
+        if len(path) >= MAX_GROUPED_DEPTH:
+            offender = example_avp(definition)  # the header only: the rest may be huge
+            offender.flags = avp.flags
+            problems.append(AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY,
+                                       f"{definition.name}: Grouped AVPs nested deeper than {MAX_GROUPED_DEPTH}",
+                                       offender, path))
+            return
         inner = (*path, avp)
-        avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, problems, inner, top=False)
+        # RFC 6733 7.5: Failed-AVP holds offending AVPs as they came (or a Grouped AVP holding
+        # only the offender), so its content is decoded for reading but never judged.
+        found = [] if definition.key == _FAILED_AVP else problems
+        avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, found, inner, top=False)
         grammar = dictionary.grouped.get(definition.key)
         if grammar is not None:
-            check_grammar(avp.value, grammar, problems, inner)
+            check_grammar(avp.value, grammar, found, inner)
         return
     try:
         avp.value = DECODERS[definition.type](avp.data)
@@ -289,6 +304,8 @@ def _check_header_bits(message: Message) -> None:
     definition = message.definition
     if message.is_request and message.is_error:
         message.problems.insert(0, AvpProblem(ResultCode.DIAMETER_INVALID_HDR_BITS, "E bit set on a request"))
+    elif message.is_error:
+        return  # RFC 6733 7.2: an error answer copies the request's P bit, whatever it was
     elif definition is not None and definition.proxiable != message.is_proxiable:
         expected = "set" if definition.proxiable else "clear"
         message.problems.insert(0, AvpProblem(ResultCode.DIAMETER_INVALID_HDR_BITS,
