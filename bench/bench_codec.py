@@ -11,8 +11,9 @@ import platform
 import time
 from collections.abc import Callable
 
-from diameter.answers import answer_to, finish_answer
+from diameter.answers import answer_to, constant_avp, finish_answer
 from diameter.constants import APP_S13, Command, EquipmentStatus, ResultCode
+from diameter.dictionary import BASE_S13
 from diameter.message import Message, decode_message, make_message
 
 ORIGIN_HOST, ORIGIN_REALM = "eir.localdomain", "localdomain"
@@ -32,12 +33,17 @@ def sample_ecr() -> bytes:
     return m.to_bytes()
 
 
+# What an S13 answerer holds ready: the AVPs every ECA repeats, encoded once.
+NO_STATE_MAINTAINED = constant_avp(BASE_S13, "Auth-Session-State", 1)
+STATUS = {s: constant_avp(BASE_S13, "Equipment-Status", int(s)) for s in EquipmentStatus}
+
+
 def ours(wire: bytes) -> bytes:
     request = decode_message(wire)
     imei = request.find("Terminal-Information").find("IMEI").value  # type: ignore[union-attr]
     assert imei and not request.problems
     answer = answer_to(request, ORIGIN_HOST, ORIGIN_REALM, ResultCode.DIAMETER_SUCCESS)
-    answer.add("Auth-Session-State", 1).add("Equipment-Status", EquipmentStatus.WHITELISTED)
+    answer.avps += (NO_STATE_MAINTAINED, STATUS[EquipmentStatus.WHITELISTED])
     return finish_answer(request, answer).to_bytes()
 
 

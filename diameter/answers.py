@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from diameter.avp import Avp
 from diameter.constants import FLAG_E, FLAG_P, is_protocol_error
+from diameter.dictionary import Dictionary
 from diameter.errors import AvpProblem
 from diameter.message import Message
 
@@ -17,12 +20,20 @@ def answer_to(request: Message, origin_host: str, origin_realm: str, result_code
     session = request.find("Session-Id")
     if session is not None:
         answer.avps.append(session)
+    dictionary = request.dictionary
     if result_code is not None:
-        answer.add("Result-Code", result_code)
+        answer.avps.append(constant_avp(dictionary, "Result-Code", int(result_code)))
         if is_protocol_error(result_code):
             answer.flags |= FLAG_E
-    answer.add("Origin-Host", origin_host).add("Origin-Realm", origin_realm)
+    answer.avps.append(constant_avp(dictionary, "Origin-Host", origin_host))
+    answer.avps.append(constant_avp(dictionary, "Origin-Realm", origin_realm))
     return answer
+
+
+@functools.lru_cache(maxsize=1024)
+def constant_avp(dictionary: Dictionary, name: str, value: int | str) -> Avp:
+    """A shared, pre-encoded AVP for a value every answer repeats (see Avp.constant)."""
+    return Avp.constant(dictionary.avp_def(name), value)
 
 def finish_answer(request: Message, answer: Message) -> Message:
     """Copy the request's Proxy-Info AVPs, in order, to the end of the answer (RFC 6733 6.2)."""

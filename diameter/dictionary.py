@@ -10,36 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
-from diameter.constants import APP_COMMON, VENDOR_3GPP
+from diameter.constants import APP_COMMON, AVP_FLAG_M, AVP_FLAG_V, VENDOR_3GPP
+from diameter.types import DECODERS, ENCODERS, AvpType, Decoder, Encoder, FlagRule
 
-
-class AvpType(Enum):
-    """The basic and derived AVP data formats of RFC 6733 4.2 and 4.3, and Grouped (4.4)."""
-
-    OCTET_STRING = "OctetString"
-    INTEGER32 = "Integer32"
-    INTEGER64 = "Integer64"
-    UNSIGNED32 = "Unsigned32"
-    UNSIGNED64 = "Unsigned64"
-    FLOAT32 = "Float32"
-    FLOAT64 = "Float64"
-    GROUPED = "Grouped"
-    ADDRESS = "Address"
-    TIME = "Time"
-    UTF8_STRING = "UTF8String"
-    DIAMETER_IDENTITY = "DiameterIdentity"
-    DIAMETER_URI = "DiameterURI"
-    ENUMERATED = "Enumerated"
-    IP_FILTER_RULE = "IPFilterRule"
+__all__ = ["AvpDef", "AvpType", "CommandDef", "Dictionary", "FlagRule", "Grammar", "Presence", "Rule", "avp_key"]
 
 
-class FlagRule(Enum):
-    """What the AVP flag rules table says of the M bit: MUST, MAY or MUST NOT be set."""
-
-    MUST = "must"
-    MAY = "may"
-    MUST_NOT = "must_not"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +28,23 @@ class AvpDef:
     m_bit: FlagRule
     vendor_id: int = 0
     values: dict[int, str] | None = None  # Enumerated: the defined values
+    # Derived once from the fields above, so the codec's hot path does no lookups:
+    key: int = field(init=False, repr=False, compare=False)
+    flags: int = field(init=False, repr=False, compare=False)  # V when vendor-specific, M when MUST
+    decode: Decoder = field(init=False, repr=False, compare=False)
+    encode: Encoder = field(init=False, repr=False, compare=False)
+    grouped: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> int:
-        return avp_key(self.code, self.vendor_id)
+    def __post_init__(self) -> None:
+        derived = {
+            "key": avp_key(self.code, self.vendor_id),
+            "flags": (AVP_FLAG_V if self.vendor_id else 0) | (AVP_FLAG_M if self.m_bit is FlagRule.MUST else 0),
+            "decode": DECODERS[self.type],
+            "encode": ENCODERS[self.type],
+            "grouped": self.type is AvpType.GROUPED,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 def avp_key(code: int, vendor_id: int) -> int:
@@ -139,6 +130,16 @@ _AVP_TABLE: tuple[tuple[str, int, AvpType, FlagRule, int, dict[int, str] | None]
         0: "WHITELISTED", 1: "BLACKLISTED", 2: "GREYLISTED"}),
     ("3GPP2-MEID", 1471, T.OCTET_STRING, M, G, None),
 )
+
+# AVPs whose values repeat across the requests of one peer (its identities, the session
+# state, the application it names, the route a relay adds). The codec memoizes their
+# decoding by their octets; AVPs whose values change per request are never memoized.
+_STABLE_AVPS = frozenset({
+    "Origin-Host", "Origin-Realm", "Destination-Host", "Destination-Realm", "Route-Record",
+    "Auth-Session-State", "Auth-Application-Id", "Acct-Application-Id", "Vendor-Id",
+    "Supported-Vendor-Id", "Vendor-Specific-Application-Id", "Result-Code", "Origin-State-Id",
+    "Software-Version", "Equipment-Status", "DRMP",
+})
 
 # Command Code Format text (RFC 6733 3.2 and 5, TS 29.272 7.2.9 and 7.2.10).
 _COMMANDS_CCF = """
@@ -305,6 +306,11 @@ class Grammar:
     fixed: tuple[Rule, ...]  # the < > rules, in order, at the head of the message
     any_avp: bool  # a "* [ AVP ]" line: AVPs not listed are allowed
     by_key: dict[int, Rule] = field(default_factory=dict)
+    required: tuple[Rule, ...] = ()  # rules with a minimum above zero, in CCF order
+    fixed_index: dict[int, int] = field(default_factory=dict)  # key of a < > AVP -> its position
+    # Sequences of AVP keys already found to satisfy this grammar (the check depends on
+    # nothing else); bounded, cleared when full.
+    clean_shapes: dict[tuple[int, ...], None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +339,10 @@ class Dictionary:
 
     def __init__(self, avps: list[AvpDef], commands_ccf: str, grouped_ccf: str) -> None:
         self.avps: dict[int, AvpDef] = {d.key: d for d in avps}
+        # Memo of decoded stable AVPs by their octets (see _STABLE_AVPS): cleared when full.
+        self.stable: frozenset[int] = frozenset(d.key for d in avps if d.name in _STABLE_AVPS)
+        self.decoded: dict[bytes, Any] = {}
+        self.decoded_limit = 4096
         self.by_name: dict[str, AvpDef] = {d.name: d for d in avps}
         self.grouped: dict[int, Grammar] = {}
         self.commands: dict[tuple[int, bool], CommandDef] = {}
@@ -382,7 +392,9 @@ class Dictionary:
         by_key = {r.avp.key: r for r in rules if r.avp is not None}
         fixed = tuple(r for r in rules if r.presence is Presence.FIXED)
         any_avp = any(r.avp is None for r in rules)
-        return Grammar(tuple(rules), fixed, any_avp, by_key)
+        required = tuple(r for r in rules if r.avp is not None and r.min > 0)
+        fixed_index = {r.avp.key: i for i, r in enumerate(fixed) if r.avp is not None}
+        return Grammar(tuple(rules), fixed, any_avp, by_key, required, fixed_index)
 
     def _rule(self, line: str) -> Rule:
         match = _RULE_RE.match(line)

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from diameter.avp import DECODERS, Avp, ValueProblem, example_avp
+from diameter.avp import Avp, ValueProblem, example_avp
 from diameter.constants import (
     AVP_FLAG_M,
     AVP_FLAG_V,
@@ -26,21 +26,21 @@ from diameter.constants import (
 from diameter.dictionary import (
     BASE_S13,
     AvpDef,
-    AvpType,
     CommandDef,
     Dictionary,
     FlagRule,
     Grammar,
-    Presence,
     avp_key,
 )
 from diameter.errors import AvpProblem, EncodeError, FramingError
 
 _HEADER = struct.Struct(">IIIII")
+_AVP_HEADER = struct.Struct(">II")
 _U32 = struct.Struct(">I")
 DEFAULT_MAX_MESSAGE_LENGTH = 65536
 # Grouped AVPs inside Grouped AVPs: deeper input is refused (5012), never a RecursionError.
 MAX_GROUPED_DEPTH = 32
+CLEAN_SHAPES_LIMIT = 1024
 _FAILED_AVP = avp_key(279, 0)
 
 
@@ -213,66 +213,112 @@ def decode_message(data: bytes, dictionary: Dictionary = BASE_S13,
 
 def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
                  problems: list[AvpProblem], path: tuple[Avp, ...], top: bool) -> list[Avp]:
+    """Decode the AVPs in data[offset:end]; the hot path of the codec, kept flat on purpose."""
     avps: list[Avp] = []
+    append = avps.append
     known = dictionary.avps
+    stable = dictionary.stable
+    unpack_header = _AVP_HEADER.unpack_from
     while offset < end:
         if end - offset < 8:
             _truncated(problems, path, top, end - offset)
             break
-        code, flags_length = struct.unpack_from(">II", data, offset)
-        flags, length = flags_length >> 24, flags_length & 0xFFFFFF
-        header_length = 12 if flags & AVP_FLAG_V else 8
-        if length < header_length or offset + length > end:
-            _bad_length(problems, path, data, offset, code, flags, end, header_length, known)
+        code, flags_length = unpack_header(data, offset)
+        flags = flags_length >> 24
+        length = flags_length & 0xFFFFFF
+        header = 12 if flags & AVP_FLAG_V else 8
+        if length < header or offset + length > end:
+            _bad_length(problems, path, data, offset, code, flags, end, header, known)
             break
-        vendor = _U32.unpack_from(data, offset + 8)[0] if header_length == 12 else 0
-        avp = Avp(code, flags, vendor, data[offset + header_length:offset + length])
-        definition = known.get(avp_key(code, vendor))
-        if definition is None:
-            if flags & AVP_FLAG_M:
-                problems.append(AvpProblem(ResultCode.DIAMETER_AVP_UNSUPPORTED,
-                                           f"AVP {code} (vendor {vendor}) with M bit is not supported",
-                                           avp, path))
+        vendor = _U32.unpack_from(data, offset + 8)[0] if header == 12 else 0
+        if (vendor << 32) | code in stable:
+            avp = _decode_stable(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
         else:
-            avp.definition = definition
-            _decode_value(avp, definition, dictionary, problems, path)
-        avps.append(avp)
+            avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
+        append(avp)
         offset += (length + 3) & ~3
     return avps
 
 
-def _decode_value(avp: Avp, definition: AvpDef, dictionary: Dictionary,
-                  problems: list[AvpProblem], path: tuple[Avp, ...]) -> None:
-    m_set = avp.flags & AVP_FLAG_M
-    if (definition.m_bit is FlagRule.MUST_NOT and m_set) or (definition.m_bit is FlagRule.MUST and not m_set):
-        problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_BITS,
-                                   f"{definition.name}: M bit {'set' if m_set else 'clear'} against its definition",
-                                   avp, path))
-    if definition.type is AvpType.GROUPED:
-        if len(path) >= MAX_GROUPED_DEPTH:
-            offender = example_avp(definition)  # the header only: the rest may be huge
-            offender.flags = avp.flags
-            problems.append(AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY,
-                                       f"{definition.name}: Grouped AVPs nested deeper than {MAX_GROUPED_DEPTH}",
-                                       offender, path))
-            return
-        inner = (*path, avp)
-        # RFC 6733 7.5: Failed-AVP holds offending AVPs as they came (or a Grouped AVP holding
-        # only the offender), so its content is decoded for reading but never judged.
-        found = [] if definition.key == _FAILED_AVP else problems
-        avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, found, inner, top=False)
-        grammar = dictionary.grouped.get(definition.key)
-        if grammar is not None:
-            check_grammar(avp.value, grammar, found, inner)
-        return
+def _decode_stable(data: bytes, offset: int, header: int, length: int, code: int, flags: int, vendor: int,
+                   dictionary: Dictionary, problems: list[AvpProblem], path: tuple[Avp, ...]) -> Avp:
+    """Decode an AVP whose value repeats across requests, through the dictionary's memo."""
+    raw = data[offset:offset + length]
+    memo = dictionary.decoded.get(raw)
+    if memo is not None:
+        return memo
+    before = len(problems)
+    avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
+    if len(problems) == before:
+        _memoize(dictionary.decoded, dictionary.decoded_limit, raw, avp)
+    return avp
+
+
+def _memoize(decoded: dict[bytes, Avp], limit: int, raw: bytes, avp: Avp) -> None:
+    """Keep a cleanly decoded stable AVP, shared from now on: it gets its wire form and is
+    never changed again."""
+    if len(decoded) >= limit:
+        decoded.clear()
+    avp.wire = raw + b"\0" * (-len(raw) & 3)
+    decoded[raw] = avp
+
+
+def _decode_one(data: bytes, offset: int, header: int, length: int, code: int, flags: int, vendor: int,
+                dictionary: Dictionary, problems: list[AvpProblem], path: tuple[Avp, ...]) -> Avp:
+    """Decode one AVP whose header was read and whose length fits."""
+    payload = data[offset + header:offset + length]
+    definition = dictionary.avps.get((vendor << 32) | code)
+    if definition is None:
+        avp = Avp(code, flags, vendor, payload)
+        if flags & AVP_FLAG_M:
+            problems.append(AvpProblem(ResultCode.DIAMETER_AVP_UNSUPPORTED,
+                                       f"AVP {code} (vendor {vendor}) with M bit is not supported", avp, path))
+        return avp
+    if definition.grouped:
+        avp = Avp(code, flags, vendor, payload, None, definition)
+        _check_m_bit(avp, definition, problems, path)
+        _decode_grouped(avp, definition, dictionary, problems, path)
+        return avp
     try:
-        avp.value = DECODERS[definition.type](avp.data)
+        value, failure = definition.decode(payload), None
     except ValueProblem as problem:
-        problems.append(AvpProblem(problem.result_code, f"{definition.name}: {problem.reason}", avp, path))
-        return
-    if definition.values is not None and avp.value not in definition.values:
+        value, failure = None, problem
+    avp = Avp(code, flags, vendor, payload, value, definition)
+    _check_m_bit(avp, definition, problems, path)
+    if failure is not None:
+        problems.append(AvpProblem(failure.result_code, f"{definition.name}: {failure.reason}", avp, path))
+    elif definition.values is not None and value not in definition.values:
         problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE,
-                                   f"{definition.name}: {avp.value} is not a defined value", avp, path))
+                                   f"{definition.name}: {value} is not a defined value", avp, path))
+    return avp
+
+
+def _check_m_bit(avp: Avp, definition: AvpDef, problems: list[AvpProblem], path: tuple[Avp, ...]) -> None:
+    """3009 when the M bit contradicts the AVP's definition (MUST, or MUST NOT, be set)."""
+    if not (avp.flags ^ definition.flags) & AVP_FLAG_M or definition.m_bit is FlagRule.MAY:
+        return
+    state = "set" if avp.flags & AVP_FLAG_M else "clear"
+    problems.append(AvpProblem(ResultCode.DIAMETER_INVALID_AVP_BITS,
+                               f"{definition.name}: M bit {state} against its definition", avp, path))
+
+
+def _decode_grouped(avp: Avp, definition: AvpDef, dictionary: Dictionary,
+                    problems: list[AvpProblem], path: tuple[Avp, ...]) -> None:
+    if len(path) >= MAX_GROUPED_DEPTH:
+        offender = example_avp(definition)  # the header only: the rest may be huge
+        offender.flags = avp.flags
+        problems.append(AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY,
+                                   f"{definition.name}: Grouped AVPs nested deeper than {MAX_GROUPED_DEPTH}",
+                                   offender, path))
+        return
+    inner = (*path, avp)
+    # RFC 6733 7.5: Failed-AVP holds offending AVPs as they came (or a Grouped AVP holding
+    # only the offender), so its content is decoded for reading but never judged.
+    found = [] if definition.key == _FAILED_AVP else problems
+    avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, found, inner, top=False)
+    grammar = dictionary.grouped.get(definition.key)
+    if grammar is not None:
+        check_grammar(avp.value, grammar, found, inner)
 
 
 def _truncated(problems: list[AvpProblem], path: tuple[Avp, ...], top: bool, left: int) -> None:
@@ -315,29 +361,41 @@ def _check_header_bits(message: Message) -> None:
 def check_grammar(avps: list[Avp], grammar: Grammar, problems: list[AvpProblem],
                   path: tuple[Avp, ...]) -> None:
     """Check a list of AVPs against a CCF grammar: 5005, 5008 and 5009 as RFC 6733 7.1.5."""
+    shape = tuple([(avp.vendor_id << 32) | avp.code for avp in avps])
+    if shape in grammar.clean_shapes:
+        return
+    before = len(problems)
+    _check_rules(avps, grammar, problems, path)
+    if len(problems) == before:
+        if len(grammar.clean_shapes) >= CLEAN_SHAPES_LIMIT:
+            grammar.clean_shapes.clear()
+        grammar.clean_shapes[shape] = None
+
+
+def _check_rules(avps: list[Avp], grammar: Grammar, problems: list[AvpProblem], path: tuple[Avp, ...]) -> None:
     by_key = grammar.by_key
+    fixed_index = grammar.fixed_index
     counts: dict[int, int] = {}
     for index, avp in enumerate(avps):
-        key = avp_key(avp.code, avp.vendor_id)
+        key = (avp.vendor_id << 32) | avp.code
         rule = by_key.get(key)
         if rule is None:
             if not grammar.any_avp:
                 problems.append(AvpProblem(ResultCode.DIAMETER_AVP_NOT_ALLOWED,
                                            f"{avp.name} is not allowed here", avp, path))
             continue
-        seen = counts.get(key, 0) + 1
-        counts[key] = seen
+        seen = counts[key] = counts.get(key, 0) + 1
         if seen == rule.max + 1:
             problems.append(AvpProblem(ResultCode.DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
                                        f"{rule.name} occurs more than {rule.max} time(s)", avp, path))
-        if rule.presence is Presence.FIXED and index != grammar.fixed.index(rule):
+        position = fixed_index.get(key)
+        if position is not None and position != index:
             problems.append(AvpProblem(ResultCode.DIAMETER_AVP_NOT_ALLOWED,
-                                       f"{rule.name} must stand at position {grammar.fixed.index(rule) + 1}",
-                                       avp, path))
-    for rule in grammar.rules:
-        if rule.avp is not None and counts.get(rule.avp.key, 0) < rule.min:
+                                       f"{rule.name} must stand at position {position + 1}", avp, path))
+    for rule in grammar.required:
+        if counts.get(rule.avp.key, 0) < rule.min:  # type: ignore[union-attr]
             problems.append(AvpProblem(ResultCode.DIAMETER_MISSING_AVP, f"{rule.name} is missing",
-                                       example_avp(rule.avp), path))
+                                       example_avp(rule.avp), path))  # type: ignore[arg-type]
 
 
 def make_message(command_code: int, *, request: bool, application_id: int, proxiable: bool = False,
