@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from agent.context import DEFAULT_REGISTRY, CliContext
+
 
 def _version() -> str:
     try:
@@ -18,12 +20,16 @@ def _version() -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "--version", prog_name="eir")
+@click.option("--registry", "registry_url", envvar="EIR_REGISTRY", default=DEFAULT_REGISTRY, show_default=True,
+              help="SQLAlchemy URL of the equipment registry (env EIR_REGISTRY).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity.")
-def main(log_level: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
     """Equipment Identity Register: answers S13 ME-Identity-Check (and soon MAP CheckIMEI)
     from a national IMEI registry, and simulates the network around it."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = CliContext(registry_url=registry_url)
 
 
 @main.command()
