@@ -16,6 +16,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from diameter.answers import answer_to, error_answer, finish_answer, result_code_of, select_problem
 from diameter.avp import Avp
@@ -126,7 +127,8 @@ class PeerSettings:
     cer_timeout: float = 10.0  # how long a new connection may wait for CER or CEA
     dpa_timeout: float = 5.0
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
-    accept_peer: Callable[[PeerInfo], bool] | None = None  # None accepts every peer
+    # Whether a peer may connect, from its CER and its transport address; None accepts all.
+    accept_peer: Callable[[PeerInfo, Any], bool] | None = None
     duplicate_cache_size: int = 4096
     rng: random.Random = field(default_factory=random.Random)
 
@@ -193,6 +195,7 @@ class Peer:
         self._state_deadline: float | None = None
         self._watchdog_seen = self.watchdog.state
         self.cea_result: int | None = None  # Result-Code of the CEA, for an initiator
+        self.remote_address: Any = None  # set by the I/O layer: the peer's transport address
 
     # --- connection lifecycle ----------------------------------------------------------
 
@@ -354,12 +357,31 @@ class Peer:
         problem = select_problem(request.problems)
         if problem is not None:
             return problem
+        routing = self._routing_problem(request)
+        if routing is not None:
+            return routing
         app = request.application_id
         if app != APP_COMMON and app not in self.applications:
             return AvpProblem(ResultCode.DIAMETER_APPLICATION_UNSUPPORTED, f"application {app} is not supported")
         if request.definition is None or request.definition.application_id != app:
             return AvpProblem(ResultCode.DIAMETER_COMMAND_UNSUPPORTED,
                               f"command {request.command_code} is not supported in application {app}")
+        return None
+
+    def _routing_problem(self, request: Message) -> AvpProblem | None:
+        """RFC 6733 6.1: this node serves requests for itself and its realm; it relays nothing.
+        A Route-Record naming us is a loop (3005)."""
+        node = self.node
+        for record in request.find_all("Route-Record"):
+            if record.value == node.origin_host:
+                return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", record)
+        host = request.find("Destination-Host")
+        if host is not None and host.value is not None and host.value.lower() != node.origin_host.lower():
+            return AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER,
+                              f"Destination-Host {host.value} is not this node", host)
+        realm = request.find("Destination-Realm")
+        if realm is not None and realm.value is not None and realm.value.lower() != node.origin_realm.lower():
+            return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {realm.value} is not served here", realm)
         return None
 
     def _duplicate_of(self, request: Message) -> Message | None:
@@ -395,7 +417,8 @@ class Peer:
                     CloseConnection(f"{cer.name} before CER")]
         problem = select_problem(cer.problems)
         info = peer_info(cer)
-        if problem is None and self.settings.accept_peer is not None and not self.settings.accept_peer(info):
+        accept = self.settings.accept_peer
+        if problem is None and accept is not None and not accept(info, self.remote_address):
             problem = AvpProblem(ResultCode.DIAMETER_UNKNOWN_PEER, f"peer {info.origin_host} is not allowed")
         common = common_applications(self.node, info)
         if problem is None and not common:

@@ -104,6 +104,7 @@ class PeerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peername = transport.get_extra_info("peername")
+        self.peer.remote_address = self.peername
         if self.sctp:
             set_sctp_ppid(transport.get_extra_info("socket"), SCTP_PPID_DIAMETER)
         self._dispatch(self.peer.connection_made(self.loop.time()))

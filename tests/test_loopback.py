@@ -105,7 +105,7 @@ def test_watchdog_detects_a_silent_peer_and_closes_the_connection() -> None:
 
 def test_peer_not_in_the_allowlist_gets_3010() -> None:
     def only_hss() -> PeerSettings:
-        return PeerSettings(accept_peer=lambda info: info.origin_host == "hss.localdomain")
+        return PeerSettings(accept_peer=lambda info, address: info.origin_host == "hss.localdomain")
 
     async def body(server: DiameterServer, port: int) -> None:
         with pytest.raises(CapabilitiesRefused) as refused:

@@ -133,7 +133,7 @@ def test_relay_application_is_common_with_everything() -> None:
 
 def test_peer_not_allowed_gets_3010_with_e_bit() -> None:
     captured: list[bytes] = []
-    wire = pair(server_settings=settings(accept_peer=lambda info: info.origin_host.startswith("mme-ok")))
+    wire = pair(server_settings=settings(accept_peer=lambda info, address: info.origin_host.startswith("mme-ok")))
     wire.server_events += wire.server.connection_made(0)
     wire.client_events += wire.client.connection_made(0)
     wire.server_events += wire.server.receive_data(wire.client.data_to_send(), 0)
@@ -326,3 +326,36 @@ def test_application_requests_are_thrown_away_while_reopening_but_dwr_is_answere
     wire2.pump(2.0)
     assert not of(RequestReceived, wire2.client_events)
     assert wire.client.watchdog.num_dwa == 1  # its own DWR was answered meanwhile
+
+
+@pytest.mark.parametrize(("avp", "value", "code"), [
+    ("Route-Record", "eir.localdomain", ResultCode.DIAMETER_LOOP_DETECTED),
+    ("Destination-Host", "eir2.localdomain", ResultCode.DIAMETER_UNABLE_TO_DELIVER),
+])
+def test_requests_this_node_must_not_serve_get_protocol_errors(avp: str, value: str, code: int) -> None:
+    wire = open_wire()
+    request = ecr()
+    request.add(avp, value)
+    request.hop_by_hop = 77
+    events = wire.server.receive_data(request.to_bytes(), 1.0)
+    answer = decode_message(wire.server.data_to_send())
+    assert result_code_of(answer) == code and answer.is_error
+    assert answer.find("Failed-AVP").value[0].value == value
+    assert not of(RequestReceived, events)
+
+
+def test_request_for_another_realm_gets_3003() -> None:
+    wire = open_wire()
+    request = ecr()
+    request.avps = [a for a in request.avps if a.name != "Destination-Realm"]
+    request.add("Destination-Realm", "other.example")
+    wire.server.receive_data(request.to_bytes(), 1.0)
+    answer = decode_message(wire.server.data_to_send())
+    assert result_code_of(answer) == ResultCode.DIAMETER_REALM_NOT_SERVED and answer.is_error
+
+
+def test_destination_host_naming_this_node_is_served() -> None:
+    wire = open_wire()
+    request = ecr().add("Destination-Host", "EIR.localdomain")
+    events = wire.server.receive_data(request.to_bytes(), 1.0)
+    assert len(of(RequestReceived, events)) == 1
