@@ -97,6 +97,8 @@ class PeerConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.peername: Any = None
+        self.received_at = 0.0
+        self.disconnect_cause: int | None = None  # the Disconnect-Cause of a DPR the peer sent
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class PeerConnection(asyncio.Protocol):
         self._dispatch(self.peer.connection_made(self.loop.time()))
 
     def data_received(self, data: bytes) -> None:
+        self.received_at = time.perf_counter()  # for the latency an application logs
         self._dispatch(self.peer.receive_data(data, self.loop.time()))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -209,6 +212,7 @@ class PeerConnection(asyncio.Protocol):
                 self._flush()
                 self.transport.close()
         elif isinstance(event, PeerDisconnecting):
+            self.disconnect_cause = event.cause
             log.info("peer %s sent DPR (cause %s)", self.peername, event.cause)
         elif isinstance(event, WatchdogChanged):
             self.counters[f"watchdog_{event.new.name.lower()}"] += 1
