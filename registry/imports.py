@@ -1,0 +1,364 @@
+"""CSV imports into the registry and exports from it (the same format both ways).
+
+Every file has a header row naming its columns (any order, case-insensitive):
+
+| kind                      | columns                               |
+|---------------------------|---------------------------------------|
+| white, grey, black, stolen | ``imei`` and an optional ``reason``  |
+| paired                    | ``imei,imsi,msisdn`` (one of the last two may be empty) |
+| tac                       | ``tac,brand,model,device_type`` (brand, model, device_type optional) |
+
+Bad rows: by default the good rows are imported and every bad row is reported with its
+line number and reason; with ``strict`` any bad row refuses the whole file and nothing is
+written. A file that cannot be read as such (no header, unknown or missing column, not
+UTF-8) raises ``CsvFormatError`` and nothing is written. Blank lines are skipped (and
+counted); a row is never dropped without a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
+from registry.models import ListName
+from registry.store import CHUNK, Bulk, Counts, Registry
+
+if TYPE_CHECKING:
+    import _csv
+
+
+class ImportKind(enum.StrEnum):
+    WHITE = "white"
+    GREY = "grey"
+    BLACK = "black"
+    PAIRED = "paired"
+    STOLEN = "stolen"
+    TAC = "tac"
+
+
+IMEI_KINDS = frozenset({ImportKind.WHITE, ImportKind.GREY, ImportKind.BLACK, ImportKind.STOLEN})
+LISTS = {ImportKind.WHITE: ListName.WHITE, ImportKind.GREY: ListName.GREY, ImportKind.BLACK: ListName.BLACK}
+
+# (required columns, optional columns), in the order exports write them
+COLUMNS: dict[ImportKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{kind: (("imei",), ("reason",)) for kind in (*LISTS, ImportKind.STOLEN)},
+    ImportKind.PAIRED: (("imei", "imsi", "msisdn"), ()),
+    ImportKind.TAC: (("tac",), ("brand", "model", "device_type")),
+}
+
+
+Row = tuple[str | None, ...]
+RowParser = Callable[[list[str]], Row]
+
+
+class CsvFormatError(ValueError):
+    """The file as a whole cannot be read as this kind of CSV; nothing is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    line: int  # 1-based line number in the file (the header is line 1)
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    kind: ImportKind
+    source: str  # what history records as the source, e.g. "import:white.csv"
+    strict: bool
+    rows: int = 0  # data rows read (blank lines not included)
+    blank: int = 0  # blank lines skipped
+    counts: Counts = field(default_factory=Counts)
+    bad: list[BadRow] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def refused(self) -> bool:
+        """True when strict and some rows were bad: nothing was written."""
+        return self.strict and bool(self.bad)
+
+    @property
+    def imported(self) -> int:
+        return self.counts.new + self.counts.changed + self.counts.unchanged
+
+    def summary(self) -> str:
+        c = self.counts
+        text = (f"{self.kind.value}: {self.rows} rows read, {self.imported} imported ({c.new} new, {c.changed} changed,"
+                f" {c.unchanged} unchanged), {len(self.bad)} bad")
+        if self.blank:
+            text += f", {self.blank} blank lines skipped"
+        if self.refused:
+            text += "; file refused (--strict): nothing written"
+        return f"{text}; {self.seconds:.2f} s"
+
+
+@dataclass
+class ParsedRows:
+    """What a parse found: the good rows not yet handed to the sink (unique, in file
+    order), the bad rows with their reasons, and how many rows and blank lines were read."""
+
+    rows: list[Row] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+    read: int = 0
+    blank: int = 0
+
+
+Sink = Callable[[list[Row]], None]
+
+
+def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: bool = False) -> ImportReport:
+    """Read ``path`` as a ``kind`` CSV and write its good rows, in one transaction (nothing
+    at all when ``strict`` and a row is bad). File-level problems raise CsvFormatError
+    (or OSError) and write nothing."""
+    started = time.perf_counter()
+    path = Path(path)
+    report = ImportReport(kind, f"import:{path.name}", strict)
+    parsed = ParsedRows()
+    with path.open(newline="", encoding="utf-8-sig") as stream, registry.bulk() as bulk:
+        add = _stager(bulk, kind)
+
+        def sink(rows: list[Row]) -> None:
+            if not (strict and parsed.bad):  # a strict import stops staging at its first bad row
+                add(rows)
+
+        try:
+            parse_rows(kind, stream, parsed, sink)
+        except UnicodeDecodeError as error:
+            last = 1 + parsed.read + parsed.blank
+            raise CsvFormatError(f"not UTF-8 text after line {last} ({error.reason}); save the file as UTF-8") from None
+        except csv.Error as error:
+            raise CsvFormatError(f"not readable as CSV: {error}") from None
+        report.rows, report.blank, report.bad = parsed.read, parsed.blank, parsed.bad
+        if report.refused:
+            bulk.cancel()
+        else:
+            report.counts = _put(bulk, kind, report.source)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _stager(bulk: Bulk, kind: ImportKind) -> Sink:
+    if kind is ImportKind.PAIRED:
+        return bulk.add_pairings  # type: ignore[return-value]
+    if kind is ImportKind.TAC:
+        return bulk.add_tacs  # type: ignore[return-value]
+    return bulk.add_entries  # type: ignore[return-value]
+
+
+def _put(bulk: Bulk, kind: ImportKind, source: str) -> Counts:
+    if kind in LISTS:
+        return bulk.put_list(LISTS[kind], source)
+    if kind is ImportKind.STOLEN:
+        return bulk.put_stolen(source)
+    if kind is ImportKind.PAIRED:
+        return bulk.put_pairings(source)
+    return bulk.put_tacs()
+
+
+def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None = None, sink: Sink | None = None,
+               chunk: int = CHUNK) -> ParsedRows:
+    """Validate a whole CSV text (header first). Good rows (IMEIs as 14-digit keys) go to
+    ``sink`` every ``chunk`` rows and at the end; without a sink they stay in ``rows``."""
+    reader = csv.reader(lines)
+    header, header_line = _header(kind, reader)
+    parser = _Parser(kind, header, parsed if parsed is not None else ParsedRows(), sink, chunk)
+    previous = header_line
+    if kind in IMEI_KINDS and header == ["imei", "reason"]:
+        previous = parser.fast_imei_rows(reader, previous)
+    for fields in reader:
+        line, previous = previous + 1, reader.line_num
+        parser.row(fields, line)
+    parser.flush()
+    return parser.parsed
+
+
+class _Parser:
+    def __init__(self, kind: ImportKind, header: list[str], parsed: ParsedRows, sink: Sink | None, chunk: int):
+        self.kind, self.header, self.parsed, self.sink, self.chunk = kind, header, parsed, sink, chunk
+        self.shortest = max(header.index(name) for name in COLUMNS[kind][0]) + 1  # trailing optional fields may go
+        self.parse = _ROW_PARSERS[kind](header)
+        self.seen: dict[object, int] = {}  # row identity -> the line it was first seen on
+
+    def flush(self) -> None:
+        if self.sink is not None and self.parsed.rows:
+            self.sink(self.parsed.rows[:])
+            self.parsed.rows.clear()
+
+    def fast_imei_rows(self, reader: _csv.Reader, previous: int) -> int:
+        """The whole of an ``imei,reason`` file, with its common row (a valid 15-digit IMEI
+        and a reason) inlined; any other row goes to ``row``. Returns the last line read."""
+        parsed = self.parsed
+        add, append, key_of, read = self.seen.setdefault, parsed.rows.append, imei15_key, 0
+        limit = self.chunk if self.sink is not None else -1
+        for fields in reader:
+            line, previous = previous + 1, reader.line_num
+            if len(fields) == 2:
+                key = key_of(fields[0])
+                if key is not None and add(key, line) == line:
+                    read += 1
+                    append((key, fields[1].strip() or None))
+                    if len(parsed.rows) == limit:
+                        self.flush()
+                    continue
+            self.row(fields, line)
+        parsed.read += read
+        return previous
+
+    def row(self, fields: list[str], line: int) -> None:
+        """Judge one row: blank, bad (with the reason) or good."""
+        parsed, header = self.parsed, self.header
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            parsed.blank += 1
+            return
+        parsed.read += 1
+        try:
+            if len(fields) != len(header):
+                if not self.shortest <= len(fields) < len(header):
+                    raise IdentityError(_field_count(header, fields))
+                fields = fields + [""] * (len(header) - len(fields))
+            row = self.parse(fields)
+        except IdentityError as error:
+            parsed.bad.append(BadRow(line, str(error)))
+            return
+        first = self.seen.setdefault(row if self.kind is ImportKind.PAIRED else row[0], line)
+        if first != line:
+            parsed.bad.append(BadRow(line, f"duplicate: {_what(self.kind, row)} already on line {first}"))
+            return
+        parsed.rows.append(row)
+        if self.sink is not None and len(parsed.rows) >= self.chunk:
+            self.flush()
+
+
+def _header(kind: ImportKind, reader: _csv.Reader) -> tuple[list[str], int]:
+    required, optional = COLUMNS[kind]
+    expected = ",".join((*required, *optional))
+    for fields in reader:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        names = [name.strip().lower() for name in fields]
+        if any(name.isdigit() for name in names):
+            raise CsvFormatError(f"line {reader.line_num}: no header row; the first row must name the columns "
+                                 f"({expected})")
+        for name in names:
+            if name not in required and name not in optional:
+                raise CsvFormatError(f"line {reader.line_num}: unknown column {name!r}; {kind.value} files have "
+                                     f"columns {expected}")
+            if names.count(name) > 1:
+                raise CsvFormatError(f"line {reader.line_num}: column {name!r} appears twice")
+        missing = [name for name in required if name not in names]
+        if missing:
+            raise CsvFormatError(f"line {reader.line_num}: missing column {missing[0]!r}; {kind.value} files have "
+                                 f"columns {expected}")
+        return names, reader.line_num
+    raise CsvFormatError(f"empty file: no header row ({expected})")
+
+
+def _field_count(header: list[str], fields: list[str]) -> str:
+    if len(fields) < len(header):
+        return f"missing column {header[len(fields)]!r} ({len(fields)} fields, the header has {len(header)})"
+    return f"{len(fields)} fields, the header has {len(header)}"
+
+
+def _what(kind: ImportKind, row: tuple[str | None, ...]) -> str:
+    if kind is ImportKind.TAC:
+        return f"TAC {row[0]}"
+    if kind is ImportKind.PAIRED:
+        return f"pairing of IMEI {row[0]} with IMSI {row[1] or '-'} and MSISDN {row[2] or '-'}"
+    return f"IMEI {row[0]}"
+
+
+def _text(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def _key(value: str) -> str:
+    try:
+        return imei_key(value)
+    except IdentityError as error:
+        raise IdentityError(f"bad IMEI {value.strip()!r}: {error}") from None
+
+
+def _list_row(header: list[str]) -> RowParser:
+    at_imei = header.index("imei")
+    at_reason = header.index("reason") if "reason" in header else None
+
+    def parse(fields: list[str]) -> tuple[str | None, ...]:
+        return _key(fields[at_imei]), None if at_reason is None else _text(fields[at_reason])
+
+    return parse
+
+
+def _paired_row(header: list[str]) -> RowParser:
+    at_imei, at_imsi, at_msisdn = header.index("imei"), header.index("imsi"), header.index("msisdn")
+
+    def parse(fields: list[str]) -> tuple[str | None, ...]:
+        key = _key(fields[at_imei])
+        imsi, msisdn = _text(fields[at_imsi]), _text(fields[at_msisdn])
+        if imsi is None and msisdn is None:
+            raise IdentityError("neither IMSI nor MSISDN given: a pairing needs one of them")
+        return key, _checked("IMSI", parse_imsi, imsi), _checked("MSISDN", parse_msisdn, msisdn)
+
+    return parse
+
+
+def _tac_row(header: list[str]) -> RowParser:
+    at_tac = header.index("tac")
+    at_details = [header.index(name) if name in header else None for name in ("brand", "model", "device_type")]
+
+    def parse(fields: list[str]) -> Row:
+        tac = _checked("TAC", parse_tac, fields[at_tac].strip())
+        return tac, *(None if at is None else _text(fields[at]) for at in at_details)
+
+    return parse
+
+
+def _checked(what: str, parse: Callable[[str], str], value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except IdentityError as error:
+        raise IdentityError(f"bad {what} {value!r}: {error}") from None
+
+
+_ROW_PARSERS = {
+    **{kind: _list_row for kind in (*LISTS, ImportKind.STOLEN)},
+    ImportKind.PAIRED: _paired_row,
+    ImportKind.TAC: _tac_row,
+}
+
+
+# -- exports ---------------------------------------------------------------------------
+
+def export_rows(registry: Registry, kind: ImportKind) -> Iterator[tuple[str | None, ...]]:
+    """The rows of ``kind`` as an import reads them (IMEIs as 15 digits, with check digit)."""
+    if kind in LISTS:
+        for key, reason in registry.iter_list(LISTS[kind]):
+            yield key + luhn_check_digit(key), reason
+    elif kind is ImportKind.STOLEN:
+        for key, reason in registry.iter_stolen():
+            yield key + luhn_check_digit(key), reason
+    elif kind is ImportKind.PAIRED:
+        for key, imsi, msisdn in registry.iter_pairings():
+            yield key + luhn_check_digit(key), imsi, msisdn
+    else:
+        yield from registry.iter_tacs()
+
+
+def export_csv(registry: Registry, kind: ImportKind, out: TextIO) -> int:
+    """Write ``kind`` to ``out`` as CSV with its header; returns the number of data rows."""
+    required, optional = COLUMNS[kind]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow((*required, *optional))
+    count = 0
+    for row in export_rows(registry, kind):
+        writer.writerow(["" if value is None else value for value in row])
+        count += 1
+    return count

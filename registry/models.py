@@ -1,0 +1,108 @@
+"""The registry's tables, as SQLAlchemy 2.0 typed declarative models.
+
+- ``equipment``: one row per IMEI (key TAC+SNR, 14 digits), its list and stolen flag.
+- ``pairing``: the subscriber identities a paired-white IMEI is bound to.
+- ``tac``: the Type Allocation Code catalogue (make and model).
+- ``history``: every status change (list, stolen flag, pairings), never updated.
+
+Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
+path can read them with plain SQL.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class ListName(enum.StrEnum):
+    WHITE = "white"
+    GREY = "grey"
+    BLACK = "black"
+    PAIRED = "paired"  # paired white: allowed only with a bound IMSI or MSISDN
+
+
+class HistoryField(enum.StrEnum):
+    """What a history entry records a change of."""
+
+    LIST = "list"
+    STOLEN = "stolen"
+    PAIRING = "pairing"
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC the tables store."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _values(enum_class: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_class]
+
+
+LIST_TYPE = Enum(ListName, name="list_name", native_enum=False, length=8, values_callable=_values,
+                 validate_strings=True)
+FIELD_TYPE = Enum(HistoryField, name="history_field", native_enum=False, length=8, values_callable=_values,
+                  validate_strings=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Equipment(Base):
+    __tablename__ = "equipment"
+    # WITHOUT ROWID: the IMEI is the B-tree key, so a lookup is one B-tree search.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    imei: Mapped[str] = mapped_column(String(14), primary_key=True)
+    list: Mapped[ListName | None] = mapped_column(LIST_TYPE)  # None: known only as stolen
+    reason: Mapped[str | None] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String)  # of the last change, e.g. "import:white.csv"
+    stolen: Mapped[bool] = mapped_column(Boolean, default=False)
+    stolen_reason: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Pairing(Base):
+    """A paired-white IMEI bound to an IMSI and/or an MSISDN; an IMEI may have several."""
+
+    __tablename__ = "pairing"
+    __table_args__ = (
+        CheckConstraint("imsi IS NOT NULL OR msisdn IS NOT NULL", name="pairing_has_identity"),
+        Index("ix_pairing_imei", "imei"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    imei: Mapped[str] = mapped_column(String(14), ForeignKey("equipment.imei"))
+    imsi: Mapped[str | None] = mapped_column(String(15))
+    msisdn: Mapped[str | None] = mapped_column(String(15))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Tac(Base):
+    __tablename__ = "tac"
+
+    tac: Mapped[str] = mapped_column(String(8), primary_key=True)
+    brand: Mapped[str | None] = mapped_column(String)
+    model: Mapped[str | None] = mapped_column(String)
+    device_type: Mapped[str | None] = mapped_column(String)
+
+
+class History(Base):
+    """One status change of one IMEI: ``field`` went from ``old`` to ``new`` (None: absent)."""
+
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_imei", "imei"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    imei: Mapped[str] = mapped_column(String(14))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    field: Mapped[HistoryField] = mapped_column(FIELD_TYPE)
+    old: Mapped[str | None] = mapped_column(String)
+    new: Mapped[str | None] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String)
