@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from agent.commands_agent import check, serve
 from agent.context import DEFAULT_REGISTRY, CliContext
 
 
@@ -34,17 +35,27 @@ def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
 
 @main.command()
 def demo() -> None:
-    """Run two Diameter peers on loopback and show capabilities exchange, watchdog,
-    S13 requests, precise error answers and disconnection."""
-    import asyncio
+    """Build a demo registry, start `eir serve` on loopback, send ECRs for every case (each
+    list, paired match and mismatch, unknown, invalid), print each answer with its reason,
+    and stop the agent."""
+    from simulator.demo import run_demo
 
-    from simulator.peer_demo import run_demo
-
-    surprises = asyncio.run(run_demo(click.echo))
+    surprises = run_demo(click.echo)
     if surprises:
         click.echo(f"{surprises} answer(s) were not as expected", err=True)
         sys.exit(1)
 
+
+main.add_command(serve)
+main.add_command(check)
+
+from simulator.commands import sim  # noqa: E402
+
+main.add_command(sim)
+
+from agent.commands_registry import registry  # noqa: E402
+
+main.add_command(registry)
 
 if __name__ == "__main__":
     main()

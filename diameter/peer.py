@@ -40,6 +40,9 @@ from diameter.errors import AvpProblem, FramingError
 from diameter.message import DEFAULT_MAX_MESSAGE_LENGTH, Message, MessageReader, decode_message, make_message
 from diameter.watchdog import Watchdog, WatchdogAction, WatchdogState
 
+_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM = 282, 293, 283
+_ROUTING_AVPS = frozenset({_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM})
+
 
 class Role(enum.Enum):
     INITIATOR = "initiator"  # we connect and send CER
@@ -370,18 +373,20 @@ class Peer:
 
     def _routing_problem(self, request: Message) -> AvpProblem | None:
         """RFC 6733 6.1: this node serves requests for itself and its realm; it relays nothing.
-        A Route-Record naming us is a loop (3005)."""
+        A Route-Record naming us is a loop (3005). One pass over the AVPs: this runs per request."""
         node = self.node
-        for record in request.find_all("Route-Record"):
-            if record.value == node.origin_host:
-                return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", record)
-        host = request.find("Destination-Host")
-        if host is not None and host.value is not None and host.value.lower() != node.origin_host.lower():
-            return AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER,
-                              f"Destination-Host {host.value} is not this node", host)
-        realm = request.find("Destination-Realm")
-        if realm is not None and realm.value is not None and realm.value.lower() != node.origin_realm.lower():
-            return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {realm.value} is not served here", realm)
+        for avp in request.avps:
+            code = avp.code
+            if avp.vendor_id or code not in _ROUTING_AVPS or not isinstance(avp.value, str):
+                continue
+            value = avp.value
+            if code == _ROUTE_RECORD and value == node.origin_host:
+                return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", avp)
+            if code == _DESTINATION_HOST and value.lower() != node.origin_host.lower():
+                return AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER, f"Destination-Host {value} is not this node",
+                                  avp)
+            if code == _DESTINATION_REALM and value.lower() != node.origin_realm.lower():
+                return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {value} is not served here", avp)
         return None
 
     def _duplicate_of(self, request: Message) -> Message | None:

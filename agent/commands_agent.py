@@ -1,0 +1,110 @@
+"""``eir serve`` and ``eir check``: parse, call the agent, print."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from agent.config import AgentConfig, ConfigError, load_config, parse_listen, parse_unknown
+from agent.context import CliContext
+from diameter.transport import SctpUnavailable
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML configuration file.")
+@click.option("--listen", "listen", multiple=True, metavar="HOST:PORT", help="Address to listen on (repeatable).")
+@click.option("--transport", type=click.Choice(["tcp", "sctp"]), default=None, help="Transport for --listen.")
+@click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN",
+              help="Origin-Host pattern of a peer allowed to connect (repeatable).")
+@click.option("--origin-host", help="Our Origin-Host.")
+@click.option("--origin-realm", help="Our Origin-Realm.")
+@click.option("--unknown-imei", type=click.Choice(["equipment-unknown", "white", "grey", "black"]),
+              help="Answer for IMEIs the registry does not hold.")
+@click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
+@click.pass_context
+def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
+          allow: tuple[str, ...], origin_host: str | None, origin_realm: str | None, unknown_imei: str | None,
+          answer_log: str | None) -> None:
+    """Answer S13 ME-Identity-Check from the registry until SIGTERM (which sends DPR to peers)."""
+    from agent.config import AllowedPeer
+    from agent.server import serve as run
+
+    try:
+        config = load_config(config_path)
+        _override(ctx, config, listen, transport, origin_host, origin_realm, unknown_imei, answer_log)
+        config.allow += [AllowedPeer(pattern) for pattern in allow]
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    logging.getLogger().setLevel(config.log_level.upper())
+    if config.log_format == "json":
+        _json_logging()
+    try:
+        code = asyncio.run(run(config, lambda line: click.echo(line, err=True)))
+    except SctpUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot listen: {error.strerror or error}") from None
+    sys.exit(code)
+
+
+def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], transport: str | None,
+              origin_host: str | None, origin_realm: str | None, unknown_imei: str | None,
+              answer_log: str | None) -> None:
+    if listen:
+        config.listen = [parse_listen(text, transport or "tcp") for text in listen]
+    elif transport:
+        config.listen = [parse_listen(f"{item.host}:{item.port}", transport) for item in config.listen]
+    source = ctx.get_parameter_source("registry_url") if ctx.parent is None else \
+        ctx.parent.get_parameter_source("registry_url")
+    if source not in (None, click.core.ParameterSource.DEFAULT):
+        config.registry = ctx.find_object(CliContext).registry_url  # type: ignore[union-attr]
+    config.origin_host = origin_host or config.origin_host
+    config.origin_realm = origin_realm or config.origin_realm
+    if unknown_imei:
+        config.unknown_imei = parse_unknown(unknown_imei)
+    config.answer_log = answer_log or config.answer_log
+
+
+def _json_logging() -> None:
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return json.dumps({"ts": round(record.created, 6), "level": record.levelname.lower(),
+                               "logger": record.name, "message": record.getMessage()})
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
+
+
+@click.command()
+@click.argument("imei")
+@click.option("--imsi", help="IMSI the device is used with.")
+@click.option("--msisdn", help="MSISDN the device is used with.")
+@click.option("--unknown-imei", type=click.Choice(["equipment-unknown", "white", "grey", "black"]),
+              default="equipment-unknown", show_default=True, help="Answer for IMEIs the registry does not hold.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, unknown_imei: str,
+          as_json: bool) -> None:
+    """The agent's decision for IMEI, without the network; records nothing.
+
+    Exit status: 0 white, 1 black, 2 grey, 3 unknown, 4 invalid (as Equipment-Status, plus two)."""
+    from agent.service import EquipmentCheck, Interface, Query, Status
+    from registry.store import Registry
+
+    registry = Registry(ctx.find_object(CliContext).registry_url)  # type: ignore[union-attr]
+    try:
+        decision = EquipmentCheck(registry, parse_unknown(unknown_imei)).check(
+            Query(imei, Interface.CLI, datetime.now(UTC), imsi=imsi, msisdn=msisdn))
+    finally:
+        registry.close()
+    if as_json:
+        click.echo(json.dumps({"imei": decision.imei or imei, "status": decision.status.value,
+                               "rule": decision.rule, "reason": decision.reason}))
+    else:
+        click.echo(f"{decision.imei or imei}: {decision.status.value.upper()} ({decision.rule}): {decision.reason}")
+    codes = {Status.WHITE: 0, Status.BLACK: 1, Status.GREY: 2, Status.UNKNOWN: 3, Status.INVALID: 4}
+    sys.exit(codes[decision.status])

@@ -1,0 +1,115 @@
+"""``eir serve``: one process answering S13 from the registry until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TextIO
+
+from agent.answer_log import AnswerLog
+from agent.config import AgentConfig
+from agent.s13 import S13Answerer
+from agent.service import EquipmentCheck
+from diameter.capabilities import LocalNode, PeerInfo
+from diameter.constants import DisconnectCause
+from diameter.peer import PeerSettings
+from diameter.transport import DiameterServer, start_server
+from registry.store import Registry
+
+log = logging.getLogger("eir.agent")
+FLUSH_INTERVAL = 0.2
+
+
+def firmware_revision() -> int:
+    """Our version as Firmware-Revision (RFC 6733 5.3.4): 1.2.3 -> 10203."""
+    try:
+        parts = [int(p) for p in version("eir").split(".")[:3] if p.isdigit()]
+    except PackageNotFoundError:
+        return 0
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
+def local_node(config: AgentConfig) -> LocalNode:
+    addresses = []
+    for listen in config.listen:
+        try:
+            address = ipaddress.ip_address(listen.host)
+        except ValueError:
+            continue
+        if not address.is_unspecified and address not in addresses:
+            addresses.append(address)
+    return LocalNode(config.origin_host, config.origin_realm,
+                     host_ip_addresses=tuple(addresses) or (ipaddress.IPv4Address("127.0.0.1"),),
+                     product_name="eir", firmware_revision=firmware_revision(), origin_state_id=int(time.time()))
+
+
+def open_answer_log(config: AgentConfig) -> tuple[AnswerLog | None, TextIO | None]:
+    """The answer log and the file to close at exit (None for stderr or off)."""
+    if config.answer_log == "off":
+        return None, None
+    if config.answer_log == "-":
+        return AnswerLog(sys.stderr, config.mask_imsi), None
+    stream = open(config.answer_log, "a", buffering=1 << 16)  # noqa: SIM115 - closed in serve()
+    return AnswerLog(stream, config.mask_imsi), stream
+
+
+def peer_settings(config: AgentConfig) -> Callable[[], PeerSettings]:
+    def admits(info: PeerInfo, address: Any) -> bool:
+        host = address[0] if isinstance(address, tuple) and address else None
+        allowed = config.admits(info.origin_host, host)
+        if not allowed:
+            log.warning("peer %s from %s is not allowed: CEA 3010", info.origin_host, host)
+        return allowed
+
+    def make() -> PeerSettings:
+        return PeerSettings(tw_init=config.watchdog_tw, max_message_length=config.max_message_length,
+                            accept_peer=admits)
+    return make
+
+
+async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
+    """Run until SIGTERM or SIGINT; then DPR to every peer and return 0."""
+    registry = Registry(config.registry)
+    answer_log, owned = open_answer_log(config)
+    node = local_node(config)
+    answerer = S13Answerer(EquipmentCheck(registry, config.unknown_imei), node, answer_log)
+    server = DiameterServer(node)
+    try:
+        for listen in config.listen:
+            await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
+                               settings=peer_settings(config), server=server)
+        for host, port in server.addresses:
+            announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
+                     f"registry {config.registry}")
+        await _run_until_signal(answer_log)
+        log.info("stopping: DPR to %d peer(s)", len(server.connections))
+        await server.close(DisconnectCause.REBOOTING)
+    finally:
+        if answer_log is not None:
+            answer_log.flush()
+        if owned is not None:
+            owned.close()
+        registry.close()
+    log.info("answers %s; bad input %s", dict(answerer.counters),
+             {k: v for k, v in server.counters.items() if k.startswith("bad_input")})
+    return 0
+
+
+async def _run_until_signal(answer_log: AnswerLog | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL)
+        if answer_log is not None:
+            answer_log.flush()

@@ -1,0 +1,121 @@
+"""Agent benchmark: one `eir serve` process with 1,000,000 IMEIs in SQLite, loaded by
+`eir sim load` (1 connection, 64 in flight), against the same load on a fixed-answer
+asyncio server. Prints answers/s, latency percentiles, the ratio, and the agent's memory.
+
+    python bench/bench_agent.py [--rows 1000000] [--duration 20] [--inflight 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from registry.imei import luhn_check_digit
+from simulator.agent_process import EIR, AgentProcess, free_port
+
+LISTS = (("white", 0.90), ("grey", 0.05), ("black", 0.05))
+
+
+def build_registry(folder: Path, rows: int, seed: int = 11) -> tuple[str, list[str]]:
+    """Import ``rows`` IMEIs split over the lists with `eir registry import`; return the URL and keys."""
+    rng = random.Random(seed)
+    keys = list({f"{rng.randrange(10_000_000, 99_999_999)}{rng.randrange(1_000_000):06d}"
+                 for _ in range(int(rows * 1.05))})[:rows]
+    url = f"sqlite:///{folder / 'registry.db'}"
+    start = 0
+    for name, share in LISTS:
+        part = keys[start:start + int(rows * share)] if name != LISTS[-1][0] else keys[start:]
+        start += len(part)
+        path = folder / f"{name}.csv"
+        path.write_text("imei,reason\n" + "".join(f"{k}{luhn_check_digit(k)},bench\n" for k in part))
+        began = time.perf_counter()
+        subprocess.run([*EIR, "--registry", url, "registry", "import", name, str(path)], check=True,
+                       capture_output=True, text=True)
+        print(f"imported {len(part):>9,} {name:5} IMEIs in {time.perf_counter() - began:5.1f} s")
+    return url, keys
+
+
+def load(port: int, imeis: Path, duration: float, inflight: int) -> dict[str, Any]:
+    done = subprocess.run([*EIR, "sim", "load", "--peer", f"127.0.0.1:{port}", "--connections", "1",
+                           "--inflight", str(inflight), "--duration", str(duration), "--imeis", str(imeis),
+                           "--json"], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def fixed_server(port: int) -> subprocess.Popen[str]:
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fixed_answer_server.py")),
+                               "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    if "listening" not in server.stdout.readline():
+        server.kill()
+        sys.exit("fixed_answer_server.py did not start")
+    return server
+
+
+def line(name: str, result: dict[str, Any]) -> str:
+    latency = result["latency_ms"]
+    return (f"{name:28} {result['answers_per_s']:>10,.0f} answers/s   p50 {latency['p50']} ms   "
+            f"p90 {latency['p90']} ms   p99 {latency['p99']} ms   max {latency['max']} ms   "
+            f"errors {result['error_total']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--sample", type=int, default=100_000, help="distinct IMEIs the load asks for")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
+    with tempfile.TemporaryDirectory(prefix="eir-bench-") as name:
+        folder = Path(name)
+        url, keys = build_registry(folder, args.rows)
+        rng = random.Random(5)
+        sample = rng.sample(keys, min(args.sample, len(keys)))
+        sample += [f"99999999{n:06d}" for n in range(len(sample) // 100)]  # 1% unknown to the registry
+        rng.shuffle(sample)
+        imeis = folder / "load-imeis.txt"
+        imeis.write_text("\n".join(sample) + "\n")
+
+        agent = AgentProcess(folder, url)
+        try:
+            load(agent.port, imeis, 2.0, args.inflight)  # warm-up: page cache, memo, first connections
+            ours = load(agent.port, imeis, args.duration, args.inflight)
+            memory = rss_mib(agent.process.pid)
+        finally:
+            code = agent.stop()
+        lines = sum(1 for _ in agent.answer_log.open())
+        port = free_port()
+        server = fixed_server(port)
+        try:
+            load(port, imeis, 2.0, args.inflight)
+            fixed = load(port, imeis, args.duration, args.inflight)
+        finally:
+            server.terminate()
+            server.wait(10)
+    print(f"load: 1 connection, {args.inflight} in flight, {args.duration:.0f} s, {len(sample):,} distinct IMEIs")
+    print(line("eir serve (1M IMEIs, SQLite)", ours))
+    print(f"{'':28} by status {ours['by_status']}, by result code {ours['by_result_code']}")
+    print(line("fixed-answer asyncio server", fixed))
+    print(f"ratio: {ours['answers_per_s'] / fixed['answers_per_s']:.0%} of the fixed-answer server")
+    print(f"agent resident memory after the load: {memory:.0f} MiB; exit {code} on SIGTERM; "
+          f"answer log lines {lines:,}")
+
+
+if __name__ == "__main__":
+    main()

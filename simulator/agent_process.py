@@ -1,0 +1,90 @@
+"""Run the real ``eir`` commands as child processes: the demo and the end-to-end tests
+drive the product exactly as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EIR = [sys.executable, "-m", "agent.cli"]
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def run_eir(registry: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``eir --registry REGISTRY ARGS...``, output captured."""
+    return subprocess.run([*EIR, "--registry", registry, *args], capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+class AgentProcess:
+    """``eir serve`` as a child process on loopback; ``stop()`` sends SIGTERM and returns
+    the exit code. Its JSON answer log and its own log go to files in ``folder``."""
+
+    def __init__(self, folder: Path, registry: str, *extra: str, port: int | None = None,
+                 answer_log: bool = True) -> None:
+        self.port = port or free_port()
+        self.answer_log = folder / f"answers-{self.port}.jsonl"
+        self.stderr_path = folder / f"agent-{self.port}.log"
+        self._stderr = self.stderr_path.open("w")
+        command = [*EIR, "--registry", registry, "--log-level", "info", "serve", "--listen",
+                   f"{LOOPBACK}:{self.port}", "--answer-log", str(self.answer_log) if answer_log else "off", *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "eir: listening on" in self.stderr_path.read_text():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"eir serve exited with {self.process.returncode}: {self.log()}")
+            time.sleep(0.05)
+        self.process.kill()
+        raise RuntimeError(f"eir serve did not start in {timeout} s: {self.log()}")
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def answers(self) -> list[dict[str, Any]]:
+        """The answer log so far (the agent flushes it every 0.2 s)."""
+        if not self.answer_log.exists():
+            return []
+        return [json.loads(line) for line in self.answer_log.read_text().splitlines() if line.strip()]
+
+    def answer_for(self, session: str, timeout: float = 3.0) -> dict[str, Any] | None:
+        """The answer log line of ``session``, waiting for the agent's next flush."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.answers() if line.get("session") == session]
+            if found or time.monotonic() > deadline:
+                return found[-1] if found else None
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()
+        return int(self.process.returncode)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return LOOPBACK, self.port

@@ -1,0 +1,129 @@
+"""``eir demo``: the product end to end on loopback, in one command.
+
+It builds a demo registry with the real ``eir registry import`` commands, starts a real
+``eir serve`` process, plays an MME sending ECRs that cover each list, a paired IMEI used
+with its bound IMSI and with another, an unknown IMEI and invalid ones, prints every
+answer with the reason the agent logged for it, and stops the agent with SIGTERM (the
+agent says DPR on its way out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from diameter.answers import result_code_of
+from diameter.capabilities import LocalNode
+from diameter.constants import EquipmentStatus
+from diameter.message import Message
+from diameter.transport import PeerConnection, connect
+from registry.imei import luhn_check_digit
+from simulator.agent_process import AgentProcess, run_eir
+from simulator.mme import build_ecr
+
+
+def imei15(key: str) -> str:
+    return key + luhn_check_digit(key)
+
+
+# The demo registry: one IMEI per case. Keys are 14 digits (TAC+SNR).
+WHITE = "35209900176148"
+GREY = "35209900176149"
+BLACK = "35209900176150"
+STOLEN = "35209900176151"  # on the white list, and reported stolen
+PAIRED = "35209900176152"
+PAIRED_IMSI = "437011234567890"
+OTHER_IMSI = "437059999999999"
+UNKNOWN = "35209900999999"
+IMSI = "437011111111111"
+
+MME = LocalNode("mme01.localdomain", "localdomain", product_name="eir-demo-mme")
+
+
+def build_demo_registry(folder: Path) -> str:
+    """A SQLite registry with one IMEI per list, imported through the real CLI."""
+    url = f"sqlite:///{folder / 'registry.db'}"
+    files = {
+        "white": f"imei,reason\n{imei15(WHITE)},customs cleared\n{STOLEN},entered automatically\n",
+        "grey": f"imei,reason\n{GREY},awaiting registration\n",
+        "black": f"imei,reason\n{imei15(BLACK)},grace period over\n",
+        "stolen": f"imei,reason\n{STOLEN},police report 2026-118\n",
+        "paired": f"imei,imsi,msisdn\n{PAIRED},{PAIRED_IMSI},\n",
+    }
+    for name, text in files.items():
+        path = folder / f"{name}.csv"
+        path.write_text(text)
+        run_eir(url, "registry", "import", name, str(path))
+    return url
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str
+    imei: str
+    imsi: str
+    expected: str  # "2001 WHITELISTED", "5422", "5004"...
+
+
+CASES = [
+    Case("registered (white list)", imei15(WHITE), IMSI, "2001 WHITELISTED"),
+    Case("not cleared yet (grey list)", GREY, IMSI, "2001 GREYLISTED"),
+    Case("black list", BLACK, IMSI, "2001 BLACKLISTED"),
+    Case("reported stolen", STOLEN, IMSI, "2001 BLACKLISTED"),
+    Case("paired, with its bound IMSI", PAIRED, PAIRED_IMSI, "2001 WHITELISTED"),
+    Case("paired, with another IMSI", PAIRED, OTHER_IMSI, "2001 BLACKLISTED"),
+    Case("unknown to the registry", UNKNOWN, IMSI, "5422"),
+    Case("invalid: wrong check digit", WHITE + str((int(luhn_check_digit(WHITE)) + 1) % 10), IMSI, "5004"),
+    Case("invalid: letters", "3520990017614A", IMSI, "5004"),
+]
+
+
+def describe(answer: Message) -> str:
+    code = result_code_of(answer)
+    status = answer.value("Equipment-Status")
+    return f"{code} {EquipmentStatus(status).name}" if status is not None else str(code)
+
+
+async def _ask_all(agent: AgentProcess) -> tuple[list[Message], PeerConnection]:
+    connection = await connect(MME, *agent.address)
+    answers = []
+    for number, case in enumerate(CASES):
+        answers.append(await connection.request(build_ecr(MME, case.imei, case.imsi, session=f"demo;{number}"), 5))
+    return answers, connection
+
+
+def run_demo(out: Callable[[str], None] = print) -> int:
+    """Run the demo; returns how many answers differed from what the demo expects."""
+    with tempfile.TemporaryDirectory(prefix="eir-demo-") as folder:
+        url = build_demo_registry(Path(folder))
+        out(f"demo registry: {url} (white, grey, black, stolen, paired imported with `eir registry import`)")
+        agent = AgentProcess(Path(folder), url)
+        try:
+            out(f"agent: `eir serve` pid {agent.process.pid} on {agent.address[0]}:{agent.address[1]}")
+            answers, connection = asyncio.run(_until_stopped(agent))
+        finally:
+            code = agent.stop()
+        surprises = 0
+        for case, answer in zip(CASES, answers, strict=True):
+            got = describe(answer)
+            ok = got == case.expected
+            surprises += not ok
+            line = agent.answer_for(str(answer.value("Session-Id")))
+            why = f"{line['rule']}: {line['reason']}" if line else "(no answer log line)"
+            out(f"  {case.title:30} IMEI {case.imei:16} -> ECA {got:18} {'ok ' if ok else 'UNEXPECTED'} {why}")
+        out(f"agent stopped with SIGTERM: exit {code}; DPR received with Disconnect-Cause "
+            f"{connection.disconnect_cause} (0 = REBOOTING)")
+        surprises += code != 0 or connection.disconnect_cause != 0
+    return surprises
+
+
+async def _until_stopped(agent: AgentProcess) -> tuple[list[Message], PeerConnection]:
+    answers, connection = await _ask_all(agent)
+    await asyncio.to_thread(agent.stop)
+    await asyncio.wait_for(connection.closed, 5)
+    return answers, connection
+
+

@@ -1,0 +1,105 @@
+"""The agent's small parts: the answer log, the configuration, the plain list decision."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.answer_log import AnswerLog, mask_imsi
+from agent.config import ConfigError, load_config, parse_listen
+from agent.service import Interface, Query, Status, decide
+from registry.models import ListName
+from registry.store import EquipmentFacts
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "agent" / "agent.example.yaml"
+
+
+@given(st.text(), st.text(), st.one_of(st.none(), st.text()))
+def test_answer_log_lines_are_json_whatever_the_peer_sends(peer: str, session: str, reason: str | None) -> None:
+    buffer = io.StringIO()
+    AnswerLog(buffer).write("s13", peer, session, "35209900176148", None, "white", "white-list",
+                            reason or "", 2001, 12)
+    record = json.loads(buffer.getvalue())
+    assert buffer.getvalue().count("\n") == 1
+    assert (record["peer"], record["session"], record["result"], record["imsi"]) == (peer, session, 2001, None)
+
+
+def test_imsi_masking_keeps_the_network_and_the_last_digits() -> None:
+    assert mask_imsi("437011234567890") == "43701********90"
+    assert mask_imsi(None) is None and mask_imsi("4370") == "4370"
+
+
+def test_the_example_configuration_loads_and_admits_as_documented() -> None:
+    config = load_config(EXAMPLE)
+    assert config.origin_host == "eir.localdomain" and config.listen[0].port == 3868
+    assert config.admits("MME01.localdomain", "127.0.0.1")
+    assert not config.admits("mme01.localdomain", "10.1.2.3")  # pattern matches, network does not
+    assert config.admits("dra.localdomain", "10.1.2.3")
+    assert not config.admits("hss.localdomain", "127.0.0.1")
+
+
+def test_without_an_allowlist_only_loopback_peers_are_admitted() -> None:
+    config = load_config(None)
+    assert config.admits("anything.example", "127.0.0.1") and config.admits("x", "::1")
+    assert not config.admits("mme.localdomain", "192.0.2.7") and not config.admits("mme", None)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("listen: 127.0.0.1\n", "not HOST:PORT"),
+    ("colour: blue\n", "unknown key(s) colour"),
+    ("unknown_imei: maybe\n", "unknown_imei 'maybe'"),
+    ("diameter: {watchdog_tw: 2}\n", "at least 6 seconds"),
+    ("peers: {allow: [{host: x, from: [not-a-network]}]}\n", "peers.allow from"),
+    ("listen: [{address: 127.0.0.1:3868, transport: udp}]\n", "transport 'udp'"),
+])
+def test_bad_configuration_is_refused_with_the_key_and_why(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_listen_parses_ipv6_and_rejects_bad_ports() -> None:
+    assert parse_listen("[::1]:3868").host == "::1"
+    with pytest.raises(ConfigError):
+        parse_listen("127.0.0.1:70000")
+
+
+def facts(name: ListName | None, stolen: bool = False,
+          pairings: tuple[tuple[str | None, str | None], ...] = ()) -> EquipmentFacts:
+    return EquipmentFacts("35209900176148", name, stolen, "r", "police" if stolen else None, pairings)
+
+
+def query(imsi: str | None = None, msisdn: str | None = None) -> Query:
+    return Query("35209900176148", Interface.CLI, datetime(2026, 1, 1, tzinfo=UTC), imsi=imsi, msisdn=msisdn)
+
+
+@pytest.mark.parametrize(("known", "q", "unknown", "status", "rule"), [
+    (facts(ListName.WHITE), query(), Status.UNKNOWN, Status.WHITE, "white-list"),
+    (facts(ListName.GREY), query(), Status.UNKNOWN, Status.GREY, "grey-list"),
+    (facts(ListName.BLACK), query(), Status.UNKNOWN, Status.BLACK, "black-list"),
+    (facts(ListName.WHITE, stolen=True), query(), Status.UNKNOWN, Status.BLACK, "stolen"),
+    (facts(None, stolen=True), query(), Status.UNKNOWN, Status.BLACK, "stolen"),
+    (facts(ListName.PAIRED, pairings=(("437011", None),)), query("437011"), Status.UNKNOWN, Status.WHITE,
+     "paired-match"),
+    (facts(ListName.PAIRED, pairings=((None, "99290012345"),)), query(msisdn="+99290012345"), Status.UNKNOWN,
+     Status.WHITE, "paired-match"),
+    (facts(ListName.PAIRED, pairings=(("437011", "992900"),)), query("437012", "992901"), Status.UNKNOWN,
+     Status.BLACK, "paired-mismatch"),
+    (facts(ListName.PAIRED, pairings=(("437011", None),)), query(), Status.UNKNOWN, Status.BLACK,
+     "paired-mismatch"),
+    (None, query(), Status.UNKNOWN, Status.UNKNOWN, "unknown"),
+    (None, query(), Status.GREY, Status.GREY, "unknown"),
+])
+def test_plain_list_decision(known: EquipmentFacts | None, q: Query, unknown: Status, status: Status,
+                             rule: str) -> None:
+    decision = decide("35209900176148", known, q, unknown)
+    assert (decision.status, decision.rule) == (status, rule)
+    assert decision.reason
