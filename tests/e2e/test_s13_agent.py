@@ -27,20 +27,10 @@ from diameter.constants import (
 from diameter.message import Message, make_message
 from diameter.peer import PeerState
 from diameter.transport import CapabilitiesRefused, PeerConnection, connect
-from tests.e2e.agent import (
-    BLACK,
-    GREY,
-    OTHER_IMSI,
-    PAIRED,
-    PAIRED_IMSI,
-    STOLEN,
-    UNKNOWN,
-    WHITE,
-    AgentProcess,
-    build_registry,
-    eir,
-    imei15,
-)
+from simulator.agent_process import AgentProcess
+from simulator.agent_process import run_eir as eir
+from simulator.demo import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, UNKNOWN, WHITE, imei15
+from simulator.demo import build_demo_registry as build_registry
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="e2e-mme")
 IMSI = "437011111111111"
