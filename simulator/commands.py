@@ -9,15 +9,8 @@ from typing import Any
 
 import click
 
-from simulator.load import (
-    DEFAULT_TAC,
-    MAX_CONNECTIONS,
-    LoadConfig,
-    LoadFailed,
-    generated_imeis,
-    read_imeis,
-    run_load,
-)
+from simulator.load import MAX_CONNECTIONS, LoadConfig, LoadFailed, run_load
+from simulator.load_wire import DEFAULT_TAC, generated_imeis, read_imeis
 from simulator.mme import DEFAULT_ORIGIN_HOST, DEFAULT_REALM, EcrFailed, MmeIdentity, parse_peer, send_ecr
 
 

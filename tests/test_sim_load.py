@@ -31,16 +31,8 @@ from diameter.message import Message, decode_message
 from diameter.peer import PeerSettings
 from diameter.transport import PeerConnection, start_server
 from registry.imei import parse_imei
-from simulator.load import (
-    AnswerScanner,
-    EcrTemplates,
-    LoadConfig,
-    LoadConnection,
-    LoadStats,
-    generated_imeis,
-    read_imeis,
-    scan_answer,
-)
+from simulator.load import LoadConfig, LoadConnection, LoadStats
+from simulator.load_wire import AnswerScanner, EcrTemplates, generated_imeis, read_imeis, scan_answer
 from simulator.mme import MmeIdentity, build_ecr
 from tests import diameter_samples as samples
 from tests.tools import LOOPBACK, free_tcp_port
