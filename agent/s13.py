@@ -24,6 +24,7 @@ from diameter.dictionary import BASE_S13
 from diameter.errors import AvpProblem
 from diameter.message import Message
 from diameter.transport import PeerConnection
+from registry.imei import IdentityError, parse_imsi, parse_svn
 
 EQUIPMENT_STATUS = {Status.WHITE: EquipmentStatus.WHITELISTED, Status.GREY: EquipmentStatus.GREYLISTED,
                     Status.BLACK: EquipmentStatus.BLACKLISTED}
@@ -75,19 +76,23 @@ class S13Answerer:
                       if terminal.find("3GPP2-MEID") is not None else "IMEI missing from Terminal-Information")
             return None, AvpProblem(ResultCode.DIAMETER_MISSING_AVP, reason, example_avp(_IMEI_DEF), (terminal,))
         text = str(imei.value)
-        if len(text) not in (14, 15) or not text.isdigit():
+        if len(text) not in (14, 15) or not (text.isascii() and text.isdigit()):
             return None, _invalid(f"IMEI must be 14 or 15 digits (TS 29.272 7.3.4), got {text!r}", imei, terminal)
         version = terminal.find("Software-Version")
-        if version is not None and not (isinstance(version.value, str) and len(version.value) == 2
-                                        and version.value.isdigit()):
-            return None, _invalid(f"Software-Version must be 2 digits, got {version.value!r}", version, terminal)
+        svn = None
+        if version is not None:
+            try:
+                svn = _as_received(parse_svn, version.value)
+            except IdentityError as error:
+                return None, _invalid(f"Software-Version: {error}", version, terminal)
         user = request.find("User-Name")
-        imsi = user.value if user is not None else None
-        if imsi is not None and not (isinstance(imsi, str) and 6 <= len(imsi) <= 15 and imsi.isdigit()):
-            return None, AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE,
-                                    f"User-Name must be an IMSI of 6 to 15 digits, got {imsi!r}", user)
-        return Query(text, Interface.S13, self.clock(),
-                     version.value if version is not None else None, imsi), None
+        imsi = None
+        if user is not None:
+            try:
+                imsi = _as_received(parse_imsi, user.value)
+            except IdentityError as error:
+                return None, AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE, f"User-Name: {error}", user)
+        return Query(text, Interface.S13, self.clock(), svn, imsi), None
 
     def _answer(self, request: Message, decision: Decision) -> Message:
         host, realm = self.node.origin_host, self.node.origin_realm
@@ -114,6 +119,17 @@ class S13Answerer:
                        decision.imei or (query.imei if query else None), query.imsi if query else None,
                        decision.status.value, decision.rule, decision.reason, int(code),
                        int((time.perf_counter() - received) * 1e6))
+
+
+def _as_received(parse: Callable[[str], str], value: object) -> str:
+    """The registry's own parser, on a value exactly as it came: the parsers forgive
+    surrounding whitespace in files; an AVP value with any is refused."""
+    if not isinstance(value, str):
+        raise IdentityError(f"not text: {value!r}")
+    parsed = parse(value)
+    if parsed != value:
+        raise IdentityError(f"{value!r} has characters around its digits")
+    return parsed
 
 
 def _invalid(reason: str, avp: Avp | None, terminal: Avp) -> AvpProblem:

@@ -35,6 +35,7 @@ def constant_avp(dictionary: Dictionary, name: str, value: int | str) -> Avp:
     """A shared, pre-encoded AVP for a value every answer repeats (see Avp.constant)."""
     return Avp.constant(dictionary.avp_def(name), value)
 
+
 def finish_answer(request: Message, answer: Message) -> Message:
     """Copy the request's Proxy-Info AVPs, in order, to the end of the answer (RFC 6733 6.2)."""
     answer.avps.extend(request.find_all("Proxy-Info"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,15 @@ from hypothesis import strategies as st
 
 from agent.answer_log import AnswerLog, mask_imsi
 from agent.config import ConfigError, load_config, parse_listen
-from agent.service import Interface, Query, Status, decide
+from agent.s13 import S13Answerer
+from agent.service import EquipmentCheck, Interface, Query, Status, decide
+from diameter.answers import result_code_of
+from diameter.capabilities import LocalNode
+from diameter.constants import ResultCode
+from diameter.message import decode_message
 from registry.models import ListName
-from registry.store import EquipmentFacts
+from registry.store import EquipmentFacts, Registry
+from simulator.mme import build_ecr
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "agent" / "agent.example.yaml"
 
@@ -103,3 +110,39 @@ def test_plain_list_decision(known: EquipmentFacts | None, q: Query, unknown: St
     decision = decide("35209900176148", known, q, unknown)
     assert (decision.status, decision.rule) == (status, rule)
     assert decision.reason
+
+
+@pytest.fixture
+def answerer(tmp_path: Path) -> Iterator[S13Answerer]:
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    yield S13Answerer(EquipmentCheck(registry), LocalNode("eir.localdomain", "localdomain"))
+    registry.close()
+
+
+MME = LocalNode("mme.localdomain", "localdomain")
+
+
+@pytest.mark.parametrize(("imsi", "sv", "imei", "offender"), [
+    ("\uff14" * 15, None, "35209900176148", "User-Name"),  # fullwidth digits are not an IMSI
+    (" 437011234567890", None, "35209900176148", "User-Name"),  # nothing is stripped off the wire
+    ("43701", None, "35209900176148", "User-Name"),
+    ("437011234567890", "\u0661\u0662", "35209900176148", "Software-Version"),
+    ("437011234567890", "1 ", "35209900176148", "Software-Version"),
+    ("437011234567890", None, "\uff13" * 14, "IMEI"),
+])
+def test_s13_refuses_identities_that_are_not_exactly_ascii_digits(answerer: S13Answerer, imsi: str,
+                                                                   sv: str | None, imei: str, offender: str) -> None:
+    request = decode_message(build_ecr(MME, imei, imsi, software_version=sv, session="u;1").to_bytes())
+    answer = decode_message(answerer(request).to_bytes())
+    assert result_code_of(answer) == ResultCode.DIAMETER_INVALID_AVP_VALUE
+    failed = answer.find("Failed-AVP").value[0]  # type: ignore[union-attr]
+    names = [failed.name, *(member.name for member in failed.value or [] if failed.name != offender)]
+    assert offender in names
+
+
+def test_s13_passes_a_clean_imsi_and_software_version_to_the_decision(answerer: S13Answerer) -> None:
+    request = decode_message(build_ecr(MME, "35209900176148", "437011234567890", software_version="07",
+                                       session="u;2").to_bytes())
+    query, problem = answerer._query(request)
+    assert problem is None and query is not None
+    assert (query.imsi, query.software_version, query.imei) == ("437011234567890", "07", "35209900176148")
