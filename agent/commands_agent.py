@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 import click
 
-from agent.config import AgentConfig, ConfigError, load_config, parse_listen, parse_unknown
+from agent.config import AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen, parse_unknown
 from agent.context import CliContext
 from diameter.transport import SctpUnavailable
 
@@ -31,7 +32,6 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
           allow: tuple[str, ...], origin_host: str | None, origin_realm: str | None, unknown_imei: str | None,
           answer_log: str | None) -> None:
     """Answer S13 ME-Identity-Check from the registry until SIGTERM (which sends DPR to peers)."""
-    from agent.config import AllowedPeer
     from agent.server import serve as run
 
     try:
@@ -58,10 +58,9 @@ def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], 
     if listen:
         config.listen = [parse_listen(text, transport or "tcp") for text in listen]
     elif transport:
-        config.listen = [parse_listen(f"{item.host}:{item.port}", transport) for item in config.listen]
-    source = ctx.get_parameter_source("registry_url") if ctx.parent is None else \
-        ctx.parent.get_parameter_source("registry_url")
-    if source not in (None, click.core.ParameterSource.DEFAULT):
+        config.listen = [dataclasses.replace(item, transport=transport) for item in config.listen]
+    # The root's --registry (or EIR_REGISTRY) wins over the file only when it was given.
+    if ctx.find_root().get_parameter_source("registry_url") not in (None, click.core.ParameterSource.DEFAULT):
         config.registry = ctx.find_object(CliContext).registry_url  # type: ignore[union-attr]
     config.origin_host = origin_host or config.origin_host
     config.origin_realm = origin_realm or config.origin_realm
