@@ -8,23 +8,11 @@ from typing import Any
 from diameter.constants import AVP_FLAG_M, AVP_FLAG_V
 from diameter.dictionary import AvpDef
 from diameter.errors import EncodeError
-from diameter.types import (  # re-exported: the codecs' public names
-    ADDRESS_FAMILY_IPV4,
-    ADDRESS_FAMILY_IPV6,
-    DECODERS,
-    ENCODERS,
-    MINIMUM_DATA_LENGTH,
-    NTP_EPOCH,
-    Address,
-    AvpType,
-    ValueProblem,
-)
+from diameter.types import MINIMUM_DATA_LENGTH
 
 _HDR = struct.Struct(">II")
 _HDR_V = struct.Struct(">III")
 
-__all__ = ["ADDRESS_FAMILY_IPV4", "ADDRESS_FAMILY_IPV6", "DECODERS", "ENCODERS", "MINIMUM_DATA_LENGTH",
-           "NTP_EPOCH", "Address", "Avp", "AvpType", "ValueProblem", "default_flags", "example_avp", "pad4"]
 
 def pad4(length: int) -> int:
     return (length + 3) & ~3
@@ -53,13 +41,13 @@ class Avp:
     @classmethod
     def of(cls, definition: AvpDef, value: Any) -> Avp:
         """Build an AVP from a dictionary definition and a Python value."""
-        if definition.type is AvpType.GROUPED:
+        if definition.grouped:
             return cls.grouped(definition, value)
         try:
-            data = ENCODERS[definition.type](value)
+            data = definition.encode(value)
         except (struct.error, TypeError, ValueError, AttributeError, UnicodeError, OverflowError) as exc:
             raise EncodeError(f"{definition.name}: cannot encode {value!r}: {exc}") from None
-        return cls(definition.code, default_flags(definition), definition.vendor_id, data, value, definition)
+        return cls(definition.code, definition.flags, definition.vendor_id, data, value, definition)
 
     @classmethod
     def grouped(cls, definition: AvpDef, members: list[Avp]) -> Avp:
@@ -116,10 +104,6 @@ class Avp:
         shown = self.value if self.value is not None else self.data
         return f"Avp({self.name}, flags=0x{self.flags:02x}, vendor={self.vendor_id}, {shown!r})"
 
-
-def default_flags(definition: AvpDef) -> int:
-    """The flags we send for a defined AVP: V when it has a vendor, M when it MUST be set."""
-    return definition.flags
 
 
 def example_avp(definition: AvpDef) -> Avp:

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from diameter.avp import Avp, ValueProblem, example_avp
+from diameter.avp import Avp, example_avp
 from diameter.constants import (
     AVP_FLAG_M,
     AVP_FLAG_V,
@@ -33,6 +33,7 @@ from diameter.dictionary import (
     avp_key,
 )
 from diameter.errors import AvpProblem, EncodeError, FramingError
+from diameter.types import ValueProblem
 
 _HEADER = struct.Struct(">IIIII")
 _AVP_HEADER = struct.Struct(">II")

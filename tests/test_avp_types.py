@@ -15,11 +15,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from diameter.avp import NTP_EPOCH, Avp, pad4
+from diameter.avp import Avp, pad4
 from diameter.constants import AVP_FLAG_M, AVP_FLAG_V, FLAG_R, VENDOR_3GPP, ResultCode
 from diameter.dictionary import BASE_S13, AvpDef, AvpType, Dictionary, FlagRule
 from diameter.errors import EncodeError
 from diameter.message import Message, decode_message
+from diameter.types import NTP_EPOCH
 from tests.diameter_samples import raw_avp, raw_message
 
 # A twentieth of the profile's count (500 in CI); nested Grouped trees cost more to draw.
