@@ -17,12 +17,11 @@ from pathlib import Path
 
 from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
-from diameter.constants import EquipmentStatus
 from diameter.message import Message
 from diameter.transport import PeerConnection, connect
 from registry.imei import luhn_check_digit
 from simulator.agent_process import AgentProcess, run_eir
-from simulator.mme import build_ecr
+from simulator.mme import build_ecr, status_name
 
 
 def imei15(key: str) -> str:
@@ -84,7 +83,7 @@ CASES = [
 def describe(answer: Message) -> str:
     code = result_code_of(answer)
     status = answer.value("Equipment-Status")
-    return f"{code} {EquipmentStatus(status).name}" if status is not None else str(code)
+    return f"{code} {status_name(status)}" if status is not None else str(code)
 
 
 async def _ask_all(agent: AgentProcess) -> tuple[list[Message], PeerConnection]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from typing import NoReturn
 
 import pytest
 
-LOOPBACK = "127.0.0.1"
+from simulator.agent_process import LOOPBACK, free_port
 
 
 def in_ci() -> bool:
@@ -33,11 +32,5 @@ def unavailable(message: str) -> NoReturn:
 
 
 def free_tcp_port(host: str = LOOPBACK) -> int:
-    """A TCP port on ``host`` that nothing listens on right now (the kernel picks it).
-
-    The port is only free at the moment of the call; bind it soon after.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on ``host`` that nothing listens on right now; bind it soon after."""
+    return free_port(host)
