@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import random
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from diameter.watchdog import Watchdog, WatchdogAction, WatchdogState
 
 _ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM = 282, 293, 283
 _ROUTING_AVPS = frozenset({_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM})
+_BASE_COMMANDS = frozenset({Command.DEVICE_WATCHDOG, Command.DISCONNECT_PEER, Command.CAPABILITIES_EXCHANGE})
+_U32 = struct.Struct(">I")
 
 
 class Role(enum.Enum):
@@ -65,14 +68,15 @@ class CapabilitiesExchanged:
     applications: frozenset[int]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestReceived:
-    """An application request that decoded cleanly; the application must answer it."""
+    """An application request that decoded cleanly; the application must answer it.
+    (Not frozen: one is made per request, and a frozen dataclass costs twice as much to make.)"""
 
     message: Message
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AnswerReceived:
     message: Message
     request: Message
@@ -144,18 +148,20 @@ class _Pending:
 
 
 class DuplicateCache:
-    """Answers by (Origin-Host, End-to-End id), to re-send for T-flagged requests (RFC 6733 6.1.9)."""
+    """Answers as sent, by (Origin-Host, End-to-End id), to re-send for T-flagged requests
+    (RFC 6733 6.1.9); the oldest go first once ``size`` are kept."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._answers: OrderedDict[tuple[str, int], Message] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
-    def remember(self, origin_host: str, end_to_end: int, answer: Message) -> None:
-        self._answers[(origin_host, end_to_end)] = answer
-        if len(self._answers) > self._size:
-            self._answers.popitem(last=False)
+    def remember(self, origin_host: str, end_to_end: int, answer: bytes) -> None:
+        answers = self._answers
+        answers[(origin_host, end_to_end)] = answer
+        if len(answers) > self._size:
+            answers.popitem(last=False)
 
-    def lookup(self, origin_host: str, end_to_end: int) -> Message | None:
+    def lookup(self, origin_host: str, end_to_end: int) -> bytes | None:
         return self._answers.get((origin_host, end_to_end))
 
 
@@ -251,9 +257,10 @@ class Peer:
 
     def send_answer(self, request: Message, answer: Message) -> None:
         """Queue the application's answer to ``request``; remembered for duplicates."""
-        self._out.append(answer.to_bytes())
+        wire = answer.to_bytes()
+        self._out.append(wire)
         if self.remote is not None:
-            self.duplicates.remember(self.remote.origin_host, request.end_to_end, answer)
+            self.duplicates.remember(self.remote.origin_host, request.end_to_end, wire)
 
     def data_to_send(self) -> bytes:
         data = b"".join(self._out)
@@ -327,7 +334,7 @@ class Peer:
 
     def _receive_request(self, request: Message, now: float) -> list[Event]:
         actions = self.watchdog.message_received(now, is_dwa=False)
-        events = self._watchdog_actions(actions, now)
+        events = self._watchdog_actions(actions, now) if actions or self._watchdog_moved() else []
         if WatchdogAction.THROWAWAY in actions and request.application_id != APP_COMMON:
             return events  # RFC 3539 REOPEN: no application traffic yet; base requests are still answered
         problem = self._request_problem(request)
@@ -335,7 +342,13 @@ class Peer:
             self._answer_error(request, problem)
             return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True)]
         code = request.command_code
-        if code == Command.DEVICE_WATCHDOG:
+        if code not in _BASE_COMMANDS:
+            cached = self._duplicate_of(request) if request.flags & FLAG_T else None
+            if cached is not None:
+                self._out.append(cached[:12] + _U32.pack(request.hop_by_hop) + cached[16:])
+            else:
+                events.append(RequestReceived(request))
+        elif code == Command.DEVICE_WATCHDOG:
             self._answer_base(request)
         elif code == Command.DISCONNECT_PEER:
             self._answer_base(request)
@@ -346,20 +359,15 @@ class Peer:
             problem = AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, "CER on an open connection")
             self._answer_error(request, problem, capability_avp_list(self.node))
             events.append(BadMessage(problem.result_code, problem.reason, request.name, answered=True))
-        else:
-            cached = self._duplicate_of(request)
-            if cached is not None:
-                cached.hop_by_hop = request.hop_by_hop
-                self._out.append(cached.to_bytes())
-            else:
-                events.append(RequestReceived(request))
         return events
+
+    def _watchdog_moved(self) -> bool:
+        return self.watchdog.state is not self._watchdog_seen
 
     def _request_problem(self, request: Message) -> AvpProblem | None:
         """Problems the node answers itself: decoding problems, then 3007 and 3001."""
-        problem = select_problem(request.problems)
-        if problem is not None:
-            return problem
+        if request.problems:
+            return select_problem(request.problems)
         routing = self._routing_problem(request)
         if routing is not None:
             return routing
@@ -389,8 +397,9 @@ class Peer:
                 return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {value} is not served here", avp)
         return None
 
-    def _duplicate_of(self, request: Message) -> Message | None:
-        if not request.flags & FLAG_T or self.remote is None:
+    def _duplicate_of(self, request: Message) -> bytes | None:
+        """The answer already sent to this T-flagged request, as it went on the wire."""
+        if self.remote is None:
             return None
         return self.duplicates.lookup(self.remote.origin_host, request.end_to_end)
 

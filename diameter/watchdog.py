@@ -219,6 +219,11 @@ class Watchdog:
 
     def message_received(self, now: float, is_dwa: bool) -> list[WatchdogAction]:
         """Any message from the peer, request or answer; ``is_dwa`` for a Device-Watchdog-Answer."""
+        if not is_dwa and self._state is WatchdogState.OKAY:
+            # The row every message of an open connection takes (OKAY, non-DWA: SetWatchdog()
+            # only), short-cut because it runs per message; the table says the same.
+            self._set_watchdog(now)
+            return []
         return self._fire(_Event.RECEIVE_DWA if is_dwa else _Event.RECEIVE_NON_DWA, now)
 
     def handle_timer(self, now: float) -> list[WatchdogAction]:
