@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 from agent.answer_log import AnswerLog
 from agent.service import Decision, EquipmentCheck, Interface, Query, Status
-from diameter.answers import answer_to, constant_avp, error_answer, finish_answer
+from diameter.answers import constant_avp, error_answer
 from diameter.avp import Avp, example_avp
 from diameter.capabilities import LocalNode
-from diameter.constants import APP_S13, VENDOR_3GPP, EquipmentStatus, ResultCode
+from diameter.constants import APP_S13, FLAG_P, VENDOR_3GPP, EquipmentStatus, ResultCode
 from diameter.dictionary import BASE_S13
 from diameter.errors import AvpProblem
 from diameter.message import Message
@@ -31,14 +31,45 @@ EQUIPMENT_STATUS = {Status.WHITE: EquipmentStatus.WHITELISTED, Status.GREY: Equi
 _STATUS_AVP = {status: constant_avp(BASE_S13, "Equipment-Status", int(value))
                for status, value in EQUIPMENT_STATUS.items()}
 _NO_STATE = constant_avp(BASE_S13, "Auth-Session-State", 1)
+_SUCCESS = constant_avp(BASE_S13, "Result-Code", int(ResultCode.DIAMETER_SUCCESS))
 _S13_APPLICATION = Avp.constant(BASE_S13.avp_def("Vendor-Specific-Application-Id"), [
     Avp.of(BASE_S13.avp_def("Vendor-Id"), VENDOR_3GPP), Avp.of(BASE_S13.avp_def("Auth-Application-Id"), APP_S13)])
 _EQUIPMENT_UNKNOWN = Avp.constant(BASE_S13.avp_def("Experimental-Result"), [
     Avp.of(BASE_S13.avp_def("Vendor-Id"), VENDOR_3GPP),
     Avp.of(BASE_S13.avp_def("Experimental-Result-Code"), ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)])
-_IMEI_DEF = BASE_S13.avp_def("IMEI")
 _STATUS_CODE = {Status.WHITE: ResultCode.DIAMETER_SUCCESS, Status.GREY: ResultCode.DIAMETER_SUCCESS,
                 Status.BLACK: ResultCode.DIAMETER_SUCCESS, Status.UNKNOWN: ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN}
+# The request AVPs the adapter reads, recognised by their (shared) dictionary definitions.
+_SESSION_ID, _ORIGIN_HOST, _USER_NAME, _PROXY_INFO, _TERMINAL, _IMEI, _SOFTWARE_VERSION, _MEID = (
+    BASE_S13.avp_def(name) for name in ("Session-Id", "Origin-Host", "User-Name", "Proxy-Info",
+                                        "Terminal-Information", "IMEI", "Software-Version", "3GPP2-MEID"))
+
+
+class _Request:
+    """The AVPs of a clean ECR the adapter reads, found in one pass over the message."""
+
+    __slots__ = ("origin_host", "proxies", "session", "terminal", "user")
+    session: Avp | None
+    origin_host: Avp | None
+    user: Avp | None
+    terminal: Avp | None
+    proxies: list[Avp]
+
+    def __init__(self, request: Message) -> None:
+        self.session = self.origin_host = self.user = self.terminal = None
+        self.proxies = []
+        for avp in request.avps:
+            definition = avp.definition
+            if definition is _SESSION_ID:
+                self.session = avp
+            elif definition is _TERMINAL:
+                self.terminal = avp
+            elif definition is _USER_NAME:
+                self.user = avp
+            elif definition is _ORIGIN_HOST:
+                self.origin_host = avp
+            elif definition is _PROXY_INFO:
+                self.proxies.append(avp)
 
 
 class S13Answerer:
@@ -51,41 +82,59 @@ class S13Answerer:
         self.log = log
         self.clock = clock
         self.counters: Counter[str] = Counter()
+        # The AVPs that follow Session-Id in an ECA, in the order of TS 29.272 7.2.10, built once.
+        host = constant_avp(BASE_S13, "Origin-Host", node.origin_host)
+        realm = constant_avp(BASE_S13, "Origin-Realm", node.origin_realm)
+        self._answer_avps: dict[Status, tuple[Avp, ...]] = {
+            status: (_S13_APPLICATION, _SUCCESS, host, realm, _NO_STATE, avp) for status, avp in _STATUS_AVP.items()}
+        self._answer_avps[Status.UNKNOWN] = (_S13_APPLICATION, _EQUIPMENT_UNKNOWN, _NO_STATE, host, realm)
 
     def __call__(self, request: Message, connection: PeerConnection | None = None) -> Message:
         started = time.perf_counter()
-        query, problem = self._query(request)
+        found = _Request(request)
+        query, problem = self._read_query(found)
         if problem is not None:
             answer = error_answer(request, self.node.origin_host, self.node.origin_realm, problem)
             decision = Decision(Status.INVALID, "malformed-request", problem.reason)
         else:
             assert query is not None
             decision = self.service.check(query)
-            answer = self._answer(request, decision)
+            answer = self._answer(request, found, decision)
         self.counters[decision.status.value] += 1
         if self.log is not None:
-            self._log(request, query, decision, answer, connection, started)
+            self._log(found, query, decision, answer, connection, started)
         return answer
 
-    def _query(self, request: Message) -> tuple[Query | None, AvpProblem | None]:
-        terminal = request.find("Terminal-Information")
+    def query(self, request: Message) -> tuple[Query | None, AvpProblem | None]:
+        """The query a clean ECR asks, or the problem that makes it unanswerable."""
+        return self._read_query(_Request(request))
+
+    def _read_query(self, found: _Request) -> tuple[Query | None, AvpProblem | None]:
+        terminal = found.terminal
         assert terminal is not None  # the grammar made it required: the Peer answered 5005 otherwise
-        imei = terminal.find("IMEI")
+        imei = version = meid = None
+        for member in terminal.value:
+            definition = member.definition
+            if definition is _IMEI:
+                imei = member
+            elif definition is _SOFTWARE_VERSION:
+                version = member
+            elif definition is _MEID:
+                meid = member
         if imei is None or imei.value is None:
             reason = ("IMEI missing: a 3GPP2-MEID alone cannot be checked by this EIR"
-                      if terminal.find("3GPP2-MEID") is not None else "IMEI missing from Terminal-Information")
-            return None, AvpProblem(ResultCode.DIAMETER_MISSING_AVP, reason, example_avp(_IMEI_DEF), (terminal,))
-        text = str(imei.value)
+                      if meid is not None else "IMEI missing from Terminal-Information")
+            return None, AvpProblem(ResultCode.DIAMETER_MISSING_AVP, reason, example_avp(_IMEI), (terminal,))
+        text = imei.value
         if len(text) not in (14, 15) or not (text.isascii() and text.isdigit()):
             return None, _invalid(f"IMEI must be 14 or 15 digits (TS 29.272 7.3.4), got {text!r}", imei, terminal)
-        version = terminal.find("Software-Version")
         svn = None
         if version is not None:
             try:
                 svn = _as_received(parse_svn, version.value)
             except IdentityError as error:
                 return None, _invalid(f"Software-Version: {error}", version, terminal)
-        user = request.find("User-Name")
+        user = found.user
         imsi = None
         if user is not None:
             try:
@@ -94,31 +143,34 @@ class S13Answerer:
                 return None, AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE, f"User-Name: {error}", user)
         return Query(text, Interface.S13, self.clock(), svn, imsi), None
 
-    def _answer(self, request: Message, decision: Decision) -> Message:
-        host, realm = self.node.origin_host, self.node.origin_realm
+    def _answer(self, request: Message, found: _Request, decision: Decision) -> Message:
+        """The ECA, from the AVPs built once per status; Session-Id first and the
+        request's Proxy-Info AVPs last, as RFC 6733 6.2 says."""
         status = decision.status
         if status is Status.INVALID:  # a well-formed IMEI AVP whose digits are not an IMEI (bad Luhn)
-            imei = request.find("Terminal-Information")
-            assert imei is not None
-            return error_answer(request, host, realm, _invalid(decision.reason, imei.find("IMEI"), imei))
-        if status is Status.UNKNOWN:
-            answer = answer_to(request, host, realm, None)
-            answer.avps[1:1] = (_S13_APPLICATION, _EQUIPMENT_UNKNOWN, _NO_STATE)
-        else:
-            answer = answer_to(request, host, realm, ResultCode.DIAMETER_SUCCESS)
-            answer.avps[1:1] = (_S13_APPLICATION,)
-            answer.avps += (_NO_STATE, _STATUS_AVP[status])
-        return finish_answer(request, answer)
+            terminal = found.terminal
+            assert terminal is not None
+            return error_answer(request, self.node.origin_host, self.node.origin_realm,
+                                _invalid(decision.reason, terminal.find("IMEI"), terminal))
+        avps = [found.session] if found.session is not None else []
+        avps += self._answer_avps[status]
+        avps += found.proxies
+        return Message(request.command_code, request.flags & FLAG_P, request.application_id, request.hop_by_hop,
+                       request.end_to_end, avps, request.dictionary)
 
-    def _log(self, request: Message, query: Query | None, decision: Decision, answer: Message,
+    def _log(self, found: _Request, query: Query | None, decision: Decision, answer: Message,
              connection: PeerConnection | None, started: float) -> None:
         assert self.log is not None
         code = _STATUS_CODE.get(decision.status) or answer.value("Result-Code")
         received = getattr(connection, "received_at", None) or started
-        self.log.write("s13", request.value("Origin-Host"), request.value("Session-Id"),
+        self.log.write("s13", _value(found.origin_host), _value(found.session),
                        decision.imei or (query.imei if query else None), query.imsi if query else None,
                        decision.status.value, decision.rule, decision.reason, int(code),
                        int((time.perf_counter() - received) * 1e6))
+
+
+def _value(avp: Avp | None) -> str | None:
+    return None if avp is None else avp.value
 
 
 def _as_received(parse: Callable[[str], str], value: object) -> str:

@@ -5,10 +5,10 @@ lookup; the policy engine replaces ``decide`` behind the same service."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from registry.imei import IdentityError, ImeiError, parse_imei, parse_msisdn
+from registry.imei import IdentityError, ImeiError, imei_key, parse_msisdn
 from registry.models import ListName
 from registry.store import EquipmentFacts, Registry
 
@@ -30,8 +30,10 @@ class Status(enum.StrEnum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
+    """What an interface asks. (Query and Decision are NamedTuples: immutable, and made
+    once per answer at a third of the cost of a frozen dataclass.)"""
+
     imei: str  # as received: 14, 15 or 16 digits, or anything else to be judged invalid
     interface: Interface
     at: datetime
@@ -40,8 +42,7 @@ class Query:
     msisdn: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     status: Status
     rule: str  # the rule that matched, a stable name for logs and counters
     reason: str  # for a person
@@ -63,10 +64,10 @@ class EquipmentCheck:
 
     def check(self, query: Query) -> Decision:
         try:
-            imei = parse_imei(query.imei)
+            key = imei_key(query.imei)
         except ImeiError as error:
             return Decision(Status.INVALID, "invalid-imei", str(error))
-        return decide(imei.key, self.registry.lookup(imei.key), query, self.unknown)
+        return decide(key, self.registry.lookup(key), query, self.unknown)
 
 
 def decide(key: str, facts: EquipmentFacts | None, query: Query, unknown: Status) -> Decision:

@@ -143,6 +143,6 @@ def test_s13_refuses_identities_that_are_not_exactly_ascii_digits(answerer: S13A
 def test_s13_passes_a_clean_imsi_and_software_version_to_the_decision(answerer: S13Answerer) -> None:
     request = decode_message(build_ecr(MME, "35209900176148", "437011234567890", software_version="07",
                                        session="u;2").to_bytes())
-    query, problem = answerer._query(request)
+    query, problem = answerer.query(request)
     assert problem is None and query is not None
     assert (query.imsi, query.software_version, query.imei) == ("437011234567890", "07", "35209900176148")
