@@ -204,22 +204,28 @@ def decode_message(data: bytes, dictionary: Dictionary = BASE_S13,
     message = Message(flags_cmd & 0xFFFFFF, flags_cmd >> 24, app_id, hbh, e2e, [], dictionary)
     problems = message.problems
     message.avps = _decode_avps(data, HEADER_LENGTH, length, dictionary, problems, (), top=True)
-    _check_header_bits(message)
-    if message.is_error and not message.is_request:
+    flags = message.flags
+    definition = message.definition
+    if flags & FLAG_E or (definition is not None and definition.proxiable != bool(flags & FLAG_P)):
+        _check_header_bits(message)
+    if flags & FLAG_E and not flags & FLAG_R:
         check_grammar(message.avps, dictionary.answer_message, problems, ())  # RFC 6733 7.2
-    elif message.definition is not None:
-        check_grammar(message.avps, message.definition.grammar, problems, ())
+    elif definition is not None:
+        check_grammar(message.avps, definition.grammar, problems, ())
     return message
 
 
 def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
                  problems: list[AvpProblem], path: tuple[Avp, ...], top: bool) -> list[Avp]:
-    """Decode the AVPs in data[offset:end]; the hot path of the codec, kept flat on purpose."""
+    """Decode the AVPs in data[offset:end]; the hot path of the codec, kept flat on purpose.
+    An AVP whose value repeats across requests (``Dictionary.stable``) comes from the
+    dictionary's memo of clean decodes when its octets were seen before."""
     avps: list[Avp] = []
     append = avps.append
-    known = dictionary.avps
     stable = dictionary.stable
+    memo = dictionary.decoded
     unpack_header = _AVP_HEADER.unpack_from
+    unpack_vendor = _U32.unpack_from
     while offset < end:
         if end - offset < 8:
             _truncated(problems, path, top, end - offset)
@@ -229,30 +235,22 @@ def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
         length = flags_length & 0xFFFFFF
         header = 12 if flags & AVP_FLAG_V else 8
         if length < header or offset + length > end:
-            _bad_length(problems, path, data, offset, code, flags, end, header, known)
+            _bad_length(problems, path, data, offset, code, flags, end, header, dictionary.avps)
             break
-        vendor = _U32.unpack_from(data, offset + 8)[0] if header == 12 else 0
+        vendor = unpack_vendor(data, offset + 8)[0] if header == 12 else 0
         if (vendor << 32) | code in stable:
-            avp = _decode_stable(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
+            raw = data[offset:offset + length]
+            avp = memo.get(raw)
+            if avp is None:
+                before = len(problems)
+                avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
+                if len(problems) == before:
+                    _memoize(memo, dictionary.decoded_limit, raw, avp)
         else:
             avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
         append(avp)
         offset += (length + 3) & ~3
     return avps
-
-
-def _decode_stable(data: bytes, offset: int, header: int, length: int, code: int, flags: int, vendor: int,
-                   dictionary: Dictionary, problems: list[AvpProblem], path: tuple[Avp, ...]) -> Avp:
-    """Decode an AVP whose value repeats across requests, through the dictionary's memo."""
-    raw = data[offset:offset + length]
-    memo = dictionary.decoded.get(raw)
-    if memo is not None:
-        return memo
-    before = len(problems)
-    avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
-    if len(problems) == before:
-        _memoize(dictionary.decoded, dictionary.decoded_limit, raw, avp)
-    return avp
 
 
 def _memoize(decoded: dict[bytes, Avp], limit: int, raw: bytes, avp: Avp) -> None:
@@ -285,7 +283,8 @@ def _decode_one(data: bytes, offset: int, header: int, length: int, code: int, f
     except ValueProblem as problem:
         value, failure = None, problem
     avp = Avp(code, flags, vendor, payload, value, definition)
-    _check_m_bit(avp, definition, problems, path)
+    if (flags ^ definition.flags) & AVP_FLAG_M:
+        _check_m_bit(avp, definition, problems, path)
     if failure is not None:
         problems.append(AvpProblem(failure.result_code, f"{definition.name}: {failure.reason}", avp, path))
     elif definition.values is not None and value not in definition.values:
