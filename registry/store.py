@@ -158,6 +158,7 @@ class Registry:
         lookup its own snapshot, at about twice the cost."""
         self.url: URL = make_url(url)
         self._raw: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor
         self._snapshot_seconds = 0.0
         self._snapshot_until = 0.0
         self.engine = _engine(self.url)
@@ -166,6 +167,7 @@ class Registry:
                 Base.metadata.create_all(self.engine)
             if self.url.get_dialect().name == "sqlite" and self.url.get_driver_name() == "pysqlite":
                 self._raw = _raw_sqlite(self.engine, self.url)
+                self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call
                 wal = self._raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 self._snapshot_seconds = snapshot_seconds if wal else 0.0  # a held read blocks writers without WAL
         except BaseException:
@@ -181,7 +183,7 @@ class Registry:
             return self._lookup_core(key)
         if self._snapshot_seconds and monotonic() >= self._snapshot_until:
             self._renew_snapshot()
-        rows = raw.execute(_LOOKUP_SQL, (key,)).fetchall()  # fetchall: the statement is done and reset
+        rows = self._cursor.execute(_LOOKUP_SQL, (key,)).fetchall()  # fetchall: the statement is done and reset
         if not rows:
             return None
         list_value, stolen, reason, stolen_reason = rows[0]
