@@ -5,7 +5,22 @@ from __future__ import annotations
 import sys
 import time
 from json.encoder import encode_basestring_ascii
-from typing import TextIO
+from typing import TextIO, TypeVar
+
+# Fragments for values that repeat (interface and peer, status, rule and reason), escaped
+# once; the memo starts again when it holds this many, so odd inputs cannot grow it.
+FRAGMENT_LIMIT = 4096
+TICK = 0.001  # seconds: the precision of "ts" (latency_us is the precise figure)
+
+
+K = TypeVar("K")
+
+
+def _remember(memo: dict[K, str], key: K, text: str) -> str:
+    if len(memo) >= FRAGMENT_LIMIT:
+        memo.clear()
+    memo[key] = text
+    return text
 
 
 def _q(text: str | None) -> str:
@@ -21,12 +36,18 @@ def mask_imsi(imsi: str | None) -> str | None:
 
 class AnswerLog:
     """Buffered JSON Lines writer. ``flush()`` is called by the server on a timer and at exit,
-    so a line costs a format and a buffered write, not a system call."""
+    so a line costs a format and a buffered write, not a system call. Each line holds
+    ts (Unix time, to the millisecond), interface, peer (the asking node's Origin-Host),
+    session, imei (the registry key), imsi (masked when configured), status, rule,
+    reason, result (the Diameter result code) and latency_us (from receipt to answer)."""
 
     def __init__(self, stream: TextIO | None = None, mask: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.mask = mask
         self.lines = 0
+        self._origin: dict[tuple[str, str | None], str] = {}
+        self._outcome: dict[tuple[str, str, str], str] = {}
+        self._tick, self._tick_end = "", 0.0
 
     def write(self, interface: str, peer: str | None, session: str | None, imei: str | None, imsi: str | None,
               status: str, rule: str, reason: str, result: int, latency_us: int) -> None:
@@ -34,10 +55,17 @@ class AnswerLog:
         ints, so the line is valid JSON (json.dumps costs several times more per answer)."""
         if self.mask:
             imsi = mask_imsi(imsi)
+        origin = self._origin.get((interface, peer)) or _remember(
+            self._origin, (interface, peer), f'"interface":{_q(interface)},"peer":{_q(peer)}')
+        outcome = self._outcome.get((status, rule, reason)) or _remember(
+            self._outcome, (status, rule, reason), f'"status":{_q(status)},"rule":{_q(rule)},"reason":{_q(reason)}')
+        now = time.time()
+        if now >= self._tick_end:  # "ts" has millisecond precision: format it once per millisecond
+            self._tick_end = (now // TICK + 1) * TICK
+            self._tick = f"{now:.3f}"
         self.stream.write(
-            f'{{"ts":{time.time():.6f},"interface":{_q(interface)},"peer":{_q(peer)},"session":{_q(session)},'
-            f'"imei":{_q(imei)},"imsi":{_q(imsi)},"status":{_q(status)},"rule":{_q(rule)},'
-            f'"reason":{_q(reason)},"result":{int(result)},"latency_us":{int(latency_us)}}}\n')
+            f'{{"ts":{self._tick},{origin},"session":{_q(session)},"imei":{_q(imei)},"imsi":{_q(imsi)},'
+            f'{outcome},"result":{int(result)},"latency_us":{int(latency_us)}}}\n')
         self.lines += 1
 
     def flush(self) -> None:
