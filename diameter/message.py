@@ -120,7 +120,7 @@ class Message:
         return default if avp is None or avp.value is None else avp.value
 
     def to_bytes(self) -> bytes:
-        body = b"".join([avp.to_bytes() for avp in self.avps])
+        body = b"".join([avp.wire or avp.to_bytes() for avp in self.avps])
         return encode_header(self, HEADER_LENGTH + len(body)) + body
 
     def __repr__(self) -> str:
@@ -143,15 +143,16 @@ def group(dictionary: Dictionary, name: str, *members: tuple[str, Any] | Avp) ->
 
 # --- framing -------------------------------------------------------------------------
 
-def frame_length(buffer: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> int | None:
-    """The length of the message at the head of ``buffer``, or None if 4 octets are not there yet.
+def frame_length(buffer: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+                 offset: int = 0) -> int | None:
+    """The length of the message at ``buffer[offset:]``, or None if 4 octets are not there yet.
 
     Raises FramingError when the stream cannot be trusted any more (RFC 6733 3): a version
     other than 1, a length below 20, not a multiple of 4, or above ``max_length``.
     """
-    if len(buffer) < 4:
+    if len(buffer) - offset < 4:
         return None
-    word = _U32.unpack_from(buffer)[0]
+    word = _U32.unpack_from(buffer, offset)[0]
     version, length = word >> 24, word & 0xFFFFFF
     if version != DIAMETER_VERSION:
         raise FramingError(f"unsupported Diameter version {version}")
@@ -172,14 +173,20 @@ class MessageReader:
         self.max_length = max_length
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
+        """The whole messages buffered so far, each cut from the stream with one copy."""
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
         frames: list[bytes] = []
-        while True:
-            length = frame_length(self._buffer, self.max_length)
-            if length is None or len(self._buffer) < length:
-                return frames
-            frames.append(bytes(self._buffer[:length]))
-            del self._buffer[:length]
+        offset, size, max_length = 0, len(data), self.max_length
+        try:
+            while (length := frame_length(data, max_length, offset)) is not None and size - offset >= length:
+                frames.append(data[offset:offset + length])
+                offset += length
+        finally:
+            self._buffer += data[offset:]  # what a FramingError left stays, as before the change
+        return frames
 
     @property
     def buffered(self) -> int:
@@ -203,25 +210,28 @@ def decode_message(data: bytes, dictionary: Dictionary = BASE_S13,
     _, flags_cmd, app_id, hbh, e2e = _HEADER.unpack_from(data)
     message = Message(flags_cmd & 0xFFFFFF, flags_cmd >> 24, app_id, hbh, e2e, [], dictionary)
     problems = message.problems
-    message.avps = _decode_avps(data, HEADER_LENGTH, length, dictionary, problems, (), top=True)
+    shape: list[int] = []
+    message.avps = _decode_avps(data, HEADER_LENGTH, length, dictionary, problems, (), True, shape)
     flags = message.flags
     definition = message.definition
     if flags & FLAG_E or (definition is not None and definition.proxiable != bool(flags & FLAG_P)):
         _check_header_bits(message)
     if flags & FLAG_E and not flags & FLAG_R:
-        check_grammar(message.avps, dictionary.answer_message, problems, ())  # RFC 6733 7.2
+        check_grammar(message.avps, dictionary.answer_message, problems, (), tuple(shape))  # RFC 6733 7.2
     elif definition is not None:
-        check_grammar(message.avps, definition.grammar, problems, ())
+        check_grammar(message.avps, definition.grammar, problems, (), tuple(shape))
     return message
 
 
 def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
-                 problems: list[AvpProblem], path: tuple[Avp, ...], top: bool) -> list[Avp]:
+                 problems: list[AvpProblem], path: tuple[Avp, ...], top: bool, shape: list[int]) -> list[Avp]:
     """Decode the AVPs in data[offset:end]; the hot path of the codec, kept flat on purpose.
     An AVP whose value repeats across requests (``Dictionary.stable``) comes from the
-    dictionary's memo of clean decodes when its octets were seen before."""
+    dictionary's memo of clean decodes when its octets were seen before. Each AVP's key
+    is appended to ``shape``, for the grammar check."""
     avps: list[Avp] = []
     append = avps.append
+    append_key = shape.append
     stable = dictionary.stable
     memo = dictionary.decoded
     unpack_header = _AVP_HEADER.unpack_from
@@ -238,7 +248,9 @@ def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
             _bad_length(problems, path, data, offset, code, flags, end, header, dictionary.avps)
             break
         vendor = unpack_vendor(data, offset + 8)[0] if header == 12 else 0
-        if (vendor << 32) | code in stable:
+        key = (vendor << 32) | code
+        append_key(key)
+        if key in stable:
             raw = data[offset:offset + length]
             avp = memo.get(raw)
             if avp is None:
@@ -315,10 +327,11 @@ def _decode_grouped(avp: Avp, definition: AvpDef, dictionary: Dictionary,
     # RFC 6733 7.5: Failed-AVP holds offending AVPs as they came (or a Grouped AVP holding
     # only the offender), so its content is decoded for reading but never judged.
     found = [] if definition.key == _FAILED_AVP else problems
-    avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, found, inner, top=False)
+    shape: list[int] = []
+    avp.value = _decode_avps(avp.data, 0, len(avp.data), dictionary, found, inner, False, shape)
     grammar = dictionary.grouped.get(definition.key)
     if grammar is not None:
-        check_grammar(avp.value, grammar, found, inner)
+        check_grammar(avp.value, grammar, found, inner, tuple(shape))
 
 
 def _truncated(problems: list[AvpProblem], path: tuple[Avp, ...], top: bool, left: int) -> None:
@@ -359,9 +372,11 @@ def _check_header_bits(message: Message) -> None:
 
 
 def check_grammar(avps: list[Avp], grammar: Grammar, problems: list[AvpProblem],
-                  path: tuple[Avp, ...]) -> None:
-    """Check a list of AVPs against a CCF grammar: 5005, 5008 and 5009 as RFC 6733 7.1.5."""
-    shape = tuple([(avp.vendor_id << 32) | avp.code for avp in avps])
+                  path: tuple[Avp, ...], shape: tuple[int, ...] | None = None) -> None:
+    """Check a list of AVPs against a CCF grammar: 5005, 5008 and 5009 as RFC 6733 7.1.5.
+    ``shape``: the AVPs' keys in order, when the decoder already has them."""
+    if shape is None:
+        shape = tuple([(avp.vendor_id << 32) | avp.code for avp in avps])
     if shape in grammar.clean_shapes:
         return
     before = len(problems)
