@@ -49,7 +49,9 @@ class Decision(NamedTuple):
     imei: str | None = None  # the registry key (TAC+SNR) when the IMEI parsed
 
 
-_LIST_STATUS = {ListName.WHITE: Status.WHITE, ListName.GREY: Status.GREY, ListName.BLACK: Status.BLACK}
+# A list's status, rule name and reason text, made once (an enum's .value costs on the hot path).
+_LIST_DECISION = {name: (status, f"{name.value}-list", f"on the {name.value} list") for name, status in (
+    (ListName.WHITE, Status.WHITE), (ListName.GREY, Status.GREY), (ListName.BLACK, Status.BLACK))}
 
 
 class EquipmentCheck:
@@ -81,8 +83,8 @@ def decide(key: str, facts: EquipmentFacts | None, query: Query, unknown: Status
     if facts.list is ListName.PAIRED:
         return _paired(key, facts, query)
     assert facts.list is not None
-    return Decision(_LIST_STATUS[facts.list], f"{facts.list.value}-list", _with(f"on the {facts.list.value} list",
-                                                                                   facts.reason), key)
+    status, rule, text = _LIST_DECISION[facts.list]
+    return Decision(status, rule, f"{text} ({facts.reason})" if facts.reason else text, key)
 
 
 def _paired(key: str, facts: EquipmentFacts, query: Query) -> Decision:

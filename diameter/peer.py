@@ -205,6 +205,7 @@ class Peer:
         self._watchdog_seen = self.watchdog.state
         self.cea_result: int | None = None  # Result-Code of the CEA, for an initiator
         self.remote_address: Any = None  # set by the I/O layer: the peer's transport address
+        self._host_lower, self._realm_lower = node.origin_host.lower(), node.origin_realm.lower()
 
     # --- connection lifecycle ----------------------------------------------------------
 
@@ -382,18 +383,19 @@ class Peer:
     def _routing_problem(self, request: Message) -> AvpProblem | None:
         """RFC 6733 6.1: this node serves requests for itself and its realm; it relays nothing.
         A Route-Record naming us is a loop (3005). One pass over the AVPs: this runs per request."""
-        node = self.node
         for avp in request.avps:
             code = avp.code
-            if avp.vendor_id or code not in _ROUTING_AVPS or not isinstance(avp.value, str):
+            if code not in _ROUTING_AVPS or avp.vendor_id:
                 continue
             value = avp.value
-            if code == _ROUTE_RECORD and value == node.origin_host:
+            if not isinstance(value, str):
+                continue
+            if code == _ROUTE_RECORD and value == self.node.origin_host:
                 return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", avp)
-            if code == _DESTINATION_HOST and value.lower() != node.origin_host.lower():
+            if code == _DESTINATION_HOST and value.lower() != self._host_lower:
                 return AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER, f"Destination-Host {value} is not this node",
                                   avp)
-            if code == _DESTINATION_REALM and value.lower() != node.origin_realm.lower():
+            if code == _DESTINATION_REALM and value.lower() != self._realm_lower:
                 return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {value} is not served here", avp)
         return None
 

@@ -226,11 +226,11 @@ class PeerConnection(asyncio.Protocol):
             log.warning("no handler for %s", request.name)
             return
         result = self.handler(request, self)
-        if inspect.isawaitable(result):
+        if isinstance(result, Message):  # the common case first: inspect.isawaitable costs more
+            self.peer.send_answer(request, result)
+        elif inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t: self._answer_later(request, t))
-        elif result is not None:
-            self.peer.send_answer(request, result)
 
     def _answer_later(self, request: Message, task: asyncio.Future[Message]) -> None:
         if task.cancelled() or self.transport is None:
