@@ -7,11 +7,11 @@ import dataclasses
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
 import click
 
-from agent.config import AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen, parse_unknown
+from agent.config import DEFAULT_PROFILE, AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen
 from agent.context import CliContext
 from diameter.transport import SctpUnavailable
 
@@ -24,21 +24,23 @@ from diameter.transport import SctpUnavailable
               help="Origin-Host pattern of a peer allowed to connect (repeatable).")
 @click.option("--origin-host", help="Our Origin-Host.")
 @click.option("--origin-realm", help="Our Origin-Realm.")
-@click.option("--unknown-imei", type=click.Choice(["equipment-unknown", "white", "grey", "black"]),
-              help="Answer for IMEIs the registry does not hold.")
+@click.option("--profile", metavar="NAME|PATH", help="Country profile: tj (default), kg, or a YAML file.")
 @click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
-          allow: tuple[str, ...], origin_host: str | None, origin_realm: str | None, unknown_imei: str | None,
+          allow: tuple[str, ...], origin_host: str | None, origin_realm: str | None, profile: str | None,
           answer_log: str | None) -> None:
-    """Answer S13 ME-Identity-Check from the registry until SIGTERM (which sends DPR to peers)."""
+    """Answer S13 ME-Identity-Check from the registry, under a country profile, until
+    SIGTERM (which sends DPR to peers). Every answered query is recorded (observations)."""
     from agent.server import serve as run
+    from registry.profile import ProfileError, load_profile
 
     try:
         config = load_config(config_path)
-        _override(ctx, config, listen, transport, origin_host, origin_realm, unknown_imei, answer_log)
+        _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
         config.allow += [AllowedPeer(pattern) for pattern in allow]
-    except ConfigError as error:
+        load_profile(config.profile)  # refuse a bad profile before listening
+    except (ConfigError, ProfileError) as error:
         raise click.ClickException(str(error)) from None
     logging.getLogger().setLevel(config.log_level.upper())
     if config.log_format == "json":
@@ -53,7 +55,7 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
 
 
 def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], transport: str | None,
-              origin_host: str | None, origin_realm: str | None, unknown_imei: str | None,
+              origin_host: str | None, origin_realm: str | None, profile: str | None,
               answer_log: str | None) -> None:
     if listen:
         config.listen = [parse_listen(text, transport or "tcp") for text in listen]
@@ -64,8 +66,7 @@ def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], 
         config.registry = ctx.find_object(CliContext).registry_url  # type: ignore[union-attr]
     config.origin_host = origin_host or config.origin_host
     config.origin_realm = origin_realm or config.origin_realm
-    if unknown_imei:
-        config.unknown_imei = parse_unknown(unknown_imei)
+    config.profile = profile or config.profile
     config.answer_log = answer_log or config.answer_log
 
 
@@ -82,28 +83,56 @@ def _json_logging() -> None:
 @click.argument("imei")
 @click.option("--imsi", help="IMSI the device is used with.")
 @click.option("--msisdn", help="MSISDN the device is used with.")
-@click.option("--unknown-imei", type=click.Choice(["equipment-unknown", "white", "grey", "black"]),
-              default="equipment-unknown", show_default=True, help="Answer for IMEIs the registry does not hold.")
+@click.option("--at", "at", metavar="DATE", help="Decide as if asked at DATE (YYYY-MM-DD or an ISO time; "
+              "default now). A date alone means noon UTC.")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, metavar="NAME|PATH",
+              help="Country profile: tj, kg, or a YAML file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, unknown_imei: str,
+def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, at: str | None, profile: str,
           as_json: bool) -> None:
-    """The agent's decision for IMEI, without the network; records nothing.
+    """The agent's decision for IMEI, with its explanation, without the network: from what
+    the registry holds (lists, observations, TAC catalogue) as if asked at --at. It records
+    nothing.
 
     Exit status: 0 white, 1 black, 2 grey, 3 unknown, 4 invalid (as Equipment-Status, plus two)."""
     from agent.service import EquipmentCheck, Interface, Query, Status
+    from registry.profile import ProfileError, load_profile
     from registry.store import Registry
 
+    try:
+        rules = load_profile(profile)
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from None
+    when = _when(at)
     registry = Registry(ctx.find_object(CliContext).registry_url)  # type: ignore[union-attr]
     try:
-        decision = EquipmentCheck(registry, parse_unknown(unknown_imei)).check(
-            Query(imei, Interface.CLI, datetime.now(UTC), imsi=imsi, msisdn=msisdn))
+        decision = EquipmentCheck(registry, rules).check(
+            Query(imei, Interface.CLI, when, imsi=imsi, msisdn=msisdn))
     finally:
         registry.close()
+    deadline = decision.deadline.isoformat(timespec="seconds") if decision.deadline else None
     if as_json:
         click.echo(json.dumps({"imei": decision.imei or imei, "status": decision.status.value,
-                               "rule": decision.rule, "reason": decision.reason}))
+                               "rule": decision.rule, "reason": decision.reason, "deadline": deadline,
+                               "at": when.isoformat(timespec="seconds"), "profile": rules.name,
+                               "notices": [notice.event for notice in decision.notices]}))
     else:
-        click.echo(f"{decision.imei or imei}: {decision.status.value.upper()} ({decision.rule}): {decision.reason}")
+        until = f"; deadline {deadline}" if deadline else ""
+        click.echo(f"{decision.imei or imei}: {decision.status.value.upper()} ({decision.rule}): "
+                   f"{decision.reason}{until}")
     codes = {Status.WHITE: 0, Status.BLACK: 1, Status.GREY: 2, Status.UNKNOWN: 3, Status.INVALID: 4}
     sys.exit(codes[decision.status])
+
+
+def _when(text: str | None) -> datetime:
+    """--at: a date (noon UTC that day), an ISO time (UTC unless it says), or now."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(12), UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time", param_hint="--at") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

@@ -11,11 +11,9 @@ from typing import Any
 import yaml
 
 from agent.context import DEFAULT_REGISTRY
-from agent.service import Status
 
 TRANSPORTS = ("tcp", "sctp")
-UNKNOWN_ANSWERS = {"equipment-unknown": Status.UNKNOWN, "white": Status.WHITE, "grey": Status.GREY,
-                   "black": Status.BLACK}
+DEFAULT_PROFILE = "tj"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
@@ -54,7 +52,7 @@ class AgentConfig:
     listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 3868)])
     allow: list[AllowedPeer] = field(default_factory=list)  # empty: only loopback peers
     registry: str = DEFAULT_REGISTRY
-    unknown_imei: Status = Status.UNKNOWN
+    profile: str = DEFAULT_PROFILE  # a shipped profile's name, or a YAML file's path
     log_level: str = "info"
     log_format: str = "text"  # text or json, for the agent's own log lines
     answer_log: str = "-"  # "-" for stderr, a file path, or "off"
@@ -92,13 +90,17 @@ def load_config(path: str | Path | None) -> AgentConfig:
 
 
 def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig:
-    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "unknown_imei", "log", "diameter"}
+    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter"}
+    if "unknown_imei" in data:
+        raise ConfigError(f"{where}: unknown_imei is gone: the profile decides unregistered IMEIs (grace, "
+                          "unknown_tac); choose it with profile: NAME|PATH")
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     config.origin_host = _text(data, "origin_host", config.origin_host, where)
     config.origin_realm = _text(data, "origin_realm", config.origin_realm, where)
     config.registry = _text(data, "registry", config.registry, where)
+    config.profile = _text(data, "profile", config.profile, where)
     if "listen" in data:
         listen = data["listen"]
         items = [listen] if isinstance(listen, str) else _list(listen, "listen", where)
@@ -107,8 +109,6 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
     if not isinstance(peers, dict):
         raise ConfigError(f"{where}: peers must be a mapping with an allow list")
     config.allow = [_allowed(item, where) for item in _list(peers.get("allow") or [], "peers.allow", where)]
-    if "unknown_imei" in data:
-        config.unknown_imei = parse_unknown(str(data["unknown_imei"]))
     _apply_log(config, data.get("log") or {}, where)
     diameter = data.get("diameter") or {}
     config.watchdog_tw = float(diameter.get("watchdog_tw", config.watchdog_tw))
@@ -116,13 +116,6 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
         raise ConfigError(f"{where}: diameter.watchdog_tw must be at least 6 seconds (RFC 3539)")
     config.max_message_length = int(diameter.get("max_message_length", config.max_message_length))
     return config
-
-
-def parse_unknown(text: str) -> Status:
-    try:
-        return UNKNOWN_ANSWERS[text]
-    except KeyError:
-        raise ConfigError(f"unknown_imei {text!r} is not one of {', '.join(UNKNOWN_ANSWERS)}") from None
 
 
 def _apply_log(config: AgentConfig, log: Any, where: str) -> None:

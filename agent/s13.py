@@ -1,10 +1,12 @@
 """The S13 adapter: ME-Identity-Check-Request -> Query -> Decision -> ME-Identity-Check-Answer.
 
 It only translates. TS 29.272 7.2.9/7.2.10: success is Result-Code 2001 with
-Equipment-Status; an IMEI the registry does not hold is Experimental-Result 5422
-(DIAMETER_ERROR_EQUIPMENT_UNKNOWN) without Result-Code; input that is not an IMEI gets
-5004 with the offending AVP in Failed-AVP; a Terminal-Information without IMEI (only a
-3GPP2-MEID, which this EIR cannot check) gets 5005 naming the missing IMEI.
+Equipment-Status; a decision of UNKNOWN is Experimental-Result 5422
+(DIAMETER_ERROR_EQUIPMENT_UNKNOWN) without Result-Code; an IMEI AVP that is not 14 or 15
+digits, and an IMEI the profile rejects (``invalid_imei: reject``), get 5004 with the
+offending AVP in Failed-AVP; a Terminal-Information without IMEI (only a 3GPP2-MEID,
+which this EIR cannot check) gets 5005 naming the missing IMEI. Every answered query is
+recorded by the service; the server commits what must be durable before the answers go.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class S13Answerer:
             decision = Decision(Status.INVALID, "malformed-request", problem.reason)
         else:
             assert query is not None
-            decision = self.service.check(query)
+            decision = self.service.answer(query)
             answer = self._answer(request, found, decision)
         self.counters[decision.status.value] += 1
         if self.log is not None:

@@ -21,10 +21,13 @@ from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
 from diameter.peer import PeerSettings
 from diameter.transport import DiameterServer, start_server
+from registry.observations import Recorder
+from registry.profile import load_profile
 from registry.store import Registry
 
 log = logging.getLogger("eir.agent")
-FLUSH_INTERVAL = 0.2
+FLUSH_INTERVAL = 0.2  # seconds between answer log flushes
+OBSERVATIONS_INTERVAL = 1.0  # seconds between writes of the later sights kept in memory
 
 
 def firmware_revision() -> int:
@@ -77,19 +80,21 @@ def peer_settings(config: AgentConfig) -> Callable[[], PeerSettings]:
 
 async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
     """Run until SIGTERM or SIGINT; then DPR to every peer and return 0."""
+    profile = load_profile(config.profile)
     registry = Registry(config.registry)
+    recorder = Recorder(registry)
     answer_log, owned = open_answer_log(config)
     node = local_node(config)
-    answerer = S13Answerer(EquipmentCheck(registry, config.unknown_imei), node, answer_log)
+    answerer = S13Answerer(EquipmentCheck(registry, profile, recorder), node, answer_log)
     server = DiameterServer(node)
     try:
         for listen in config.listen:
             await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
-                               settings=peer_settings(config), server=server)
+                               settings=peer_settings(config), server=server, before_send=recorder.commit)
         for host, port in server.addresses:
             announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
-                     f"registry {config.registry}")
-        await _run_until_signal(answer_log)
+                     f"registry {config.registry}, profile {profile.name} ({profile.country})")
+        await _run_until_signal(answer_log, recorder)
         log.info("stopping: DPR to %d peer(s)", len(server.connections))
         await server.close(DisconnectCause.REBOOTING)
     finally:
@@ -97,19 +102,26 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
             answer_log.flush()
         if owned is not None:
             owned.close()
+        recorder.close()
         registry.close()
-    log.info("answers %s; bad input %s", dict(answerer.counters),
-             {k: v for k, v in server.counters.items() if k.startswith("bad_input")})
+    log.info("answers %s; bad input %s; observation commits %d, failed %d", dict(answerer.counters),
+             {k: v for k, v in server.counters.items() if k.startswith("bad_input")}, recorder.commits,
+             recorder.failures)
     return 0
 
 
-async def _run_until_signal(answer_log: AnswerLog | None) -> None:
+async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
+    flushed = loop.time()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL)
         if answer_log is not None:
             answer_log.flush()
+        if loop.time() - flushed >= OBSERVATIONS_INTERVAL:
+            recorder.flush()
+            recorder.forget_types()  # an import may have changed the TAC catalogue
+            flushed = loop.time()

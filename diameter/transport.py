@@ -84,9 +84,13 @@ class PeerConnection(asyncio.Protocol):
     """One transport connection driving one sans-I/O Peer."""
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
-                 counters: Counter[str] | None = None, sctp: bool = False) -> None:
+                 counters: Counter[str] | None = None, sctp: bool = False,
+                 before_send: Callable[[], object] | None = None) -> None:
         self.peer = peer
         self.handler = handler
+        # Called after the requests of one read were handled, before their answers are
+        # sent: the application's group commit of what the answers depend on.
+        self.before_send = before_send
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.sctp = sctp
         self.loop = asyncio.get_running_loop()
@@ -173,6 +177,8 @@ class PeerConnection(asyncio.Protocol):
 
     def _dispatch(self, events: list[Event]) -> None:
         self._handle(events)
+        if self.before_send is not None:
+            self.before_send()
         self._flush()
         self._arm_timer()
 
@@ -241,6 +247,8 @@ class PeerConnection(asyncio.Protocol):
         answer = task.result()
         if answer is not None:
             self.peer.send_answer(request, answer)
+            if self.before_send is not None:
+                self.before_send()
             self._flush()
 
     def _resolve(self, hop_by_hop: int, answer: Message) -> None:
@@ -300,15 +308,17 @@ class DiameterServer:
 async def start_server(node: LocalNode, handler: RequestHandler | None, host: str = "127.0.0.1",
                        port: int = DIAMETER_PORT, *, transport: str = "tcp",
                        settings: Callable[[], PeerSettings] = PeerSettings,
-                       server: DiameterServer | None = None) -> DiameterServer:
-    """Listen on host:port; each accepted connection gets a responder Peer."""
+                       server: DiameterServer | None = None,
+                       before_send: Callable[[], object] | None = None) -> DiameterServer:
+    """Listen on host:port; each accepted connection gets a responder Peer (``before_send``:
+    see PeerConnection)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
     sctp = transport == "sctp"
 
     def factory() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
-        connection = PeerConnection(peer, handler, server.counters, sctp=sctp)
+        connection = PeerConnection(peer, handler, server.counters, sctp=sctp, before_send=before_send)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection

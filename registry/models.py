@@ -4,6 +4,10 @@
 - ``pairing``: the subscriber identities a paired-white IMEI is bound to.
 - ``tac``: the Type Allocation Code catalogue (make and model).
 - ``history``: every status change (list, stolen flag, pairings), never updated.
+- ``sighting``: each IMEI-IMSI pair the network was seen asking about: first and last
+  sight, how often, the MSISDN when known, the last interface. The first sight with a
+  local SIM starts the IMEI's grace clock; pairs show SIM swaps and dual-SIM use.
+- ``notice``: the outbox of SMS notices to owners, at most one per IMEI, IMSI and event.
 
 Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
 path can read them with plain SQL.
@@ -14,7 +18,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -106,3 +110,35 @@ class History(Base):
     new: Mapped[str | None] = mapped_column(String)
     reason: Mapped[str | None] = mapped_column(String)
     source: Mapped[str] = mapped_column(String)
+
+
+class Sighting(Base):
+    """An IMEI seen with an IMSI ("" when the network did not say which)."""
+
+    __tablename__ = "sighting"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    imei: Mapped[str] = mapped_column(String(14), primary_key=True)
+    imsi: Mapped[str] = mapped_column(String(15), primary_key=True)
+    msisdn: Mapped[str | None] = mapped_column(String(15))
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    interface: Mapped[str | None] = mapped_column(String(8))  # of the last sight: s13, map, import
+
+
+class Notice(Base):
+    """An SMS notice due to the owner of an IMEI used with an IMSI."""
+
+    __tablename__ = "notice"
+    __table_args__ = (UniqueConstraint("imei", "imsi", "event", name="notice_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    imei: Mapped[str] = mapped_column(String(14))
+    imsi: Mapped[str] = mapped_column(String(15))
+    msisdn: Mapped[str | None] = mapped_column(String(15))
+    event: Mapped[str] = mapped_column(String(16))  # grey, reminder-7d, black
+    deadline: Mapped[datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime)

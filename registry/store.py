@@ -45,6 +45,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, Engine, make_url
@@ -189,6 +190,29 @@ class Registry:
         list_value, stolen, reason, stolen_reason = rows[0]
         pairings = tuple(raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
         return _facts(key, _LISTS[list_value], bool(stolen), reason, stolen_reason, pairings)
+
+    @property
+    def raw_connection(self) -> sqlite3.Connection | None:
+        """The SQLite lookup connection (None on other databases)."""
+        return self._raw
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement with ``?`` parameters, on the lookup connection and
+        its shared snapshot (SQLite), or through SQLAlchemy elsewhere."""
+        if self._raw is None:
+            names = {f"p{i}": value for i, value in enumerate(params)}
+            numbered = sql
+            for name in names:
+                numbered = numbered.replace("?", f":{name}", 1)
+            with self.engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(numbered), names)]
+        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+            self._renew_snapshot()
+        return self._cursor.execute(sql, params).fetchall()
+
+    def renew(self) -> None:
+        """See every commit made so far at the next read (read your own writes)."""
+        self._snapshot_until = 0.0
 
     def _renew_snapshot(self) -> None:
         """End the lookup connection's read transaction and start the next one (WAL: a

@@ -76,7 +76,7 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
 @click.option("--imeis", "imei_file", type=click.Path(exists=True, dir_okay=False),
               help="IMEIs to ask for: one per line, or a CSV with an 'imei' column. Default: generated.")
 @click.option("--tac", default=DEFAULT_TAC, show_default=True, help="TAC of the generated IMEIs.")
-@click.option("--imsi-prefix", default="43701", show_default=True,
+@click.option("--imsi-prefix", default="43601", show_default=True,
               help="User-Name of each request: this prefix + the IMEI's position in the list, 15 digits "
                    "('none': no User-Name).")
 @click.option("--sv", "software_version", metavar="NN", help="Software-Version in every request.")

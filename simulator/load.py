@@ -400,7 +400,7 @@ class LoadConfig:
     inflight: int = 64
     duration: float = 10.0
     timeout: float = 5.0
-    imsi_prefix: str | None = "43701"
+    imsi_prefix: str | None = "43601"
     software_version: str | None = None
     identity: MmeIdentity = field(default_factory=MmeIdentity)
     processes: int = 1

@@ -1,4 +1,4 @@
-"""The agent's small parts: the answer log, the configuration, the plain list decision."""
+"""The agent's small parts: the answer log, the configuration, the S13 adapter's checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,13 @@ from hypothesis import strategies as st
 from agent.answer_log import AnswerLog, mask_imsi
 from agent.config import ConfigError, load_config, parse_listen
 from agent.s13 import S13Answerer
-from agent.service import EquipmentCheck, Interface, Query, Status, decide
+from agent.service import EquipmentCheck
 from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
 from diameter.constants import ResultCode
 from diameter.message import decode_message
-from registry.models import ListName
-from registry.store import EquipmentFacts, Registry
+from registry.profile import load_profile
+from registry.store import Registry
 from simulator.mme import build_ecr
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "agent" / "agent.example.yaml"
@@ -61,7 +60,8 @@ def test_without_an_allowlist_only_loopback_peers_are_admitted() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("listen: 127.0.0.1\n", "not HOST:PORT"),
     ("colour: blue\n", "unknown key(s) colour"),
-    ("unknown_imei: maybe\n", "unknown_imei 'maybe'"),
+    ("unknown_imei: grey\n", "unknown_imei is gone"),
+    ("profile: ''\n", "profile must be a non-empty string"),
     ("diameter: {watchdog_tw: 2}\n", "at least 6 seconds"),
     ("peers: {allow: [{host: x, from: [not-a-network]}]}\n", "peers.allow from"),
     ("listen: [{address: 127.0.0.1:3868, transport: udp}]\n", "transport 'udp'"),
@@ -79,43 +79,10 @@ def test_listen_parses_ipv6_and_rejects_bad_ports() -> None:
         parse_listen("127.0.0.1:70000")
 
 
-def facts(name: ListName | None, stolen: bool = False,
-          pairings: tuple[tuple[str | None, str | None], ...] = ()) -> EquipmentFacts:
-    return EquipmentFacts("35209900176148", name, stolen, "r", "police" if stolen else None, pairings)
-
-
-def query(imsi: str | None = None, msisdn: str | None = None) -> Query:
-    return Query("35209900176148", Interface.CLI, datetime(2026, 1, 1, tzinfo=UTC), imsi=imsi, msisdn=msisdn)
-
-
-@pytest.mark.parametrize(("known", "q", "unknown", "status", "rule"), [
-    (facts(ListName.WHITE), query(), Status.UNKNOWN, Status.WHITE, "white-list"),
-    (facts(ListName.GREY), query(), Status.UNKNOWN, Status.GREY, "grey-list"),
-    (facts(ListName.BLACK), query(), Status.UNKNOWN, Status.BLACK, "black-list"),
-    (facts(ListName.WHITE, stolen=True), query(), Status.UNKNOWN, Status.BLACK, "stolen"),
-    (facts(None, stolen=True), query(), Status.UNKNOWN, Status.BLACK, "stolen"),
-    (facts(ListName.PAIRED, pairings=(("437011", None),)), query("437011"), Status.UNKNOWN, Status.WHITE,
-     "paired-match"),
-    (facts(ListName.PAIRED, pairings=((None, "99290012345"),)), query(msisdn="+99290012345"), Status.UNKNOWN,
-     Status.WHITE, "paired-match"),
-    (facts(ListName.PAIRED, pairings=(("437011", "992900"),)), query("437012", "992901"), Status.UNKNOWN,
-     Status.BLACK, "paired-mismatch"),
-    (facts(ListName.PAIRED, pairings=(("437011", None),)), query(), Status.UNKNOWN, Status.BLACK,
-     "paired-mismatch"),
-    (None, query(), Status.UNKNOWN, Status.UNKNOWN, "unknown"),
-    (None, query(), Status.GREY, Status.GREY, "unknown"),
-])
-def test_plain_list_decision(known: EquipmentFacts | None, q: Query, unknown: Status, status: Status,
-                             rule: str) -> None:
-    decision = decide("35209900176148", known, q, unknown)
-    assert (decision.status, decision.rule) == (status, rule)
-    assert decision.reason
-
-
 @pytest.fixture
 def answerer(tmp_path: Path) -> Iterator[S13Answerer]:
     registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    yield S13Answerer(EquipmentCheck(registry), LocalNode("eir.localdomain", "localdomain"))
+    yield S13Answerer(EquipmentCheck(registry, load_profile("tj")), LocalNode("eir.localdomain", "localdomain"))
     registry.close()
 
 

@@ -27,13 +27,14 @@ from diameter.constants import (
 from diameter.message import Message, make_message
 from diameter.peer import PeerState
 from diameter.transport import CapabilitiesRefused, PeerConnection, connect
+from registry.profile import PROFILES
 from simulator.agent_process import AgentProcess
 from simulator.agent_process import run_eir as eir
 from simulator.demo import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, UNKNOWN, WHITE, imei15
 from simulator.demo import build_demo_registry as build_registry
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="e2e-mme")
-IMSI = "437011111111111"
+IMSI = "436011111111111"
 SESSIONS = itertools.count(1)
 
 
@@ -98,8 +99,22 @@ def test_each_list_is_answered_with_its_equipment_status(agent: AgentProcess, im
     assert logged["status"] == status.name.lower().replace("listed", "") and logged["result"] == 2001
 
 
-def test_unknown_imei_gets_experimental_result_5422_without_result_code(agent: AgentProcess) -> None:
+def test_unknown_imei_with_a_local_sim_is_grey_with_its_grace_window(agent: AgentProcess) -> None:
     (answer,) = ask(agent, ecr(UNKNOWN))
+    assert result_code_of(answer) == ResultCode.DIAMETER_SUCCESS
+    assert answer.value("Equipment-Status") == EquipmentStatus.GREYLISTED
+    logged = agent.answer_for(str(answer.value("Session-Id")))
+    assert logged is not None and logged["rule"] == "grace" and "30-day window" in logged["reason"]
+
+
+def test_a_profile_may_answer_unknown_tacs_with_5422_without_result_code(tmp_path: Path, registry: str) -> None:
+    profile = tmp_path / "strict.yaml"
+    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
+    strict = AgentProcess(tmp_path, registry, "--profile", str(profile))
+    try:
+        (answer,) = ask(strict, ecr(UNKNOWN))
+    finally:
+        strict.stop()
     assert answer.find("Result-Code") is None and answer.find("Equipment-Status") is None
     experimental = answer.find("Experimental-Result")
     assert experimental is not None
@@ -112,13 +127,36 @@ def test_unknown_imei_gets_experimental_result_5422_without_result_code(agent: A
     (WHITE[:-1] + "A", "letters"),
     (WHITE[:13], "13 digits"),
     (WHITE + "12", "16 digits"),
-    (WHITE + str((int(imei15(WHITE)[-1]) + 1) % 10), "wrong Luhn check digit"),
 ])
-def test_invalid_imei_gets_5004_naming_the_imei(agent: AgentProcess, imei: str, why: str) -> None:
+def test_an_imei_avp_that_is_not_14_or_15_digits_gets_5004_naming_it(agent: AgentProcess, imei: str,
+                                                                      why: str) -> None:
     (answer,) = ask(agent, ecr(imei))
     assert result_code_of(answer) == ResultCode.DIAMETER_INVALID_AVP_VALUE, why
     (terminal,) = answer.find("Failed-AVP").value  # type: ignore[union-attr]
     assert terminal.name == "Terminal-Information" and terminal.find("IMEI").value == imei
+
+
+BAD_LUHN = WHITE + str((int(imei15(WHITE)[-1]) + 1) % 10)
+
+
+def test_an_imei_with_a_wrong_check_digit_is_black_as_the_profile_says(agent: AgentProcess) -> None:
+    (answer,) = ask(agent, ecr(BAD_LUHN))
+    assert answer.value("Equipment-Status") == EquipmentStatus.BLACKLISTED
+    logged = agent.answer_for(str(answer.value("Session-Id")))
+    assert logged is not None and logged["rule"] == "invalid-imei" and "Luhn" in logged["reason"]
+
+
+def test_a_profile_that_rejects_invalid_imeis_gets_5004(tmp_path: Path, registry: str) -> None:
+    profile = tmp_path / "reject.yaml"
+    profile.write_text((PROFILES / "tj.yaml").read_text().replace("invalid_imei: black", "invalid_imei: reject"))
+    rejecting = AgentProcess(tmp_path, registry, "--profile", str(profile))
+    try:
+        (answer,) = ask(rejecting, ecr(BAD_LUHN))
+    finally:
+        rejecting.stop()
+    assert result_code_of(answer) == ResultCode.DIAMETER_INVALID_AVP_VALUE
+    (terminal,) = answer.find("Failed-AVP").value  # type: ignore[union-attr]
+    assert terminal.find("IMEI").value == BAD_LUHN
 
 
 def test_malformed_requests_get_precise_answers_and_the_agent_keeps_serving(agent: AgentProcess) -> None:
@@ -173,6 +211,6 @@ def test_cli_check_gives_the_same_decision_with_its_reason(registry: str) -> Non
     decision = json.loads(result.stdout)
     assert decision["status"] == "black" and decision["rule"] == "paired-mismatch"
     assert OTHER_IMSI in decision["reason"]
-    assert eir(registry, "check", UNKNOWN, check=False).returncode == 3
-    invalid = eir(registry, "check", "35209900176A48", "--json", check=False)
-    assert invalid.returncode == 4 and '"status": "invalid"' in invalid.stdout
+    assert eir(registry, "check", UNKNOWN, "--imsi", OTHER_IMSI, check=False).returncode == 2  # grey: grace
+    invalid = json.loads(eir(registry, "check", "35209900176A48", "--json", check=False).stdout)
+    assert (invalid["status"], invalid["rule"]) == ("black", "invalid-imei")

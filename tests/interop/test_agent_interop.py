@@ -44,7 +44,7 @@ def run_ecrs(host: str, port: int) -> list[tuple[int | None, int | None]]:
         connection = await connect(MME, host, port)
         results = []
         for imei, imsi, _ in EXPECTED:
-            answer = await connection.request(ecr(imei, imsi or "437011111111111"), timeout=5)
+            answer = await connection.request(ecr(imei, imsi or "436011111111111"), timeout=5)
             assert answer.problems == []
             results.append((result_code_of(answer), answer.value("Equipment-Status")))
         unknown = await connection.request(ecr(UNKNOWN), timeout=5)

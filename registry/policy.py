@@ -1,0 +1,254 @@
+"""The enforcement decision: a pure function of (registry facts, observations, profile, time).
+
+``decide`` answers one query with a Decision: the status, the rule that matched (a stable
+name), a reason for a person, the deadline of a grey IMEI and the SMS notices due. Rules,
+first match wins (../shared/DOMAIN.md, with the registry's own black list beside stolen):
+
+==================  ===========================================================  ======
+rule                when                                                         status
+==================  ===========================================================  ======
+invalid-imei        not an IMEI: bad check digit, letters, length, all zeros     profile
+stolen              reported stolen or lost                                      black
+black-list          on the black list                                            black
+roamer              an inbound roamer's SIM, within the profile's exemption      white
+paired-match        paired white, used with a bound IMSI or MSISDN               white
+paired-mismatch     paired white, used with any other                            black
+white-list          on the white list                                            white
+grey-list           on the grey list                                             grey
+grandfathered       first seen with a local SIM before the profile's cutoff      white
+auto-entered        a device type the profile enters automatically (TAC)         white
+unknown-tac         a TAC the catalogue lacks, when the profile answers it       profile
+grace               inside the window after the first sight with a local SIM     grey
+grace-expired       the window is over                                           black
+no-grace            the profile gave no window on the day of the first sight     black
+not-registered      never seen with a local SIM, roamer exemption over           black
+==================  ===========================================================  ======
+
+The grace clock belongs to the IMEI: it starts at its first sight with any local SIM
+(an unknown IMSI counts as local), so a new SIM never restarts it. The query itself is
+a sighting: an IMEI the observations have not seen yet is first seen now.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from registry.imei import ImeiError, imei_key
+from registry.models import ListName
+from registry.profile import InvalidImei, Profile, UnknownTac
+from registry.store import EquipmentFacts
+
+DAY = timedelta(days=1)
+
+
+class Status(enum.StrEnum):
+    """What the decision answers. WHITE, GREY and BLACK map to Equipment-Status 0, 2, 1;
+    UNKNOWN is an IMEI the registry cannot judge; INVALID is input that is not an IMEI,
+    answered with a protocol error where the profile says ``invalid_imei: reject``."""
+
+    WHITE = "white"
+    GREY = "grey"
+    BLACK = "black"
+    UNKNOWN = "unknown"
+    INVALID = "invalid"
+
+
+class Event(enum.StrEnum):
+    """SMS notices to the owner (each at most once per IMEI, IMSI and event)."""
+
+    GREY = "grey"
+    REMINDER = "reminder"  # stored as "reminder-Nd"
+    BLACK = "black"
+
+
+class Notice(NamedTuple):
+    event: str  # "grey", "reminder-7d", "black"
+    deadline: datetime | None
+
+
+class Sighting(NamedTuple):
+    """An IMEI seen with a SIM: ``imsi`` is "" when the network did not say which."""
+
+    imsi: str
+    first_seen: datetime
+
+
+class Decision(NamedTuple):
+    status: Status
+    rule: str  # the rule that matched, a stable name for logs and counters
+    reason: str  # for a person
+    imei: str | None = None  # the registry key (TAC+SNR) when the IMEI parsed
+    deadline: datetime | None = None  # the end of a grey IMEI's window
+    notices: tuple[Notice, ...] = ()
+
+
+class Query(NamedTuple):
+    """What an interface asks. (Query and Decision are NamedTuples: immutable, and made
+    once per answer at a third of the cost of a frozen dataclass.)"""
+
+    imei: str  # as received: 14, 15 or 16 digits, or anything else to be judged invalid
+    interface: str
+    at: datetime  # aware
+    software_version: str | None = None
+    imsi: str | None = None
+    msisdn: str | None = None
+
+
+_UNKNOWN_TAC = {UnknownTac.WHITE: Status.WHITE, UnknownTac.BLACK: Status.BLACK, UnknownTac.UNKNOWN: Status.UNKNOWN}
+
+
+def registry_key(text: str) -> str:
+    """The registry key of an IMEI as received, or ImeiError saying why it is not one."""
+    key = imei_key(text)
+    if key.startswith("00000000"):
+        raise ImeiError("the TAC 00000000 is not allocated (an all-zero IMEI is a placeholder)")
+    return key
+
+
+def needs_device_type(equipment: EquipmentFacts | None) -> bool:
+    """Whether the decision can reach the TAC rules (no list entry, not stolen): only
+    then does the caller need to look the device type up."""
+    return equipment is None or (equipment.list is None and not equipment.stolen)
+
+
+def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[Sighting],
+           device_type: str | None, profile: Profile) -> Decision:
+    """The decision for ``query`` at ``query.at``. ``sightings``: the IMEI's observations
+    (those after query.at are ignored); ``device_type``: from the TAC catalogue, None
+    when it lacks the TAC (only read when ``needs_device_type``)."""
+    try:
+        key = registry_key(query.imei)
+    except ImeiError as error:
+        status = Status.BLACK if profile.invalid_imei is InvalidImei.BLACK else Status.INVALID
+        return Decision(status, "invalid-imei", f"not an IMEI: {error}")
+    if equipment is not None:
+        listed = _listed_before_roaming(key, equipment)
+        if listed is not None:
+            return listed
+    roaming = not profile.is_local(query.imsi)
+    if roaming and profile.roamer_days is None:
+        return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {query.imsi}): exempt from registration", key)
+    seen = _sightings_until(sightings, query) if roaming or needs_device_type(equipment) else []
+    if roaming:
+        exempt = _roamer(key, seen, query, profile)
+        if exempt is not None:
+            return exempt
+    if equipment is not None and equipment.list is not None:
+        return _listed(key, equipment, query, sightings, profile)
+    return _unregistered(key, seen, device_type, query, profile, roaming)
+
+
+def _listed_before_roaming(key: str, equipment: EquipmentFacts) -> Decision | None:
+    if equipment.stolen:
+        return Decision(Status.BLACK, "stolen", _with("reported stolen or lost", equipment.stolen_reason), key)
+    if equipment.list is ListName.BLACK:
+        return Decision(Status.BLACK, "black-list", _with("on the black list", equipment.reason), key)
+    return None
+
+
+def _listed(key: str, equipment: EquipmentFacts, query: Query, sightings: Iterable[Sighting],
+            profile: Profile) -> Decision:
+    name = equipment.list
+    if name is ListName.PAIRED:
+        return _paired(key, equipment, query)
+    if name is ListName.WHITE:
+        return Decision(Status.WHITE, "white-list", _with("on the white list", equipment.reason), key)
+    first_local = _first(_sightings_until(sightings, query), profile, local=True)
+    deadline = first_local + profile.grace_days(first_local) * DAY if first_local else None
+    return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason), key, deadline)
+
+
+def _roamer(key: str, seen: list[Sighting], query: Query, profile: Profile) -> Decision | None:
+    first = _first(seen, profile, local=False)
+    assert first is not None and profile.roamer_days is not None  # the query's own sighting is a roaming one
+    until = first + profile.roamer_days * DAY
+    if query.at < until:
+        return Decision(Status.WHITE, "roamer",
+                        f"inbound roamer: exempt for {profile.roamer_days} days from {first:%Y-%m-%d}", key, until)
+    return None
+
+
+def _paired(key: str, equipment: EquipmentFacts, query: Query) -> Decision:
+    """Paired white: allowed with a bound IMSI or MSISDN, refused with any other."""
+    used_msisdn = _digits(query.msisdn)
+    for imsi, msisdn in equipment.pairings:
+        if imsi is not None and imsi == query.imsi:
+            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound IMSI {imsi}", key)
+        if msisdn is not None and msisdn == used_msisdn:
+            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound MSISDN {msisdn}", key)
+    used = query.imsi or query.msisdn or "no subscriber identity"
+    return Decision(Status.BLACK, "paired-mismatch", f"paired white, but used with {used}, which is not bound to it",
+                    key)
+
+
+def _unregistered(key: str, seen: list[Sighting], device_type: str | None, query: Query, profile: Profile,
+                  roaming: bool) -> Decision:
+    first_local = _first(seen, profile, local=True)
+    cutoff = profile.grandfather_before
+    if first_local is not None and cutoff is not None and first_local < profile.local_midnight(cutoff):
+        return Decision(Status.WHITE, "grandfathered",
+                        f"seen with a local SIM on {profile.local_date(first_local)}, before {cutoff}", key)
+    if device_type is not None and profile.auto_entered(device_type):
+        return Decision(Status.WHITE, "auto-entered", f"a {device_type.strip()}: entered automatically", key)
+    if device_type is None and profile.unknown_tac is not UnknownTac.GRACE:
+        status = _UNKNOWN_TAC[profile.unknown_tac]
+        return _noticed(Decision(status, "unknown-tac", f"TAC {key[:8]} is not in the catalogue", key))
+    if first_local is None:
+        reason = f"not registered; the roamer exemption of {profile.roamer_days} days is over"
+        return _noticed(Decision(Status.BLACK, "not-registered", reason, key))
+    return _grace(key, first_local, query, profile, roaming)
+
+
+def _grace(key: str, first_local: datetime, query: Query, profile: Profile, roaming: bool) -> Decision:
+    days = profile.grace_days(first_local)
+    first_day = profile.local_date(first_local)
+    if days == 0:
+        return _noticed(Decision(Status.BLACK, "no-grace",
+                                 f"not registered; first seen with a local SIM on {first_day}, when no window "
+                                 "applied", key))
+    deadline = first_local + days * DAY
+    if query.at >= deadline:
+        return _noticed(Decision(Status.BLACK, "grace-expired",
+                                 f"not registered; the {days}-day window from {first_day} ended "
+                                 f"{profile.local_date(deadline)}", key, deadline))
+    reminders = tuple(Notice(f"{Event.REMINDER}-{before}d", deadline) for before in profile.reminder_days
+                      if query.at >= deadline - before * DAY)
+    via = " (now roaming)" if roaming else ""
+    return Decision(Status.GREY, "grace", f"not registered; {days}-day window from {first_day} ends "
+                    f"{profile.local_date(deadline)}{via}", key, deadline, (Notice(Event.GREY, deadline), *reminders))
+
+
+def _noticed(decision: Decision) -> Decision:
+    """A black answer for want of registration is told to the owner; other rules are not."""
+    if decision.status is Status.BLACK:
+        return decision._replace(notices=(Notice(Event.BLACK, decision.deadline),))
+    return decision
+
+
+def _sightings_until(sightings: Iterable[Sighting], query: Query) -> list[Sighting]:
+    """The observations as of query.at, with the query itself when its SIM is new to the IMEI."""
+    imsi = query.imsi or ""
+    seen = [s for s in sightings if s.first_seen <= query.at]
+    if not any(s.imsi == imsi for s in seen):
+        seen.append(Sighting(imsi, query.at))
+    return seen
+
+
+def _first(seen: list[Sighting], profile: Profile, local: bool) -> datetime | None:
+    times = [s.first_seen for s in seen if profile.is_local(s.imsi) is local]
+    return min(times) if times else None
+
+
+def _digits(msisdn: str | None) -> str | None:
+    """The registry stores MSISDNs as digits without '+'; compare the same way."""
+    if msisdn is None:
+        return None
+    stripped = msisdn.strip().removeprefix("+")
+    return stripped if stripped.isascii() and stripped.isdigit() else None
+
+
+def _with(text: str, reason: str | None) -> str:
+    return f"{text} ({reason})" if reason else text

@@ -1,0 +1,259 @@
+"""Country profiles: the enforcement rules of one country as data (registry/profiles/*.yaml).
+
+A profile holds:
+
+- ``name``, ``country``; ``utc_offset`` ("+05:00"): local dates (grace rules, the
+  grandfather cutoff) are days in this offset.
+- ``home_plmns``: the country's operators as "MCC-MNC"; an IMSI that starts with one of
+  them is a local SIM, any other IMSI is an inbound roamer.
+- ``grace``: rules ``{from: DATE, until: DATE, days: N}`` (either bound may be left out):
+  an unregistered IMEI first seen with a local SIM on a local date within [from, until]
+  may be used N days (grey), then it is black. 0 days: black at once. The ranges must not
+  overlap; a first sight no range covers gets no window.
+- ``roamers``: ``unlimited``, or ``{days: N}`` counted from the IMEI's first sight with a
+  roaming SIM.
+- ``grandfather_before``: an IMEI seen with a local SIM before this local date is white.
+- ``auto_enter``: ``{except_device_types: [...]}``: every device type of the TAC
+  catalogue but these (compared without regard to case) is entered automatically (white);
+  ``none`` turns automatic entry off.
+- ``unknown_tac``: ``grace`` (the device is treated as a phone), ``white``, ``black``, or
+  ``unknown`` (S13 answers Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN).
+- ``invalid_imei``: ``black``, or ``reject`` (a protocol error on the wire).
+- ``notices``: ``{reminder_days_before: [N, ...]}``.
+
+``load_profile("tj")`` loads a shipped profile, ``load_profile("path/to/x.yaml")`` any
+file; every problem is a ProfileError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+E = TypeVar("E", bound=enum.StrEnum)
+PROFILES = Path(__file__).with_name("profiles")
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+_PLMN = re.compile(r"^(\d{3})-(\d{2,3})$")
+_KEYS = {"name", "country", "utc_offset", "home_plmns", "grace", "roamers", "grandfather_before", "auto_enter",
+         "unknown_tac", "invalid_imei", "notices"}
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the key."""
+
+
+class UnknownTac(enum.StrEnum):
+    GRACE = "grace"
+    WHITE = "white"
+    BLACK = "black"
+    UNKNOWN = "unknown"  # S13 Experimental-Result 5422 EQUIPMENT_UNKNOWN
+
+
+class InvalidImei(enum.StrEnum):
+    BLACK = "black"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class GraceRule:
+    """First sights on local dates within [start, end] (None: open) get ``days`` of grace."""
+
+    start: date | None
+    end: date | None
+    days: int
+
+    def covers(self, day: date) -> bool:
+        return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    country: str
+    utc_offset: timedelta
+    home_plmns: tuple[str, ...]  # MCC+MNC digits, e.g. "43601"
+    grace: tuple[GraceRule, ...]
+    roamer_days: int | None  # None: roamers are exempt without limit
+    grandfather_before: date | None
+    auto_enter_except: frozenset[str] | None  # lower-case device types; None: no automatic entry
+    unknown_tac: UnknownTac
+    invalid_imei: InvalidImei
+    reminder_days: tuple[int, ...]  # before the deadline, largest first
+
+    def is_local(self, imsi: str | None) -> bool:
+        """A SIM of one of the country's operators. An unknown IMSI (the network did not
+        say) counts as local: only an IMSI shows a roamer."""
+        return imsi is None or imsi == "" or imsi.startswith(self.home_plmns)
+
+    def local_date(self, at: datetime) -> date:
+        return (at.astimezone(UTC) + self.utc_offset).date()
+
+    def local_midnight(self, day: date) -> datetime:
+        """The instant (UTC) the local date ``day`` begins."""
+        return datetime(day.year, day.month, day.day, tzinfo=timezone(self.utc_offset)).astimezone(UTC)
+
+    def grace_days(self, first_local: datetime) -> int:
+        """The window of an IMEI first seen with a local SIM at ``first_local`` (0: none)."""
+        day = self.local_date(first_local)
+        for rule in self.grace:
+            if rule.covers(day):
+                return rule.days
+        return 0
+
+    def auto_entered(self, device_type: str) -> bool:
+        return self.auto_enter_except is not None and device_type.strip().lower() not in self.auto_enter_except
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name (tj, kg) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        shipped = PROFILES / f"{name_or_path}.yaml"
+        if not shipped.exists():
+            names = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
+            raise ProfileError(f"no profile {name_or_path!r}: shipped profiles are {names}, or give a YAML file path")
+        path = shipped
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError) as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from None
+    return parse_profile(data, str(path))
+
+
+def parse_profile(data: Any, where: str = "profile") -> Profile:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: the top level must be a mapping")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(_KEYS))}")
+    missing = sorted({"name", "home_plmns", "grace"} - set(data))
+    if missing:
+        raise ProfileError(f"{where}: missing key(s) {', '.join(missing)}")
+    return Profile(
+        name=_text(data, "name", where),
+        country=str(data.get("country", data["name"])),
+        utc_offset=_offset(data.get("utc_offset", "+00:00"), where),
+        home_plmns=_plmns(data["home_plmns"], where),
+        grace=_grace(data["grace"], where),
+        roamer_days=_roamers(data.get("roamers", "unlimited"), where),
+        grandfather_before=_date(data.get("grandfather_before"), f"{where}: grandfather_before"),
+        auto_enter_except=_auto_enter(data.get("auto_enter", "none"), where),
+        unknown_tac=_choice(UnknownTac, data.get("unknown_tac", "grace"), f"{where}: unknown_tac"),
+        invalid_imei=_choice(InvalidImei, data.get("invalid_imei", "black"), f"{where}: invalid_imei"),
+        reminder_days=_reminders(data.get("notices") or {}, where),
+    )
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ProfileError(f"{where}: {key} must be a non-empty string")
+    return value.strip()
+
+
+def _offset(value: Any, where: str) -> timedelta:
+    match = _OFFSET.match(str(value))
+    if not match or int(match[2]) > 14 or int(match[3]) > 59:
+        raise ProfileError(f"{where}: utc_offset {value!r} is not +HH:MM or -HH:MM")
+    sign = -1 if match[1] == "-" else 1
+    return sign * timedelta(hours=int(match[2]), minutes=int(match[3]))
+
+
+def _plmns(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ProfileError(f"{where}: home_plmns must be a non-empty list of MCC-MNC, e.g. [\"436-01\"]")
+    plmns = []
+    for item in value:
+        match = _PLMN.match(str(item))
+        if not match:
+            raise ProfileError(f"{where}: home_plmns entry {item!r} is not MCC-MNC (3 digits, dash, 2 or 3 digits)")
+        plmns.append(match[1] + match[2])
+    if len(set(plmns)) != len(plmns):
+        raise ProfileError(f"{where}: home_plmns lists a PLMN twice")
+    return tuple(plmns)
+
+
+def _grace(value: Any, where: str) -> tuple[GraceRule, ...]:
+    if not isinstance(value, list):
+        raise ProfileError(f"{where}: grace must be a list of {{from: DATE, until: DATE, days: N}}")
+    rules = []
+    for index, item in enumerate(value, start=1):
+        at = f"{where}: grace rule {index}"
+        if not isinstance(item, dict) or set(item) - {"from", "until", "days"} or "days" not in item:
+            raise ProfileError(f"{at}: expected {{from: DATE, until: DATE, days: N}} (from and until optional)")
+        rule = GraceRule(_date(item.get("from"), f"{at}: from"), _date(item.get("until"), f"{at}: until"),
+                         _days(item["days"], f"{at}: days"))
+        if rule.start and rule.end and rule.start > rule.end:
+            raise ProfileError(f"{at}: from {rule.start} is after until {rule.end}")
+        rules.append(rule)
+    ordered = sorted(rules, key=lambda r: r.start or date.min)
+    for before, after in itertools.pairwise(ordered):
+        if before.end is None or after.start is None or before.end >= after.start:
+            raise ProfileError(f"{where}: grace rules overlap ({_span(before)} and {_span(after)})")
+    return tuple(ordered)
+
+
+def _span(rule: GraceRule) -> str:
+    return f"{rule.start or '...'} to {rule.end or '...'}"
+
+
+def _roamers(value: Any, where: str) -> int | None:
+    if value == "unlimited":
+        return None
+    if isinstance(value, dict) and set(value) == {"days"}:
+        return _days(value["days"], f"{where}: roamers days")
+    raise ProfileError(f"{where}: roamers must be 'unlimited' or {{days: N}}, not {value!r}")
+
+
+def _auto_enter(value: Any, where: str) -> frozenset[str] | None:
+    if value == "none":
+        return None
+    if isinstance(value, dict) and set(value) == {"except_device_types"} and isinstance(
+            value["except_device_types"], list):
+        return frozenset(str(item).strip().lower() for item in value["except_device_types"])
+    raise ProfileError(f"{where}: auto_enter must be 'none' or {{except_device_types: [TYPE, ...]}}")
+
+
+def _reminders(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, dict) or set(value) - {"reminder_days_before"}:
+        raise ProfileError(f"{where}: notices must be a mapping with reminder_days_before: [N, ...]")
+    days = value.get("reminder_days_before") or []
+    if not isinstance(days, list):
+        raise ProfileError(f"{where}: notices.reminder_days_before must be a list of days")
+    found = [_days(item, f"{where}: notices.reminder_days_before") for item in days]
+    if 0 in found or len(set(found)) != len(found):
+        raise ProfileError(f"{where}: notices.reminder_days_before must be distinct positive days")
+    return tuple(sorted(found, reverse=True))
+
+
+def _days(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 36500:
+        raise ProfileError(f"{where} must be a whole number of days from 0 to 36500, not {value!r}")
+    return value
+
+
+def _date(value: Any, where: str) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        raise ProfileError(f"{where} must be a date (YYYY-MM-DD), not a time")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ProfileError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _choice(kind: type[E], value: Any, where: str) -> E:
+    try:
+        return kind(str(value))
+    except ValueError:
+        raise ProfileError(f"{where}: {value!r} is not one of {', '.join(kind)}") from None
