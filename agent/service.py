@@ -8,8 +8,8 @@ from __future__ import annotations
 import enum
 
 from registry.imei import ImeiError
-from registry.observations import Observations, Recorder
-from registry.policy import Decision, Query, Sighting, Status, decide, needs_device_type, registry_key
+from registry.observations import Observations, Recorder, Sightings
+from registry.policy import Decision, Query, Status, decide, needs_device_type, registry_key
 from registry.profile import Profile
 from registry.store import Registry
 
@@ -45,12 +45,11 @@ class EquipmentCheck:
             self.recorder.observe(key, query, sightings, decision)
         return decision
 
-    def _decide(self, query: Query) -> tuple[Decision, str | None, list[Sighting]]:
+    def _decide(self, query: Query) -> tuple[Decision, str | None, Sightings]:
         try:
             key = registry_key(query.imei)
         except ImeiError:
-            return decide(query, None, (), None, self.profile), None, []
-        equipment = self.registry.lookup(key)
-        sightings = self._reader.sightings(key)
+            return decide(query, None, (), None, self.profile), None, Sightings([])
+        equipment, sightings = self._reader.lookup(key)
         device_type = self._reader.device_type(key[:8]) if needs_device_type(equipment) else None
         return decide(query, equipment, sightings, device_type, self.profile), key, sightings

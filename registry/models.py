@@ -4,9 +4,10 @@
 - ``pairing``: the subscriber identities a paired-white IMEI is bound to.
 - ``tac``: the Type Allocation Code catalogue (make and model).
 - ``history``: every status change (list, stolen flag, pairings), never updated.
-- ``sighting``: each IMEI-IMSI pair the network was seen asking about: first and last
-  sight, how often, the MSISDN when known, the last interface. The first sight with a
-  local SIM starts the IMEI's grace clock; pairs show SIM swaps and dual-SIM use.
+- ``sighting``: each IMEI-IMSI pair the network was seen asking about: its first sight,
+  its last sight (moved at most once a day), the MSISDN when known, the interface. The
+  first sight with a local SIM starts the IMEI's grace clock; pairs show SIM swaps and
+  dual-SIM use.
 - ``notice``: the outbox of SMS notices to owners, at most one per IMEI, IMSI and event.
 
 Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
@@ -122,9 +123,8 @@ class Sighting(Base):
     imsi: Mapped[str] = mapped_column(String(15), primary_key=True)
     msisdn: Mapped[str | None] = mapped_column(String(15))
     first_seen: Mapped[datetime] = mapped_column(DateTime)
-    last_seen: Mapped[datetime] = mapped_column(DateTime)
-    count: Mapped[int] = mapped_column(Integer, default=1)
-    interface: Mapped[str | None] = mapped_column(String(8))  # of the last sight: s13, map, import
+    last_seen: Mapped[datetime] = mapped_column(DateTime)  # moved at most once a day (see observations.py)
+    interface: Mapped[str | None] = mapped_column(String(8))  # of the last recorded sight: s13, map, import
 
 
 class Notice(Base):

@@ -1,13 +1,14 @@
 """Observations: which IMEI the network asked about with which IMSI, and the notice outbox.
 
-Every query is recorded as a sighting of its (IMEI, IMSI) pair: first and last sight, a
-count, the MSISDN when known and the interface. A pair's first sight (it starts a grace
-clock, or shows a SIM swap) and every notice due are *durable*: ``commit()`` writes them
-in one transaction, synchronously on disk (SQLite: WAL with synchronous=FULL), and the
-agent calls it before the answers that depend on them leave (group commit: one commit per
-batch of requests read). Later sights of a known pair only move its last sight and count:
-they are kept in memory and written by ``flush()`` about once a second; a crash loses at
-most that second of counts, never a first sight that was answered.
+Every answered query is a sighting of its (IMEI, IMSI) pair. A pair's first sight (it
+starts a grace clock, or shows a SIM swap) and every notice due are *durable*:
+``commit()`` writes them in one transaction, synchronously on disk (SQLite: WAL with
+synchronous=FULL), and the agent calls it before the answers that depend on them leave
+(group commit: one commit per batch of requests read). A later sight of a known pair
+moves the pair's last sight when it is a day old or more: those moves are kept in memory
+and written by ``flush()`` about once a second (a crash loses at most that second of
+them, never a first sight that was answered). Every query is also one line of the
+agent's answer log.
 
 If the database refuses a commit (another process holds the write lock longer than
 ``busy_seconds``, a full disk), the rows stay queued, are retried at the next commit,
@@ -19,36 +20,37 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from registry.policy import Decision, Query, Sighting
-from registry.store import Registry
+from registry.store import EquipmentFacts, Registry
 
 log = logging.getLogger("eir.observations")
 
-_SIGHTINGS_SQL = "SELECT imsi, first_seen FROM sighting WHERE imei = ?"
 _DEVICE_TYPE_SQL = "SELECT device_type FROM tac WHERE tac = ?"
 _NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 TYPE_CACHE_LIMIT = 65536
+LOG_EVERY = 10.0  # seconds between log lines about failed writes
 NOTICED_LIMIT = 262144
 
 
 def upsert_sql(dialect: str) -> str:
-    """One statement for a first sight and for later ones: the earliest first sight and
-    the latest last sight win, counts add up."""
+    """One statement for a first sight and for later ones (parameters imei, imsi, msisdn,
+    first_seen, last_seen, interface): the earliest first sight and the latest last sight
+    win; a known MSISDN is kept unless a new one is given."""
     low, high = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
-    return ("INSERT INTO sighting (imei, imsi, msisdn, first_seen, last_seen, count, interface) "
-            "VALUES (:imei, :imsi, :msisdn, :first_seen, :last_seen, :count, :interface) "
+    return ("INSERT INTO sighting (imei, imsi, msisdn, first_seen, last_seen, interface) "
+            "VALUES (:imei, :imsi, :msisdn, :first_seen, :last_seen, :interface) "
             "ON CONFLICT (imei, imsi) DO UPDATE SET msisdn = coalesce(excluded.msisdn, sighting.msisdn), "
             f"first_seen = {low}(sighting.first_seen, excluded.first_seen), "
-            f"last_seen = {high}(sighting.last_seen, excluded.last_seen), "
-            "count = sighting.count + excluded.count, interface = excluded.interface")
+            f"last_seen = {high}(sighting.last_seen, excluded.last_seen), interface = excluded.interface")
 
 
 NOTICE_INSERT_SQL = ("INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
@@ -67,19 +69,53 @@ def parse_stamp(value: Any) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+class Sightings:
+    """An IMEI's sightings as stored: rows ending in (imsi, first_seen, last_seen), the
+    times as text. They become Sighting values only when iterated: most decisions never look."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> Iterator[Sighting]:
+        for row in self.rows:
+            yield Sighting(row[-3], parse_stamp(row[-2]), parse_stamp(row[-1]))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def last_seen(self, imsi: str) -> str | None:
+        """When the pair was last seen (stored text), None when it never was."""
+        for row in self.rows:
+            if row[-3] == imsi:
+                return str(row[-1])
+        return None
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
 class Observations:
     """Reads of the observations and of the TAC catalogue, for decisions."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._types: dict[str, str | None] = {}
-        self._pending: dict[str, list[Sighting]] = defaultdict(list)  # first sights not yet visible to reads
+        self._pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # first sights not yet readable
 
-    def sightings(self, key: str) -> list[Sighting]:
-        rows = self.registry.fetch(_SIGHTINGS_SQL, (key,))
-        found = [Sighting(imsi, parse_stamp(first)) for imsi, first in rows]
+    def lookup(self, key: str) -> tuple[EquipmentFacts | None, Sightings]:
+        """The registry's facts for a key and the key's sightings, with the first sights
+        recorded but not committed yet."""
+        facts, rows = self.registry.lookup_observed(key)
+        if rows and not isinstance(rows[0][-2], str):  # not SQLite: datetimes, stored as text here
+            rows = [(row[-3], stamp(_utc(row[-2])), stamp(_utc(row[-1]))) for row in rows]
         pending = self._pending.get(key)
-        return found + pending if pending else found
+        return facts, Sightings(rows + pending if pending else rows)
+
+    def sightings(self, key: str) -> Sightings:
+        return self.lookup(key)[1]
 
     def device_type(self, tac: str) -> str | None:
         """The TAC catalogue's device type (None: no such TAC, or no type given); cached,
@@ -106,22 +142,26 @@ class Recorder(Observations):
         self._writer = _writer(registry, busy_seconds)
         self._first: list[dict[str, Any]] = []  # durable: first sights not yet committed
         self._notices: list[dict[str, Any]] = []  # durable: notices not yet committed
-        self._later: dict[tuple[str, str], list[Any]] = {}  # later sights, written by flush()
+        self._later: dict[tuple[str, str], dict[str, Any]] = {}  # last sights to move, written by flush()
         self._noticed: set[tuple[str, str, str]] = set()
+        self._day, self._day_text = date.min, ""
         self.commits = 0
         self.failures = 0
+        self._quiet_until = 0.0
 
-    def observe(self, key: str, query: Query, sightings: Sequence[Sighting], decision: Decision) -> bool:
+    def observe(self, key: str, query: Query, sightings: Sightings, decision: Decision) -> bool:
         """Record the query as a sighting, and queue the notices its decision makes due.
         True when something durable was queued: ``commit()`` before answering."""
         imsi = query.imsi or ""
-        if any(s.imsi == imsi for s in sightings):
-            self._later_sight(key, imsi, query)
-            durable = False
-        else:
-            self._first.append(_row(key, imsi, query))
-            self._pending[key].append(Sighting(imsi, query.at))
+        durable = False
+        last = sightings.last_seen(imsi)
+        if last is None:
+            row = _row(key, imsi, query)
+            self._first.append(row)
+            self._pending[key].append((imsi, row["first_seen"], row["last_seen"]))
             durable = True
+        elif not last.startswith(self._today(query.at)):  # last seen on an earlier day: move it
+            self._later[(key, imsi)] = _row(key, imsi, query)
         for notice in decision.notices:
             if self._due(key, imsi, notice.event):
                 self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
@@ -130,18 +170,12 @@ class Recorder(Observations):
                 durable = True
         return durable
 
-    def _later_sight(self, key: str, imsi: str, query: Query) -> None:
-        """A known pair seen again: kept in memory as [msisdn, last sight, count, interface]."""
-        kept = self._later.get((key, imsi))
-        if kept is None:
-            self._later[(key, imsi)] = [query.msisdn, query.at, 1, query.interface]
-            return
-        if query.msisdn:
-            kept[0] = query.msisdn
-        if query.at > kept[1]:
-            kept[1] = query.at
-        kept[2] += 1
-        kept[3] = query.interface
+    def _today(self, at: datetime) -> str:
+        """The UTC date of ``at`` as stored ("YYYY-MM-DD"), remembered for the day."""
+        day = at.astimezone(UTC).date() if at.tzinfo is not UTC else at.date()
+        if day != self._day:
+            self._day, self._day_text = day, day.isoformat()
+        return self._day_text
 
     def _due(self, key: str, imsi: str, event: str) -> bool:
         """Whether a notice is still to be queued (not queued by this process, not in the outbox)."""
@@ -165,8 +199,8 @@ class Recorder(Observations):
         try:
             self._write([(self._upsert, self._first), (NOTICE_INSERT_SQL, self._notices)])
         except (sqlite3.Error, SQLAlchemyError) as error:
-            self.failures += 1
-            log.error("observations not written (kept, retried at the next commit): %s", error)
+            self._failed(f"{len(self._first)} first sights and {len(self._notices)} notices not written "
+                         f"(kept, retried at the next commit): {error}")
             return False
         self.commits += 1
         self._first, self._notices = [], []
@@ -179,16 +213,21 @@ class Recorder(Observations):
         self.commit()
         if not self._later:
             return
-        rows = [{"imei": key, "imsi": imsi, "msisdn": msisdn, "first_seen": stamp(at), "last_seen": stamp(at),
-                 "count": count, "interface": str(interface)}
-                for (key, imsi), (msisdn, at, count, interface) in self._later.items()]
+        rows = list(self._later.values())
         try:
             self._write([(self._upsert, rows)])
         except (sqlite3.Error, SQLAlchemyError) as error:
-            self.failures += 1
-            log.warning("later sights not written (kept for the next flush): %s", error)
+            self._failed(f"{len(rows)} last sights not written (kept for the next flush): {error}")
             return
         self._later.clear()
+
+    def _failed(self, message: str) -> None:
+        """Count every failure; log the first and then at most one every LOG_EVERY seconds."""
+        self.failures += 1
+        now = monotonic()
+        if now >= self._quiet_until:
+            log.error("%s (%d failures so far)", message, self.failures)
+            self._quiet_until = now + LOG_EVERY
 
     def close(self) -> None:
         self.flush()
@@ -217,7 +256,7 @@ class Recorder(Observations):
 
 def _row(key: str, imsi: str, query: Query) -> dict[str, Any]:
     at = stamp(query.at)
-    return {"imei": key, "imsi": imsi, "msisdn": query.msisdn, "first_seen": at, "last_seen": at, "count": 1,
+    return {"imei": key, "imsi": imsi, "msisdn": query.msisdn, "first_seen": at, "last_seen": at,
             "interface": str(query.interface)}
 
 

@@ -74,6 +74,7 @@ class Sighting(NamedTuple):
 
     imsi: str
     first_seen: datetime
+    last_seen: datetime | None = None
 
 
 class Decision(NamedTuple):

@@ -79,6 +79,10 @@ SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
 
 _LOOKUP_SQL = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = ?"
 _PAIRINGS_SQL = "SELECT imsi, msisdn FROM pairing WHERE imei = ? ORDER BY id"
+_SIGHTINGS_SQL = "SELECT imsi, first_seen, last_seen FROM sighting WHERE imei = ?"
+_OBSERVED_SQL = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
+                 "FROM (SELECT ? AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
+                 "LEFT JOIN sighting AS s ON s.imei = q.imei")
 _LISTS: dict[str | None, ListName | None] = {None: None, **{name.value: name for name in ListName}}
 
 Pair = tuple[str | None, str | None]  # (imsi, msisdn)
@@ -213,6 +217,25 @@ class Registry:
     def renew(self) -> None:
         """See every commit made so far at the next read (read your own writes)."""
         self._snapshot_until = 0.0
+
+    def lookup_observed(self, key: str) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
+        """The facts for a key and its sightings: rows whose last three columns are imsi,
+        first_seen and last_seen (no rows: never seen). On SQLite one statement, a left
+        join that costs about 1.5 us more than ``lookup`` alone."""
+        if self._raw is None:
+            return self.lookup(key), [tuple(row) for row in self.fetch(_SIGHTINGS_SQL, (key,))]
+        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+            self._renew_snapshot()
+        rows = self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall()
+        first = rows[0]
+        if first[4] is None:  # no sighting: the one row is the left join's NULLs
+            rows = []
+        stolen = first[1]
+        if stolen is None:  # no equipment row
+            return None, rows
+        list_value = first[0]
+        pairings = tuple(self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
+        return _facts(key, _LISTS[list_value], bool(stolen), first[2], first[3], pairings), rows
 
     def _renew_snapshot(self) -> None:
         """End the lookup connection's read transaction and start the next one (WAL: a

@@ -1,0 +1,125 @@
+"""The observation recorder: first sights and notices durable at commit, later sights moved
+at most once a day, reads that see what is queued, and writes that survive a refused commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent.service import EquipmentCheck, Interface
+from registry.observations import Observations, Recorder, parse_stamp, stamp
+from registry.policy import Query, Status
+from registry.profile import load_profile
+from registry.store import Registry
+
+KEY = "35999000000017"
+LOCAL, OTHER = "436011234567890", "436059876543210"
+T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    with Registry(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        yield store
+
+
+def query(at: datetime, imsi: str | None = LOCAL, key: str = KEY) -> Query:
+    return Query(key, Interface.S13, at, None, imsi)
+
+
+def stored(registry: Registry) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(registry.url.database or "") as conn:
+        return conn.execute("SELECT imei, imsi, first_seen, last_seen FROM sighting ORDER BY imsi").fetchall()
+
+
+def test_a_first_sight_waits_for_commit_and_is_readable_before_it(registry: Registry) -> None:
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    first = service.answer(query(T0))
+    assert (first.status, first.rule) == (Status.GREY, "grace") and recorder.waiting
+    assert stored(registry) == []
+    again = service.answer(query(T0 + timedelta(hours=1)))  # before the commit: the queued sight counts
+    assert again.deadline == first.deadline == T0 + timedelta(days=30)
+    assert recorder.commit() and not recorder.waiting
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    recorder.close()
+
+
+def test_the_grace_clock_belongs_to_the_imei_not_the_sim(registry: Registry) -> None:
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service.answer(query(T0))
+    recorder.commit()
+    swapped = service.answer(query(T0 + timedelta(days=20), OTHER))
+    assert swapped.status is Status.GREY and swapped.deadline == T0 + timedelta(days=30)
+    assert recorder.waiting  # a SIM swap is a first sight of its own pair
+    recorder.commit()
+    assert [row[1] for row in stored(registry)] == [LOCAL, OTHER]
+    assert service.answer(query(T0 + timedelta(days=31), OTHER)).rule == "grace-expired"
+    recorder.close()
+
+
+def test_a_known_pair_moves_its_last_sight_once_a_day_at_flush(registry: Registry) -> None:
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service.answer(query(T0))
+    recorder.commit()
+    service.answer(query(T0 + timedelta(hours=2)))  # same day: nothing to write
+    assert not recorder.waiting
+    recorder.flush()
+    assert stored(registry)[0][3] == stamp(T0)
+    service.answer(query(T0 + timedelta(days=1, hours=1)))
+    assert not recorder.waiting  # not durable: kept for the flush
+    recorder.flush()
+    assert stored(registry)[0][2:] == (stamp(T0), stamp(T0 + timedelta(days=1, hours=1)))
+    recorder.close()
+
+
+def test_notices_are_queued_once_per_imei_imsi_and_event(registry: Registry) -> None:
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    for days in (0, 1, 2, 24, 25, 29, 31, 32):
+        service.answer(query(T0 + timedelta(days=days)))
+        recorder.commit()
+    with sqlite3.connect(registry.url.database or "") as conn:
+        events = conn.execute("SELECT event, imsi, deadline FROM notice ORDER BY id").fetchall()
+    deadline = stamp(T0 + timedelta(days=30))
+    assert events == [("grey", LOCAL, deadline), ("reminder-7d", LOCAL, deadline), ("reminder-1d", LOCAL, deadline),
+                      ("black", LOCAL, deadline)]
+    fresh = Recorder(registry)  # another process: the outbox, not memory, says what was queued
+    EquipmentCheck(registry, load_profile("tj"), fresh).answer(query(T0 + timedelta(days=33)))
+    assert not fresh.waiting
+    fresh.close()
+    recorder.close()
+
+
+def test_a_refused_commit_keeps_the_rows_and_the_next_one_writes_them(registry: Registry) -> None:
+    recorder = Recorder(registry, busy_seconds=0.05)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service.answer(query(T0))
+    blocker = sqlite3.connect(registry.url.database or "", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: an import, say
+    assert recorder.commit() is False and recorder.failures == 1 and recorder.waiting
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert recorder.commit() is True and not recorder.waiting
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    recorder.close()
+
+
+def test_checking_records_nothing(registry: Registry) -> None:
+    service = EquipmentCheck(registry, load_profile("tj"))
+    assert service.check(query(T0)).status is Status.GREY
+    assert list(Observations(registry).sightings(KEY)) == []
+    assert stored(registry) == []
+
+
+def test_stored_times_read_back_as_aware_utc() -> None:
+    assert parse_stamp(stamp(T0)) == T0
+    assert parse_stamp(datetime(2026, 3, 1, 8, 30)) == T0
+    bishkek = T0.astimezone(timezone(timedelta(hours=6)))
+    assert stamp(bishkek) == "2026-03-01 08:30:00.000000"
