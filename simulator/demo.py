@@ -1,10 +1,12 @@
 """``eir demo``: the product end to end on loopback, in one command.
 
 It builds a demo registry with the real ``eir registry import`` commands, starts a real
-``eir serve`` process, plays an MME sending ECRs that cover each list, a paired IMEI used
-with its bound IMSI and with another, an unknown IMEI and invalid ones, prints every
-answer with the reason the agent logged for it, and stops the agent with SIGTERM (the
-agent says DPR on its way out).
+``eir serve`` process (Tajik profile), plays an MME sending ECRs that cover each list, a
+paired IMEI used with its bound IMSI and with another, an unregistered handset with a
+local SIM (grey: its grace clock starts) and then with another SIM (the same clock), an
+unregistered handset with a roaming SIM, and invalid IMEIs; prints every answer with the
+reason the agent logged for it; stops the agent with SIGTERM (the agent says DPR on its
+way out); and asks ``eir check --at`` what the unregistered handset gets 31 days later.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from diameter.answers import result_code_of
@@ -36,8 +39,10 @@ STOLEN = "35209900176151"  # on the white list, and reported stolen
 PAIRED = "35209900176152"
 PAIRED_IMSI = "436011234567890"
 OTHER_IMSI = "436059999999999"
-UNKNOWN = "35209900999999"
+UNKNOWN = "35209900999999"  # in no list: the tj profile's grace rules decide
+ROAMER = "35209900888888"
 IMSI = "436011111111111"
+ROAMING_IMSI = "250011234567890"  # an inbound roamer's SIM (MCC 250)
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="eir-demo-mme")
 
@@ -74,8 +79,11 @@ CASES = [
     Case("reported stolen", STOLEN, IMSI, "2001 BLACKLISTED"),
     Case("paired, with its bound IMSI", PAIRED, PAIRED_IMSI, "2001 WHITELISTED"),
     Case("paired, with another IMSI", PAIRED, OTHER_IMSI, "2001 BLACKLISTED"),
-    Case("unknown to the registry", UNKNOWN, IMSI, "5422"),
-    Case("invalid: wrong check digit", WHITE + str((int(luhn_check_digit(WHITE)) + 1) % 10), IMSI, "5004"),
+    Case("unregistered, local SIM", UNKNOWN, IMSI, "2001 GREYLISTED"),
+    Case("same handset, new SIM", UNKNOWN, OTHER_IMSI, "2001 GREYLISTED"),
+    Case("unregistered, roaming SIM", ROAMER, ROAMING_IMSI, "2001 WHITELISTED"),
+    Case("invalid: wrong check digit", WHITE + str((int(luhn_check_digit(WHITE)) + 1) % 10), IMSI,
+         "2001 BLACKLISTED"),
     Case("invalid: letters", "3520990017614A", IMSI, "5004"),
 ]
 
@@ -101,7 +109,8 @@ def run_demo(out: Callable[[str], None] = print) -> int:
         out(f"demo registry: {url} (white, grey, black, stolen, paired imported with `eir registry import`)")
         agent = AgentProcess(Path(folder), url)
         try:
-            out(f"agent: `eir serve` pid {agent.process.pid} on {agent.address[0]}:{agent.address[1]}")
+            out(f"agent: `eir serve` pid {agent.process.pid} on {agent.address[0]}:{agent.address[1]}, "
+                "profile tj (Tajikistan; local SIMs 436-01 ... 436-12)")
             answers, connection = asyncio.run(_until_stopped(agent))
         finally:
             code = agent.stop()
@@ -116,7 +125,16 @@ def run_demo(out: Callable[[str], None] = print) -> int:
         out(f"agent stopped with SIGTERM: exit {code}; DPR received with Disconnect-Cause "
             f"{connection.disconnect_cause} (0 = REBOOTING)")
         surprises += code != 0 or connection.disconnect_cause != 0
+        surprises += _later(url, out)
     return surprises
+
+
+def _later(url: str, out: Callable[[str], None]) -> int:
+    """The same unregistered handset 31 days on, from the grace clock the agent recorded."""
+    at = (datetime.now(UTC) + timedelta(days=31)).isoformat(timespec="seconds")
+    result = run_eir(url, "check", UNKNOWN, "--imsi", OTHER_IMSI, "--at", at, check=False)
+    out(f"31 days later (`eir check {UNKNOWN} --at {at[:10]}`): {result.stdout.strip()}")
+    return int(result.returncode != 1 or "grace-expired" not in result.stdout)
 
 
 async def _until_stopped(agent: AgentProcess) -> tuple[list[Message], PeerConnection]:
