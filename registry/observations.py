@@ -1,14 +1,15 @@
 """Observations: which IMEI the network asked about with which IMSI, and the notice outbox.
 
-Every answered query is a sighting of its (IMEI, IMSI) pair. A pair's first sight (it
-starts a grace clock, or shows a SIM swap) and every notice due are *durable*:
-``commit()`` writes them in one transaction, synchronously on disk (SQLite: WAL with
+Every answered query is a sighting of its (IMEI, IMSI) pair. A pair's first sight whose
+answer rests on the sightings (a grace clock starts, a roamer's exemption, a grey-list
+deadline: ``policy.OBSERVED_RULES``) and every notice due are *durable*: ``commit()``
+writes them in one transaction, synchronously on disk (SQLite: WAL with
 synchronous=FULL), and the agent calls it before the answers that depend on them leave
-(group commit: one commit per batch of requests read). A later sight of a known pair
-moves the pair's last sight when it is a day old or more: those moves are kept in memory
-and written by ``flush()`` about once a second (a crash loses at most that second of
-them, never a first sight that was answered). Every query is also one line of the
-agent's answer log.
+(group commit: one commit per batch of requests read). Other first sights (a white-listed
+handset's new SIM, say) and the last sight of a known pair, moved when it is on an
+earlier day, are kept in memory and written by ``flush()`` about once a second: a crash
+loses at most that second of them, never a first sight an answer rested on. Every query
+is also one line of the agent's answer log.
 
 If the database refuses a commit (another process holds the write lock longer than
 ``busy_seconds``, a full disk), the rows stay queued, are retried at the next commit,
@@ -28,7 +29,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from registry.policy import Decision, Query, Sighting
+from registry.policy import OBSERVED_RULES, Decision, Query, Sighting
 from registry.store import EquipmentFacts, Registry
 
 log = logging.getLogger("eir.observations")
@@ -157,9 +158,12 @@ class Recorder(Observations):
         last = sightings.last_seen(imsi)
         if last is None:
             row = _row(key, imsi, query)
-            self._first.append(row)
             self._pending[key].append((imsi, row["first_seen"], row["last_seen"]))
-            durable = True
+            if decision.rule in OBSERVED_RULES:  # the answer rests on this first sight
+                self._first.append(row)
+                durable = True
+            else:
+                self._later[(key, imsi)] = row
         elif not last.startswith(self._today(query.at)):  # last seen on an earlier day: move it
             self._later[(key, imsi)] = _row(key, imsi, query)
         for notice in decision.notices:
@@ -204,22 +208,26 @@ class Recorder(Observations):
             return False
         self.commits += 1
         self._first, self._notices = [], []
-        self._pending.clear()
         self.registry.renew()  # the next reads see what was just written
         return True
 
     def flush(self) -> None:
-        """Commit what is durable, then write the later sights kept in memory."""
-        self.commit()
+        """Commit what is durable, then write the sights kept in memory: first sights no
+        answer rested on, and last sights to move."""
+        if not self.commit():
+            return
         if not self._later:
+            self._pending.clear()
             return
         rows = list(self._later.values())
         try:
             self._write([(self._upsert, rows)])
         except (sqlite3.Error, SQLAlchemyError) as error:
-            self._failed(f"{len(rows)} last sights not written (kept for the next flush): {error}")
+            self._failed(f"{len(rows)} sights not written (kept for the next flush): {error}")
             return
         self._later.clear()
+        self._pending.clear()  # all written: the reads see them
+        self.registry.renew()
 
     def _failed(self, message: str) -> None:
         """Count every failure; log the first and then at most one every LOG_EVERY seconds."""

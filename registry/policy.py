@@ -98,6 +98,11 @@ class Query(NamedTuple):
     msisdn: str | None = None
 
 
+# The rules whose answer rests on the IMEI's sightings (a grace clock, a roamer's or a
+# grandfather's first sight): a first sight that leads to one must be durable before the
+# answer leaves. Other answers do not depend on it, and may record it a moment later.
+OBSERVED_RULES = frozenset({"grey-list", "roamer", "grandfathered", "grace", "grace-expired", "no-grace",
+                            "not-registered"})
 _UNKNOWN_TAC = {UnknownTac.WHITE: Status.WHITE, UnknownTac.BLACK: Status.BLACK, UnknownTac.UNKNOWN: Status.UNKNOWN}
 
 

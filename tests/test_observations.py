@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.service import EquipmentCheck, Interface
+from registry.models import ListName
 from registry.observations import Observations, Recorder, parse_stamp, stamp
 from registry.policy import Query, Status
 from registry.profile import load_profile
@@ -123,3 +124,17 @@ def test_stored_times_read_back_as_aware_utc() -> None:
     assert parse_stamp(datetime(2026, 3, 1, 8, 30)) == T0
     bishkek = T0.astimezone(timezone(timedelta(hours=6)))
     assert stamp(bishkek) == "2026-03-01 08:30:00.000000"
+
+
+def test_a_first_sight_no_answer_rests_on_is_written_at_flush_not_before(registry: Registry) -> None:
+    registry.put_list(ListName.WHITE, [(KEY, "customs")], "test")
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    assert service.answer(query(T0)).rule == "white-list"
+    assert not recorder.waiting  # the white answer does not rest on the sighting
+    assert [s.imsi for s in recorder.sightings(KEY)] == [LOCAL]  # but reads see it at once
+    recorder.commit()
+    assert stored(registry) == []
+    recorder.flush()
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    recorder.close()
