@@ -166,6 +166,9 @@ class Recorder(Observations):
                 self._later[(key, imsi)] = row
         elif not last.startswith(self._today(query.at)):  # last seen on an earlier day: move it
             self._later[(key, imsi)] = _row(key, imsi, query)
+        if not durable and decision.rule in OBSERVED_RULES and self._unwritten_first(key, imsi):
+            self._first.append(self._later.pop((key, imsi)))  # now an answer rests on it: commit it first
+            durable = True
         for notice in decision.notices:
             if self._due(key, imsi, notice.event):
                 self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
@@ -173,6 +176,10 @@ class Recorder(Observations):
                                       "reason": decision.reason, "created_at": stamp(query.at)})
                 durable = True
         return durable
+
+    def _unwritten_first(self, key: str, imsi: str) -> bool:
+        """A first sight kept for the flush (no answer rested on it when it was seen)."""
+        return (key, imsi) in self._later and any(row[-3] == imsi for row in self._pending.get(key, ()))
 
     def _today(self, at: datetime) -> str:
         """The UTC date of ``at`` as stored ("YYYY-MM-DD"), remembered for the day."""

@@ -138,3 +138,19 @@ def test_a_first_sight_no_answer_rests_on_is_written_at_flush_not_before(registr
     recorder.flush()
     assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
     recorder.close()
+
+
+def test_a_first_sight_kept_for_the_flush_is_committed_once_an_answer_rests_on_it(registry: Registry) -> None:
+    registry.put_list(ListName.WHITE, [(KEY, "customs")], "test")
+    recorder = Recorder(registry)
+    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service.answer(query(T0))  # white: kept for the flush
+    with registry.bulk() as bulk:  # the entry goes away (an operator's mistake corrected, say)
+        bulk.conn.exec_driver_sql(f"DELETE FROM equipment WHERE imei = '{KEY}'")
+    registry.renew()
+    grey = service.answer(query(T0 + timedelta(seconds=1)))
+    assert grey.rule == "grace" and grey.deadline == T0 + timedelta(days=30)  # the clock of the first sight
+    assert recorder.waiting
+    recorder.commit()
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    recorder.close()
