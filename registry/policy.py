@@ -137,13 +137,14 @@ def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[S
     roaming = not profile.is_local(query.imsi)
     if roaming and profile.roamer_days is None:
         return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {query.imsi}): exempt from registration", key)
-    seen = _sightings_until(sightings, query) if roaming or needs_device_type(equipment) else []
+    looks = roaming or needs_device_type(equipment) or (equipment is not None and equipment.list is ListName.GREY)
+    seen = _sightings_until(sightings, query) if looks else []  # read once: ``sightings`` may be an iterator
     if roaming:
         exempt = _roamer(key, seen, query, profile)
         if exempt is not None:
             return exempt
     if equipment is not None and equipment.list is not None:
-        return _listed(key, equipment, query, sightings, profile)
+        return _listed(key, equipment, query, seen, profile)
     return _unregistered(key, seen, device_type, query, profile, roaming)
 
 
@@ -155,14 +156,13 @@ def _listed_before_roaming(key: str, equipment: EquipmentFacts) -> Decision | No
     return None
 
 
-def _listed(key: str, equipment: EquipmentFacts, query: Query, sightings: Iterable[Sighting],
-            profile: Profile) -> Decision:
+def _listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[Sighting], profile: Profile) -> Decision:
     name = equipment.list
     if name is ListName.PAIRED:
         return _paired(key, equipment, query)
     if name is ListName.WHITE:
         return Decision(Status.WHITE, "white-list", _with("on the white list", equipment.reason), key)
-    first_local = _first(_sightings_until(sightings, query), profile, local=True)
+    first_local = _first(seen, profile, local=True)
     deadline = first_local + profile.grace_days(first_local) * DAY if first_local else None
     return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason), key, deadline)
 

@@ -116,7 +116,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml") and not path.exists():
         shipped = PROFILES / f"{name_or_path}.yaml"
-        if not shipped.exists():
+        if path.name != str(name_or_path) or not shipped.exists():  # a name, never a path, is looked up
             names = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
             raise ProfileError(f"no profile {name_or_path!r}: shipped profiles are {names}, or give a YAML file path")
         path = shipped
@@ -130,9 +130,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def parse_profile(data: Any, where: str = "profile") -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: the top level must be a mapping")
-    unknown = sorted(set(data) - _KEYS)
+    unknown = sorted(str(key) for key in set(data) - _KEYS)  # YAML keys may be dates or numbers
     if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(_KEYS))}")
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
     missing = sorted({"name", "home_plmns", "grace"} - set(data))
     if missing:
         raise ProfileError(f"{where}: missing key(s) {', '.join(missing)}")
