@@ -27,7 +27,7 @@ from registry.store import Registry
 
 log = logging.getLogger("eir.agent")
 FLUSH_INTERVAL = 0.2  # seconds between answer log flushes
-OBSERVATIONS_INTERVAL = 1.0  # seconds between writes of the later sights kept in memory
+OBSERVATIONS_INTERVAL = 0.2  # seconds between writes of the sights kept in memory (small batches, short stalls)
 
 
 def firmware_revision() -> int:
