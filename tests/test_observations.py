@@ -32,14 +32,19 @@ def query(at: datetime, imsi: str | None = LOCAL, key: str = KEY) -> Query:
     return Query(key, Interface.S13, at, None, imsi)
 
 
+def recording(registry: Registry, busy_seconds: float = 0.2) -> tuple[Recorder, EquipmentCheck]:
+    """The agent's side: a recorder and the service that records through it (tj profile)."""
+    recorder = Recorder(registry, busy_seconds)
+    return recorder, EquipmentCheck(registry, load_profile("tj"), recorder)
+
+
 def stored(registry: Registry) -> list[tuple[str, str, str, str]]:
     with sqlite3.connect(registry.url.database or "") as conn:
         return conn.execute("SELECT imei, imsi, first_seen, last_seen FROM sighting ORDER BY imsi").fetchall()
 
 
 def test_a_first_sight_waits_for_commit_and_is_readable_before_it(registry: Registry) -> None:
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     first = service.answer(query(T0))
     assert (first.status, first.rule) == (Status.GREY, "grace") and recorder.waiting
     assert stored(registry) == []
@@ -51,8 +56,7 @@ def test_a_first_sight_waits_for_commit_and_is_readable_before_it(registry: Regi
 
 
 def test_the_grace_clock_belongs_to_the_imei_not_the_sim(registry: Registry) -> None:
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     service.answer(query(T0))
     recorder.commit()
     swapped = service.answer(query(T0 + timedelta(days=20), OTHER))
@@ -65,8 +69,7 @@ def test_the_grace_clock_belongs_to_the_imei_not_the_sim(registry: Registry) -> 
 
 
 def test_a_known_pair_moves_its_last_sight_once_a_day_at_flush(registry: Registry) -> None:
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     service.answer(query(T0))
     recorder.commit()
     service.answer(query(T0 + timedelta(hours=2)))  # same day: nothing to write
@@ -81,8 +84,7 @@ def test_a_known_pair_moves_its_last_sight_once_a_day_at_flush(registry: Registr
 
 
 def test_notices_are_queued_once_per_imei_imsi_and_event(registry: Registry) -> None:
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     for days in (0, 1, 2, 24, 25, 29, 31, 32):
         service.answer(query(T0 + timedelta(days=days)))
         recorder.commit()
@@ -99,8 +101,7 @@ def test_notices_are_queued_once_per_imei_imsi_and_event(registry: Registry) -> 
 
 
 def test_a_refused_commit_keeps_the_rows_and_the_next_one_writes_them(registry: Registry) -> None:
-    recorder = Recorder(registry, busy_seconds=0.05)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry, busy_seconds=0.05)
     service.answer(query(T0))
     blocker = sqlite3.connect(registry.url.database or "", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: an import, say
@@ -128,8 +129,7 @@ def test_stored_times_read_back_as_aware_utc() -> None:
 
 def test_a_first_sight_no_answer_rests_on_is_written_at_flush_not_before(registry: Registry) -> None:
     registry.put_list(ListName.WHITE, [(KEY, "customs")], "test")
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     assert service.answer(query(T0)).rule == "white-list"
     assert not recorder.waiting  # the white answer does not rest on the sighting
     assert [s.imsi for s in recorder.sightings(KEY)] == [LOCAL]  # but reads see it at once
@@ -142,8 +142,7 @@ def test_a_first_sight_no_answer_rests_on_is_written_at_flush_not_before(registr
 
 def test_a_first_sight_kept_for_the_flush_is_committed_once_an_answer_rests_on_it(registry: Registry) -> None:
     registry.put_list(ListName.WHITE, [(KEY, "customs")], "test")
-    recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    recorder, service = recording(registry)
     service.answer(query(T0))  # white: kept for the flush
     with registry.bulk() as bulk:  # the entry goes away (an operator's mistake corrected, say)
         bulk.conn.exec_driver_sql(f"DELETE FROM equipment WHERE imei = '{KEY}'")

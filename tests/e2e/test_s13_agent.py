@@ -107,14 +107,20 @@ def test_unknown_imei_with_a_local_sim_is_grey_with_its_grace_window(agent: Agen
     assert logged is not None and logged["rule"] == "grace" and "30-day window" in logged["reason"]
 
 
-def test_a_profile_may_answer_unknown_tacs_with_5422_without_result_code(tmp_path: Path, registry: str) -> None:
-    profile = tmp_path / "strict.yaml"
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
-    strict = AgentProcess(tmp_path, registry, "--profile", str(profile))
+def ask_with_profile(folder: Path, registry: str, setting: str, changed: str, request: Message) -> Message:
+    """One request to an agent whose profile is tj with one setting changed."""
+    profile = folder / "profile.yaml"
+    profile.write_text((PROFILES / "tj.yaml").read_text().replace(setting, changed))
+    agent = AgentProcess(folder, registry, "--profile", str(profile))
     try:
-        (answer,) = ask(strict, ecr(UNKNOWN))
+        (answer,) = ask(agent, request)
     finally:
-        strict.stop()
+        agent.stop()
+    return answer
+
+
+def test_a_profile_may_answer_unknown_tacs_with_5422_without_result_code(tmp_path: Path, registry: str) -> None:
+    answer = ask_with_profile(tmp_path, registry, "unknown_tac: grace", "unknown_tac: unknown", ecr(UNKNOWN))
     assert answer.find("Result-Code") is None and answer.find("Equipment-Status") is None
     experimental = answer.find("Experimental-Result")
     assert experimental is not None
@@ -147,13 +153,7 @@ def test_an_imei_with_a_wrong_check_digit_is_black_as_the_profile_says(agent: Ag
 
 
 def test_a_profile_that_rejects_invalid_imeis_gets_5004(tmp_path: Path, registry: str) -> None:
-    profile = tmp_path / "reject.yaml"
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("invalid_imei: black", "invalid_imei: reject"))
-    rejecting = AgentProcess(tmp_path, registry, "--profile", str(profile))
-    try:
-        (answer,) = ask(rejecting, ecr(BAD_LUHN))
-    finally:
-        rejecting.stop()
+    answer = ask_with_profile(tmp_path, registry, "invalid_imei: black", "invalid_imei: reject", ecr(BAD_LUHN))
     assert result_code_of(answer) == ResultCode.DIAMETER_INVALID_AVP_VALUE
     (terminal,) = answer.find("Failed-AVP").value  # type: ignore[union-attr]
     assert terminal.find("IMEI").value == BAD_LUHN
