@@ -57,5 +57,9 @@ from agent.commands_registry import registry  # noqa: E402
 
 main.add_command(registry)
 
+from agent.commands_notices import notices  # noqa: E402
+
+main.add_command(notices)
+
 if __name__ == "__main__":
     main()

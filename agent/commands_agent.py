@@ -7,10 +7,10 @@ import dataclasses
 import json
 import logging
 import sys
-from datetime import UTC, date, datetime, time
 
 import click
 
+from agent.cli_common import parse_at
 from agent.config import DEFAULT_PROFILE, AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen
 from agent.context import CliContext
 from diameter.transport import SctpUnavailable
@@ -104,7 +104,7 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
         rules = load_profile(profile)
     except ProfileError as error:
         raise click.ClickException(str(error)) from None
-    when = _when(at)
+    when = parse_at(at)
     registry = Registry(ctx.find_object(CliContext).registry_url)  # type: ignore[union-attr]
     try:
         decision = EquipmentCheck(registry, rules).check(
@@ -123,16 +123,3 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
                    f"{decision.reason}{until}")
     codes = {Status.WHITE: 0, Status.BLACK: 1, Status.GREY: 2, Status.UNKNOWN: 3, Status.INVALID: 4}
     sys.exit(codes[decision.status])
-
-
-def _when(text: str | None) -> datetime:
-    """--at: a date (noon UTC that day), an ISO time (UTC unless it says), or now."""
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(12), UTC)
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time", param_hint="--at") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

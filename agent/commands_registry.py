@@ -1,50 +1,55 @@
-"""``eir registry import|export|show``: parse, call the registry, print.
+"""``eir registry import|export|show|block|unblock``: parse, call the registry, print.
 
 Exit status: 0 done (import: every row was good); 1 import with bad rows (the good rows
-were imported, or with --strict nothing was), or ``show`` of an IMEI the registry does not
-hold; 2 usage, file or registry errors (invalid IMEI, unreadable CSV, bad URL): nothing
-written.
+were imported, or with --strict nothing was), ``show`` of an IMEI the registry does not
+hold, ``unblock`` of an IMEI that is not blocked; 2 usage, file or registry errors
+(invalid IMEI, unreadable CSV, bad URL, an operator the profile lacks): nothing written.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import click
 
-from agent.context import DEFAULT_REGISTRY, CliContext
+from agent.cli_common import fail, open_registry, parse_at, write_aside
+from agent.config import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
-    from registry.imports import ImportKind
+    from registry.imei import Imei
     from registry.store import Registry
 
-KINDS = ["white", "grey", "black", "paired", "stolen", "tac"]
+KINDS = ["white", "grey", "black", "paired", "stolen", "tac", "observations"]
+LIST_FILES = ["notification", "exception"]  # exports only: the lists handed to an operator
+Writer = Callable[[TextIO], int]
 
 
 @click.group()
 def registry() -> None:
-    """The equipment registry: import and export lists, show an IMEI."""
+    """The equipment registry: import and export lists, show, block and unblock an IMEI."""
 
 
-@registry.command("import", short_help="Import a CSV file into a list, the stolen flags or the TAC catalogue.")
-@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac}", type=click.Choice(KINDS))
+@registry.command("import", short_help="Import a CSV file into a list, the stolen flags, the TAC catalogue or the "
+                                      "sightings.")
+@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations}", type=click.Choice(KINDS))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad (default: keep the good rows).")
 @click.pass_context
 def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> None:
-    """Import a CSV file (with a header row) into a list, the stolen flags or the TAC catalogue.
+    """Import a CSV file (with a header row) into a list, the stolen flags, the TAC catalogue
+    or the sightings.
 
     \b
     white, grey, black, stolen: imei[,reason]
     paired: imei,imsi,msisdn (one of imsi, msisdn may be empty)
     tac: tac,brand,model,device_type
+    observations: date,imei,imsi[,msisdn] (date: YYYY-MM-DD or an ISO time, UTC; imsi may be empty)
 
     Every bad row is reported as FILE:LINE: reason. Exit status 0: all rows good;
     1: some rows bad (the good ones were imported; with --strict none were); 2: usage,
@@ -62,24 +67,65 @@ def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> N
     sys.exit(1 if report.bad else 0)
 
 
-@registry.command("export", short_help="Export a list, the stolen IMEIs or the TAC catalogue as CSV.")
-@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac}", type=click.Choice(KINDS))
+@registry.command("export", short_help="Export a list, the stolen IMEIs, the TAC catalogue, the sightings, or an "
+                                      "operator's notification or exception list as CSV.")
+@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations|notification|exception}",
+                type=click.Choice(KINDS + LIST_FILES))
 @click.option("--out", "out", required=True, metavar="FILE", help="CSV file to write ('-' for standard output).")
+@click.option("--operator", metavar="MCC-MNC", help="notification, exception: the operator (a home PLMN).")
+@click.option("--profile", metavar="NAME|PATH", help=f"notification, exception: the country profile "
+              f"(default {DEFAULT_PROFILE}).")
+@click.option("--at", "at", metavar="DATE", help="notification: grey at DATE (YYYY-MM-DD: noon UTC, or an ISO "
+              "time; default now).")
 @click.pass_context
-def export_command(ctx: click.Context, kind: str, out: str) -> None:
-    """Export a list, the stolen IMEIs or the TAC catalogue as CSV, in the format import reads.
-    The file is written whole or not at all (written aside, then renamed)."""
-    from registry.imports import ImportKind, export_csv
-
+def export_command(ctx: click.Context, kind: str, out: str, operator: str | None, profile: str | None,
+                   at: str | None) -> None:
+    """Export as CSV: a list, the stolen IMEIs, the TAC catalogue or the sightings (one row
+    per IMEI-IMSI pair, dated at its first sight) in the format import reads; or the list
+    file of one operator: notification (the grey IMEIs seen with its SIMs: imei, imsi,
+    msisdn, deadline, reason) or exception (paired IMEIs and their bound IMSIs of the
+    operator: imei, imsi). The file is written whole or not at all (written aside, then
+    renamed)."""
+    make = (_list_export if kind in LIST_FILES else _kind_export)(kind, operator, profile, at)
     with _registry(ctx) as store:
+        write = make(store)
         if out == "-":
-            count = export_csv(store, ImportKind(kind), sys.stdout)
+            count = write(sys.stdout)
         else:
             try:
-                count = _export_to_file(store, ImportKind(kind), Path(out))
+                count = write_aside(Path(out), write)
             except OSError as error:
                 _fail(f"cannot write {out}: {error.strerror or error}")
     click.echo(f"{kind}: {count} rows exported to {out}", err=True)
+
+
+def _kind_export(kind: str, operator: str | None, profile: str | None, at: str | None) -> Callable[[Registry], Writer]:
+    from registry.imports import ImportKind, export_csv
+
+    if operator or profile or at:
+        raise click.UsageError("--operator, --profile and --at are for the notification and exception lists")
+    return lambda store: partial(export_csv, store, ImportKind(kind))
+
+
+def _list_export(kind: str, operator: str | None, profile: str | None,
+                 at: str | None) -> Callable[[Registry], Writer]:
+    """The writer of an operator's list; the operator, profile and time are checked first."""
+    from registry.lists import OperatorError, operator_prefix, write_exception, write_notification
+    from registry.profile import ProfileError, load_profile
+
+    if operator is None:
+        raise click.UsageError(f"the {kind} list needs --operator MCC-MNC")
+    if at is not None and kind == "exception":
+        raise click.UsageError("--at is for the notification list")
+    try:
+        rules = load_profile(profile or DEFAULT_PROFILE)
+        prefix = operator_prefix(operator, rules)
+    except (ProfileError, OperatorError) as error:
+        _fail(str(error))
+    if kind == "exception":
+        return lambda store: partial(write_exception, store, prefix)
+    when = parse_at(at)
+    return lambda store: partial(write_notification, store, rules, prefix, when)
 
 
 @registry.command("show", short_help="Print an IMEI's entry and its history.")
@@ -88,12 +134,7 @@ def export_command(ctx: click.Context, kind: str, out: str) -> None:
 def show_command(ctx: click.Context, imei: str) -> None:
     """Print an IMEI's entry (14, 15 or 16 digits) and its history, oldest first.
     Exit status 0: found; 1: not in the registry; 2: not a valid IMEI, or a registry error."""
-    from registry.imei import ImeiError, parse_imei
-
-    try:
-        parsed = parse_imei(imei)
-    except ImeiError as error:
-        _fail(f"invalid IMEI {imei!r}: {error}")
+    parsed = _parse_imei(imei)
     with _registry(ctx) as store:
         entry = store.entry(parsed.key)
         history = store.history(parsed.key)
@@ -120,51 +161,67 @@ def show_command(ctx: click.Context, imei: str) -> None:
     sys.exit(0 if entry is not None else 1)
 
 
-def _export_to_file(store: Registry, kind: ImportKind, path: Path) -> int:
-    from registry.imports import export_csv
+@registry.command("block", short_help="Block an IMEI: report it stolen (black everywhere).")
+@click.argument("imei")
+@click.option("--reason", required=True, help="Why, e.g. the police request and its number.")
+@click.pass_context
+def block_command(ctx: click.Context, imei: str, reason: str) -> None:
+    """Set the stolen flag of one IMEI (14, 15 or 16 digits), with a history entry (source
+    cli:block); its list is kept. An IMEI the registry lacks is added, known only as stolen.
+    Exit status 0: blocked (or already blocked); 2: not a valid IMEI, or a registry error."""
+    key, why = _parse_imei(imei).key, _reason(reason)
+    with _registry(ctx) as store:
+        before = store.lookup(key)
+        store.put_stolen([(key, why)], "cli:block")
+    if before is not None and before.stolen:
+        click.echo(f"IMEI {key} was already blocked" + _why(before.stolen_reason) + f"; reason now: {why}")
+    else:
+        click.echo(f"IMEI {key} blocked: stolen ({why})" + ("" if before else "; it was not in the registry"))
 
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+@registry.command("unblock", short_help="Unblock an IMEI: clear its stolen flag.")
+@click.argument("imei")
+@click.option("--reason", required=True, help="Why, e.g. the device was returned to its owner.")
+@click.pass_context
+def unblock_command(ctx: click.Context, imei: str, reason: str) -> None:
+    """Clear the stolen flag of one IMEI, with a history entry (source cli:unblock); the
+    IMEI is then answered by its list. The device must restart (attach again) to be let in.
+    Exit status 0: unblocked; 1: the IMEI is not blocked (nothing changed); 2: not a valid
+    IMEI, or a registry error."""
+    key, why = _parse_imei(imei).key, _reason(reason)
+    with _registry(ctx) as store:
+        counts = store.put_stolen([(key, why)], "cli:unblock", stolen=False)
+        after = store.lookup(key) if counts.changed else None
+    if after is None:
+        click.echo(f"eir registry: IMEI {key} is not blocked (not reported stolen); nothing changed", err=True)
+        sys.exit(1)
+    listed = after.list.value if after.list else "none"
+    click.echo(f"IMEI {key} unblocked ({why}); now answered by its list: {listed}")
+
+
+def _parse_imei(text: str) -> Imei:
+    from registry.imei import ImeiError, parse_imei
+
     try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            count = export_csv(store, kind, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return count
+        return parse_imei(text)
+    except ImeiError as error:
+        _fail(f"invalid IMEI {text!r}: {error}")
 
 
-@contextmanager
-def _registry(ctx: click.Context) -> Iterator[Registry]:
-    """The registry named by ``eir --registry`` (env EIR_REGISTRY), closed afterwards;
-    a registry that cannot be opened or used is exit status 2."""
-    import sqlite3
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise click.BadParameter("must not be empty", param_hint="--reason")
+    return text.strip()
 
-    from sqlalchemy.exc import SQLAlchemyError
 
-    from registry.store import Registry
-
-    found = ctx.find_object(CliContext)
-    url = found.registry_url if found is not None else DEFAULT_REGISTRY
-    try:
-        store = Registry(url)
-    except (SQLAlchemyError, sqlite3.Error, ImportError) as error:  # bad URL, no driver, cannot open
-        _fail(f"cannot open registry {url}: {_first_line(error)}")
-    try:
-        yield store
-    except (SQLAlchemyError, sqlite3.Error) as error:
-        _fail(f"registry {url}: {_first_line(error)}; nothing written")
-    finally:
-        store.close()
+def _registry(ctx: click.Context) -> AbstractContextManager[Registry]:
+    """The registry named by ``eir --registry`` (env EIR_REGISTRY), closed afterwards; one
+    that cannot be opened or used is exit status 2."""
+    return open_registry(ctx, "registry")
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"eir registry: {message}", err=True)
-    sys.exit(2)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0]
+    fail("registry", message)
 
 
 def _why(reason: str | None) -> str:

@@ -7,6 +7,11 @@ Every file has a header row naming its columns (any order, case-insensitive):
 | white, grey, black, stolen | ``imei`` and an optional ``reason``  |
 | paired                    | ``imei,imsi,msisdn`` (one of the last two may be empty) |
 | tac                       | ``tac,brand,model,device_type`` (brand, model, device_type optional) |
+| observations              | ``date,imei,imsi,msisdn`` (imsi may be empty; msisdn optional) |
+
+An observations row is a sight of an IMEI with an IMSI at ``date``: an ISO date
+(YYYY-MM-DD, 00:00 UTC) or time (UTC unless it says), not in the future. It seeds the
+agent's sightings (see ``registry.sightings``); a pair may appear on many rows.
 
 Bad rows: by default the good rows are imported and every bad row is reported with its
 line number and reason; with ``strict`` any bad row refuses the whole file and nothing is
@@ -22,11 +27,14 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
 from registry.models import ListName
+from registry.observations import stamp
+from registry.sightings import SightingLoader, iso_utc, iter_observations
 from registry.store import CHUNK, Bulk, Counts, Registry
 
 if TYPE_CHECKING:
@@ -40,6 +48,7 @@ class ImportKind(enum.StrEnum):
     PAIRED = "paired"
     STOLEN = "stolen"
     TAC = "tac"
+    OBSERVATIONS = "observations"
 
 
 IMEI_KINDS = frozenset({ImportKind.WHITE, ImportKind.GREY, ImportKind.BLACK, ImportKind.STOLEN})
@@ -50,7 +59,9 @@ COLUMNS: dict[ImportKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     **{kind: (("imei",), ("reason",)) for kind in (*LISTS, ImportKind.STOLEN)},
     ImportKind.PAIRED: (("imei", "imsi", "msisdn"), ()),
     ImportKind.TAC: (("tac",), ("brand", "model", "device_type")),
+    ImportKind.OBSERVATIONS: (("date", "imei", "imsi"), ("msisdn",)),
 }
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # an observation dated before this is a typo
 
 
 Row = tuple[str | None, ...]
@@ -89,8 +100,11 @@ class ImportReport:
 
     def summary(self) -> str:
         c = self.counts
-        text = (f"{self.kind.value}: {self.rows} rows read, {self.imported} imported ({c.new} new, {c.changed} changed,"
-                f" {c.unchanged} unchanged), {len(self.bad)} bad")
+        if self.kind is ImportKind.OBSERVATIONS:
+            counted = f"{c.new} new pairs, {c.changed} merged into known pairs"
+        else:
+            counted = f"{c.new} new, {c.changed} changed, {c.unchanged} unchanged"
+        text = f"{self.kind.value}: {self.rows} rows read, {self.imported} imported ({counted}), {len(self.bad)} bad"
         if self.blank:
             text += f", {self.blank} blank lines skipped"
         if self.refused:
@@ -121,7 +135,8 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
     report = ImportReport(kind, f"import:{path.name}", strict)
     parsed = ParsedRows()
     with path.open(newline="", encoding="utf-8-sig") as stream, registry.bulk() as bulk:
-        add = _stager(bulk, kind)
+        loader = SightingLoader(bulk) if kind is ImportKind.OBSERVATIONS else None
+        add = loader.add if loader is not None else _stager(bulk, kind)
 
         def sink(rows: list[Row]) -> None:
             if not (strict and parsed.bad):  # a strict import stops staging at its first bad row
@@ -138,7 +153,7 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
         if report.refused:
             bulk.cancel()
         else:
-            report.counts = _put(bulk, kind, report.source)
+            report.counts = loader.counts() if loader is not None else _put(bulk, kind, report.source)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -184,6 +199,7 @@ class _Parser:
         self.shortest = max(header.index(name) for name in COLUMNS[kind][0]) + 1  # trailing optional fields may go
         self.parse = _ROW_PARSERS[kind](header)
         self.seen: dict[object, int] = {}  # row identity -> the line it was first seen on
+        self.unique = kind is not ImportKind.OBSERVATIONS  # sights of a pair on many rows add up
 
     def flush(self) -> None:
         if self.sink is not None and self.parsed.rows:
@@ -226,10 +242,11 @@ class _Parser:
         except IdentityError as error:
             parsed.bad.append(BadRow(line, str(error)))
             return
-        first = self.seen.setdefault(row if self.kind is ImportKind.PAIRED else row[0], line)
-        if first != line:
-            parsed.bad.append(BadRow(line, f"duplicate: {_what(self.kind, row)} already on line {first}"))
-            return
+        if self.unique:
+            first = self.seen.setdefault(row if self.kind is ImportKind.PAIRED else row[0], line)
+            if first != line:
+                parsed.bad.append(BadRow(line, f"duplicate: {_what(self.kind, row)} already on line {first}"))
+                return
         parsed.rows.append(row)
         if self.sink is not None and len(parsed.rows) >= self.chunk:
             self.flush()
@@ -319,6 +336,50 @@ def _tac_row(header: list[str]) -> RowParser:
     return parse
 
 
+def _observation_row(header: list[str]) -> RowParser:
+    at_date, at_imei, at_imsi = header.index("date"), header.index("imei"), header.index("imsi")
+    at_msisdn = header.index("msisdn") if "msisdn" in header else None
+    stamps = _Stamps(datetime.now(UTC))
+
+    def parse(fields: list[str]) -> Row:
+        key, at = _key(fields[at_imei]), stamps.of(fields[at_date].strip())
+        imsi = _checked("IMSI", parse_imsi, _text(fields[at_imsi])) or ""  # "": the SIM is not known
+        msisdn = None if at_msisdn is None else _checked("MSISDN", parse_msisdn, _text(fields[at_msisdn]))
+        return key, imsi, msisdn, at
+
+    return parse
+
+
+class _Stamps:
+    """Dates of observation rows as the registry stores times (``observations.stamp``);
+    plain dates, shared by many rows, are converted once."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.days: dict[str, str] = {}
+
+    def of(self, value: str) -> str:
+        found = self.days.get(value)
+        if found is not None:
+            return found
+        if not value:
+            raise IdentityError("date is empty")
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise IdentityError(f"bad date {value!r}: not an ISO date (YYYY-MM-DD) or time "
+                                "(YYYY-MM-DDTHH:MM:SS, UTC unless it says)") from None
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        if at > self.now:
+            raise IdentityError(f"date {value} is in the future")
+        if at < EARLIEST:
+            raise IdentityError(f"date {value} is before {EARLIEST:%Y}")
+        found = stamp(at)
+        if len(value) == 10 and len(self.days) < 65536:
+            self.days[value] = found
+        return found
+
+
 def _checked(what: str, parse: Callable[[str], str], value: str | None) -> str | None:
     if value is None:
         return None
@@ -332,6 +393,7 @@ _ROW_PARSERS = {
     **{kind: _list_row for kind in (*LISTS, ImportKind.STOLEN)},
     ImportKind.PAIRED: _paired_row,
     ImportKind.TAC: _tac_row,
+    ImportKind.OBSERVATIONS: _observation_row,
 }
 
 
@@ -348,6 +410,9 @@ def export_rows(registry: Registry, kind: ImportKind) -> Iterator[tuple[str | No
     elif kind is ImportKind.PAIRED:
         for key, imsi, msisdn in registry.iter_pairings():
             yield key + luhn_check_digit(key), imsi, msisdn
+    elif kind is ImportKind.OBSERVATIONS:  # one row per pair, dated at its first sight
+        for key, imsi, msisdn, first in iter_observations(registry):
+            yield iso_utc(first), key + luhn_check_digit(key), imsi, msisdn
     else:
         yield from registry.iter_tacs()
 
@@ -355,10 +420,15 @@ def export_rows(registry: Registry, kind: ImportKind) -> Iterator[tuple[str | No
 def export_csv(registry: Registry, kind: ImportKind, out: TextIO) -> int:
     """Write ``kind`` to ``out`` as CSV with its header; returns the number of data rows."""
     required, optional = COLUMNS[kind]
+    return write_csv(out, (*required, *optional), export_rows(registry, kind))
+
+
+def write_csv(out: TextIO, header: Iterable[str], rows: Iterable[Iterable[str | None]]) -> int:
+    """Write a header and ``rows`` (None as an empty field) as CSV; returns the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((*required, *optional))
+    writer.writerow(header)
     count = 0
-    for row in export_rows(registry, kind):
+    for row in rows:
         writer.writerow(["" if value is None else value for value in row])
         count += 1
     return count

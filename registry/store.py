@@ -330,11 +330,12 @@ class Registry:
             bulk.add_entries(rows)
             return bulk.put_list(name, source)
 
-    def put_stolen(self, rows: Sequence[tuple[str, str | None]], source: str) -> Counts:
-        """Set the stolen flag and reason of each (key, reason) (keys unique); the list is kept."""
+    def put_stolen(self, rows: Sequence[tuple[str, str | None]], source: str, stolen: bool = True) -> Counts:
+        """Set (or with ``stolen=False`` clear) the stolen flag of each (key, reason) (keys
+        unique); the list is kept. See ``Bulk.put_stolen``."""
         with self.bulk() as bulk:
             bulk.add_entries(rows)
-            return bulk.put_stolen(source)
+            return bulk.put_stolen(source, stolen)
 
     def put_pairings(self, rows: Sequence[tuple[str, str | None, str | None]], source: str) -> Counts:
         """Bind each key to (imsi, msisdn) (rows unique); see ``Bulk.put_pairings``."""
@@ -457,8 +458,11 @@ class Bulk:
         (with history; pairings are dropped when leaving paired), reason updates."""
         return _apply_list(self.conn, name, source, utcnow(), self._stage(STAGE_LIST))
 
-    def put_stolen(self, source: str) -> Counts:
-        return _apply_stolen(self.conn, source, utcnow(), self._stage(STAGE_LIST))
+    def put_stolen(self, source: str, stolen: bool = True) -> Counts:
+        """Set the flag of the loaded entries, with their reason (an IMEI the registry lacks
+        is added, known only as stolen); ``stolen=False`` clears it (the reason goes to
+        history; IMEIs not stolen are unchanged and none is added)."""
+        return _apply_stolen(self.conn, source, utcnow(), self._stage(STAGE_LIST), stolen)
 
     def put_pairings(self, source: str) -> Counts:
         """Bind the loaded keys to their identities and put them on the paired list.
@@ -565,17 +569,19 @@ def _drop_pairings(conn: Connection, name: ListName, src: Any, at: Any) -> None:
     conn.execute(delete(PAIRING).where(p.imei.in_(select(s.imei))))
 
 
-def _apply_stolen(conn: Connection, source: str, now: datetime, staged: int) -> Counts:
+def _apply_stolen(conn: Connection, source: str, now: datetime, staged: int, stolen: bool = True) -> Counts:
     s, e = STAGE_LIST.c, EQUIPMENT.c
     joined = STAGE_LIST.outerjoin(EQUIPMENT, e.imei == s.imei)
-    turns = or_(e.stolen.is_(None), e.stolen.is_(False))
-    differs = or_(turns, e.stolen_reason.is_distinct_from(s.reason))
+    turns = or_(e.stolen.is_(None), e.stolen.is_(False)) if stolen else e.stolen.is_(True)
+    differs = or_(turns, e.stolen_reason.is_distinct_from(s.reason)) if stolen else turns
     at, src = literal(now, DateTime), literal(source, String)
-    old = case((e.imei.is_(None), null()), else_=literal("false"))
-    _history(conn, select(s.imei, at, literal(HistoryField.STOLEN, FIELD_TYPE), old, literal("true"), s.reason, src)
-             .select_from(joined).where(turns))
-    changed = conn.execute(update(EQUIPMENT).where(e.imei == s.imei, differs)
-                           .values(stolen=True, stolen_reason=s.reason, source=source, updated_at=now)).rowcount
+    old = case((e.imei.is_(None), null()), else_=literal(str(not stolen).lower()))
+    _history(conn, select(s.imei, at, literal(HistoryField.STOLEN, FIELD_TYPE), old, literal(str(stolen).lower()),
+                          s.reason, src).select_from(joined).where(turns))
+    changed = conn.execute(update(EQUIPMENT).where(e.imei == s.imei, differs).values(
+        stolen=stolen, stolen_reason=s.reason if stolen else null(), source=source, updated_at=now)).rowcount
+    if not stolen:  # clearing never adds an entry
+        return Counts(0, changed, staged - changed)
     new = conn.execute(insert(EQUIPMENT).from_select(
         ["imei", "list", "reason", "source", "stolen", "stolen_reason", "created_at", "updated_at"],
         select(s.imei, null(), null(), src, literal(True, Boolean), s.reason, at, at)
