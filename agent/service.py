@@ -6,10 +6,12 @@ records it (``answer``), checking one does not (``check``)."""
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
+from time import time
 
 from registry.imei import ImeiError
 from registry.observations import Observations, Recorder, Sightings
-from registry.policy import Decision, Query, Status, decide, needs_device_type, registry_key
+from registry.policy import Decision, Query, Status, decide, needs_device_type, needs_sightings, registry_key
 from registry.profile import Profile
 from registry.store import Registry
 
@@ -20,6 +22,24 @@ class Interface(enum.StrEnum):
     S13 = "s13"
     MAP = "map"
     CLI = "cli"
+
+
+class MillisecondClock:
+    """Now, as an aware UTC datetime, made at most once a millisecond: the queries of one
+    burst share it (datetime.now costs more than a whole policy decision's date work)."""
+
+    __slots__ = ("_at", "_until")
+
+    def __init__(self) -> None:
+        self._at = datetime.now(UTC)
+        self._until = 0.0
+
+    def __call__(self) -> datetime:
+        now = time()
+        if now >= self._until:
+            self._at = datetime.fromtimestamp(now, UTC)
+            self._until = now + 0.001
+        return self._at
 
 
 class EquipmentCheck:
@@ -45,11 +65,19 @@ class EquipmentCheck:
             self.recorder.observe(key, query, sightings, decision)
         return decision
 
-    def _decide(self, query: Query) -> tuple[Decision, str | None, Sightings]:
+    def _decide(self, query: Query) -> tuple[Decision, str | None, Sightings | None]:
+        """The decision, the key, and the sightings read (None: not read, the pair being
+        known today and the decision not looking at them)."""
         try:
             key = registry_key(query.imei)
         except ImeiError:
-            return decide(query, None, (), None, self.profile), None, Sightings([])
-        equipment, sightings = self._reader.lookup(key)
-        device_type = self._reader.device_type(key[:8]) if needs_device_type(equipment) else None
-        return decide(query, equipment, sightings, device_type, self.profile), key, sightings
+            return decide(query, None, (), None, self.profile), None, None
+        reader = self._reader
+        sightings: Sightings | None
+        if reader.known_today(key, query.imsi or "", query.at):  # one B-tree, not two, for most queries
+            equipment = self.registry.lookup(key)
+            sightings = reader.sightings(key) if needs_sightings(equipment, query.imsi, self.profile) else None
+        else:
+            equipment, sightings = reader.lookup(key)
+        device_type = reader.device_type(key[:8]) if needs_device_type(equipment) else None
+        return decide(query, equipment, sightings or (), device_type, self.profile, key), key, sightings

@@ -39,6 +39,7 @@ _NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 TYPE_CACHE_LIMIT = 65536
 LOG_EVERY = 10.0  # seconds between log lines about failed writes
+SEEN_LIMIT = 500_000  # pairs remembered as recorded today (about 50 MiB); then it starts again
 NOTICED_LIMIT = 262144
 
 
@@ -133,6 +134,12 @@ class Observations:
     def forget_types(self) -> None:
         self._types.clear()
 
+    def known_today(self, key: str, imsi: str, at: datetime) -> bool:
+        """Whether this process already recorded the pair on the UTC day of ``at`` (then
+        there is nothing to record for it, and its sightings need not be read unless the
+        decision looks at them). Plain reads remember nothing: always False."""
+        return False
+
 
 class Recorder(Observations):
     """Reads and records observations for the agent (one per process)."""
@@ -146,14 +153,42 @@ class Recorder(Observations):
         self._later: dict[tuple[str, str], dict[str, Any]] = {}  # last sights to move, written by flush()
         self._noticed: set[tuple[str, str, str]] = set()
         self._day, self._day_text = date.min, ""
+        self._seen: set[str] = set()  # the pairs recorded today (``known_today``)
+        self._seen_date, self._seen_day = "", 0  # the UTC date the set is for, and its ordinal
         self.commits = 0
         self.failures = 0
         self._quiet_until = 0.0
 
-    def observe(self, key: str, query: Query, sightings: Sightings, decision: Decision) -> bool:
+    def known_today(self, key: str, imsi: str, at: datetime) -> bool:
+        if at.toordinal() != self._seen_day or at.tzinfo is not UTC:  # a new day: every last sight may move again
+            self._new_day(at)
+        return key + imsi in self._seen
+
+    def _new_day(self, at: datetime) -> None:
+        day = self._today(at)
+        if day != self._seen_date:
+            self._seen.clear()
+            self._seen_date = day
+        self._seen_day = at.toordinal() if at.tzinfo is UTC else 0
+
+    def observe(self, key: str, query: Query, sightings: Sightings | None, decision: Decision) -> bool:
         """Record the query as a sighting, and queue the notices its decision makes due.
+        ``sightings`` None: the pair is known today (``known_today``) and was not read.
         True when something durable was queued: ``commit()`` before answering."""
         imsi = query.imsi or ""
+        durable = False
+        if sightings is not None:
+            durable = self._sight(key, imsi, query, sightings, decision)
+        for notice in decision.notices:
+            if self._due(key, imsi, notice.event):
+                self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
+                                      "deadline": stamp(notice.deadline) if notice.deadline else None,
+                                      "reason": decision.reason, "created_at": stamp(query.at)})
+                durable = True
+        return durable
+
+    def _sight(self, key: str, imsi: str, query: Query, sightings: Sightings, decision: Decision) -> bool:
+        """Record the sight of a pair read from the registry; True when it must be durable."""
         durable = False
         last = sightings.last_seen(imsi)
         if last is None:
@@ -169,12 +204,9 @@ class Recorder(Observations):
         if not durable and decision.rule in OBSERVED_RULES and self._unwritten_first(key, imsi):
             self._first.append(self._later.pop((key, imsi)))  # now an answer rests on it: commit it first
             durable = True
-        for notice in decision.notices:
-            if self._due(key, imsi, notice.event):
-                self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
-                                      "deadline": stamp(notice.deadline) if notice.deadline else None,
-                                      "reason": decision.reason, "created_at": stamp(query.at)})
-                durable = True
+        if len(self._seen) >= SEEN_LIMIT:
+            self._seen.clear()
+        self._seen.add(_pair(key, imsi))
         return durable
 
     def _unwritten_first(self, key: str, imsi: str) -> bool:
@@ -267,6 +299,11 @@ class Recorder(Observations):
             for sql, rows in batches:
                 if rows:
                     conn.execute(text(sql), rows)
+
+
+def _pair(key: str, imsi: str) -> str:
+    """One text per (key, imsi): the key has 14 digits, so no two pairs meet."""
+    return key + imsi
 
 
 def _row(key: str, imsi: str, query: Query) -> dict[str, Any]:

@@ -120,24 +120,41 @@ def needs_device_type(equipment: EquipmentFacts | None) -> bool:
     return equipment is None or (equipment.list is None and not equipment.stolen)
 
 
+def needs_sightings(equipment: EquipmentFacts | None, imsi: str | None, profile: Profile) -> bool:
+    """Whether the decision reads the IMEI's sightings: a roamer's limited exemption, an
+    IMEI in no list (grace, grandfathering), the grey list's deadline. Stolen, black,
+    white and paired answers, and unlimited roamers, never look."""
+    if equipment is not None and (equipment.stolen or equipment.list is ListName.BLACK):
+        return False
+    if not profile.is_local(imsi):
+        return profile.roamer_days is not None
+    return needs_device_type(equipment) or (equipment is not None and equipment.list is ListName.GREY)
+
+
 def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[Sighting],
-           device_type: str | None, profile: Profile) -> Decision:
+           device_type: str | None, profile: Profile, key: str | None = None) -> Decision:
     """The decision for ``query`` at ``query.at``. ``sightings``: the IMEI's observations
     (those after query.at are ignored); ``device_type``: from the TAC catalogue, None
-    when it lacks the TAC (only read when ``needs_device_type``)."""
-    try:
-        key = registry_key(query.imei)
-    except ImeiError as error:
-        status = Status.BLACK if profile.invalid_imei is InvalidImei.BLACK else Status.INVALID
-        return Decision(status, "invalid-imei", f"not an IMEI: {error}")
+    when it lacks the TAC (only read when ``needs_device_type``); ``key``: the registry
+    key of query.imei when the caller has it already."""
+    if key is None:
+        try:
+            key = registry_key(query.imei)
+        except ImeiError as error:
+            status = Status.BLACK if profile.invalid_imei is InvalidImei.BLACK else Status.INVALID
+            return Decision(status, "invalid-imei", f"not an IMEI: {error}")
+    roaming = not profile.is_local(query.imsi)
     if equipment is not None:
+        if equipment.list is ListName.WHITE and not (roaming or equipment.stolen):  # the commonest answer
+            reason = equipment.reason
+            return Decision(Status.WHITE, "white-list", f"on the white list ({reason})" if reason else
+                            "on the white list", key)
         listed = _listed_before_roaming(key, equipment)
         if listed is not None:
             return listed
-    roaming = not profile.is_local(query.imsi)
     if roaming and profile.roamer_days is None:
         return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {query.imsi}): exempt from registration", key)
-    looks = roaming or needs_device_type(equipment) or (equipment is not None and equipment.list is ListName.GREY)
+    looks = needs_sightings(equipment, query.imsi, profile)
     seen = _sightings_until(sightings, query) if looks else []  # read once: ``sightings`` may be an iterator
     if roaming:
         exempt = _roamer(key, seen, query, profile)
