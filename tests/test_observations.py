@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.service import EquipmentCheck, Interface
+from agent.service import EquipmentCheck, Interface, MillisecondClock
 from registry.models import ListName
 from registry.observations import Observations, Recorder, parse_stamp, stamp
 from registry.policy import Query, Status
@@ -153,3 +153,21 @@ def test_a_first_sight_kept_for_the_flush_is_committed_once_an_answer_rests_on_i
     recorder.commit()
     assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
     recorder.close()
+
+
+def test_a_pair_recorded_today_is_known_until_the_day_changes(registry: Registry) -> None:
+    recorder, service = recording(registry)
+    assert not recorder.known_today(KEY, LOCAL, T0)
+    service.answer(query(T0))
+    assert recorder.known_today(KEY, LOCAL, T0 + timedelta(hours=3))
+    assert not recorder.known_today(KEY, OTHER, T0 + timedelta(hours=3))  # another SIM: another pair
+    assert not recorder.known_today(KEY, LOCAL, T0 + timedelta(days=1))  # a new day: read and move again
+    assert not Observations(registry).known_today(KEY, LOCAL, T0)  # plain reads remember nothing
+    recorder.close()
+
+
+def test_the_millisecond_clock_is_aware_utc_and_never_goes_back() -> None:
+    clock = MillisecondClock()
+    times = [clock() for _ in range(1000)]
+    assert all(t.tzinfo is UTC for t in times) and times == sorted(times)
+    assert abs((datetime.now(UTC) - times[-1]).total_seconds()) < 0.01
