@@ -1,6 +1,15 @@
 """Agent benchmark: one `eir serve` process with 1,000,000 IMEIs in SQLite, loaded by
 `eir sim load` (1 connection, 64 in flight), against the same load on a fixed-answer
-asyncio server. Prints answers/s, latency percentiles, the ratio, and the agent's memory.
+asyncio server. The agent runs its default profile (tj), so every answer goes through the
+enforcement policy and is recorded as an observation. Prints answers/s, latency
+percentiles, the ratio, and the agent's memory.
+
+The registry has seen the loaded IMEI-IMSI pairs before (observations imported: first
+seen 10 days back, so the 1% of IMEIs in no list are inside their grace window, and last
+seen earlier today), as a live network's registry has; the agent warms up with one pass
+over them, as a running agent has seen its network's handsets: that is the steady state.
+A second run asks for IMEIs never seen, each answer waiting for its first sight to be
+committed (group commit, fsync): the figure for a flood of new handsets.
 
     python bench/bench_agent.py [--rows 1000000] [--duration 20] [--inflight 64]
 """
@@ -16,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +52,21 @@ def build_registry(folder: Path, rows: int, seed: int = 11) -> tuple[str, list[s
                        capture_output=True, text=True)
         print(f"imported {len(part):>9,} {name:5} IMEIs in {time.perf_counter() - began:5.1f} s")
     return url, keys
+
+
+def seed_observations(folder: Path, url: str, sample: list[str]) -> None:
+    """The pairs the load will ask for, first seen 10 days ago and last seen earlier today
+    (`eir sim load` gives the IMEI at position i the IMSI 43601 + i, 10 digits)."""
+    now = datetime.now(UTC)
+    first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None)
+    rows = "".join(f"{first},{key},43601{index:010d},\n{last.isoformat()},{key},43601{index:010d},\n"
+                   for index, key in enumerate(sample))
+    path = folder / "observations.csv"
+    path.write_text("date,imei,imsi,msisdn\n" + rows)
+    began = time.perf_counter()
+    subprocess.run([*EIR, "--registry", url, "registry", "import", "observations", str(path)], check=True,
+                   capture_output=True, text=True)
+    print(f"imported {len(sample):>9,} observations in {time.perf_counter() - began:5.1f} s")
 
 
 def load(port: int, imeis: Path, duration: float, inflight: int) -> dict[str, Any]:
@@ -80,6 +105,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--sample", type=int, default=100_000, help="distinct IMEIs the load asks for")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds of warm-up (about one pass over the IMEIs)")
+    parser.add_argument("--fresh", type=int, default=100_000, help="IMEIs never seen, for the first-sight run")
+    parser.add_argument("--fresh-duration", type=float, default=4.0, help="seconds of the first-sight run")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as name:
@@ -91,12 +119,16 @@ def main() -> None:
         rng.shuffle(sample)
         imeis = folder / "load-imeis.txt"
         imeis.write_text("\n".join(sample) + "\n")
+        seed_observations(folder, url, sample)
+        fresh = folder / "fresh-imeis.txt"
+        fresh.write_text("".join(f"98888888{n:06d}\n" for n in range(args.fresh)))
 
         agent = AgentProcess(folder, url)
         try:
-            load(agent.port, imeis, 2.0, args.inflight)  # warm-up: page cache, memo, first connections
+            load(agent.port, imeis, args.warmup, args.inflight)  # one pass over the IMEIs: page cache, memo
             ours = load(agent.port, imeis, args.duration, args.inflight)
             memory = rss_mib(agent.process.pid)
+            first = load(agent.port, fresh, args.fresh_duration, args.inflight)
         finally:
             code = agent.stop()
         lines = sum(1 for _ in agent.answer_log.open())
@@ -111,6 +143,8 @@ def main() -> None:
     print(f"load: 1 connection, {args.inflight} in flight, {args.duration:.0f} s, {len(sample):,} distinct IMEIs")
     print(line("eir serve (1M IMEIs, SQLite)", ours))
     print(f"{'':28} by status {ours['by_status']}, by result code {ours['by_result_code']}")
+    print(line("  new handsets: first sights", first))
+    print(f"{'':28} {args.fresh:,} IMEIs never seen, {args.fresh_duration:.0f} s, by status {first['by_status']}")
     print(line("fixed-answer asyncio server", fixed))
     print(f"ratio: {ours['answers_per_s'] / fixed['answers_per_s']:.0%} of the fixed-answer server")
     print(f"agent resident memory after the load: {memory:.0f} MiB; exit {code} on SIGTERM; "
