@@ -103,3 +103,32 @@ async def ask_again(agent: AgentProcess, keys: list[tuple[str, int]]) -> None:
             assert answer.value("Equipment-Status") == EquipmentStatus.GREYLISTED
     finally:
         await connection.disconnect()
+
+
+def test_the_kg_profile_cuts_off_at_once_and_queues_the_black_notice(tmp_path: Path) -> None:
+    """Kyrgyzstan since 28 August 2024: no window. A real agent under `--profile kg` answers
+    an unregistered handset with a Kyrgyz SIM black at its first query, and the SMS that
+    tells its owner is in the outbox that `eir notices export` writes."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    agent = AgentProcess(tmp_path, url, "--profile", "kg")
+    key, imsi = "35999000004242", "437091234567890"
+    try:
+        async def ask() -> int:
+            connection = await connect(MME, *agent.address)
+            try:
+                answer = await connection.request(build_ecr(MME, key, imsi, session="kg;1"), timeout=5)
+                return int(answer.value("Equipment-Status"))
+            finally:
+                await connection.disconnect()
+        assert asyncio.run(ask()) == EquipmentStatus.BLACKLISTED
+        logged = agent.answer_for(f"{MME.origin_host};kg;1")
+        assert logged is not None and logged["rule"] == "no-grace"
+    finally:
+        assert agent.stop() == 0
+    out = tmp_path / "notices.csv"
+    run_eir(url, "notices", "export", "--out", str(out))
+    rows = out.read_text().splitlines()
+    assert rows[0] == "imei,imsi,msisdn,event,deadline,reason,created_at"
+    assert len(rows) == 2 and rows[1].startswith(f"{key + luhn_check_digit(key)},{imsi},,black,")
+    run_eir(url, "notices", "export", "--out", str(out))  # exported once: the next export is empty
+    assert out.read_text().splitlines()[1:] == []
