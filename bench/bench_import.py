@@ -24,9 +24,10 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from workdir import registry_megabytes, workdir
 
 from registry.imei import luhn_check_digit
 from registry.store import Registry
@@ -92,13 +93,7 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=200_000)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep its files")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="eir-bench-") as scratch:
-        folder = args.keep or Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        csv_path, db_path = folder / "white.csv", folder / "registry.db"
-        for stale in folder.glob("registry.db*"):
-            stale.unlink()
-        registry = f"sqlite:///{db_path}"
+    with workdir(args.keep, "white.csv") as (folder, csv_path, registry):
         started = time.perf_counter()
         keys = generate(csv_path, args.rows)
         print(f"generated {args.rows:,} IMEIs ({csv_path.stat().st_size / 1e6:.0f} MB CSV) in "
@@ -109,7 +104,7 @@ def main() -> None:
             print(f"import {label:12} {args.rows / seconds:>9,.0f} rows/s  {seconds:6.2f} s wall "
                   f"({own.group(1) if own else '?'} s in the command), peak RSS {peak / 1024:.0f} MiB")
             print(f"    {summary}")
-        print(f"registry file: {sum(p.stat().st_size for p in folder.glob('registry.db*')) / 1e6:.0f} MB")
+        print(f"registry file: {registry_megabytes(folder):.0f} MB")
         for label, snapshot in (("shared snapshot (default)", None), ("snapshot per lookup", 0.0)):
             hit, miss = lookup_cost(registry, keys, args.lookups, snapshot)
             print(f"lookup, {label}: {hit:.2f} µs per present IMEI, {miss:.2f} µs per absent IMEI")

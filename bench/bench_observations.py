@@ -21,10 +21,11 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from workdir import registry_megabytes, workdir
 
 from registry.imei import luhn_check_digit
 
@@ -74,13 +75,7 @@ def main() -> None:
     if args.generate:
         generate(args.generate, args.rows)
         return
-    with tempfile.TemporaryDirectory(prefix="eir-bench-") as scratch:
-        folder = args.keep or Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        csv_path, db_path = folder / "observations.csv", folder / "registry.db"
-        for stale in folder.glob("registry.db*"):
-            stale.unlink()
-        registry = f"sqlite:///{db_path}"
+    with workdir(args.keep, "observations.csv") as (folder, csv_path, registry):
         started = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--generate", str(csv_path)], check=True)
         print(f"generated {args.rows:,} observation rows ({csv_path.stat().st_size / 1e6:.0f} MB CSV) in "
@@ -95,7 +90,7 @@ def main() -> None:
             print(f"{label:24} {seconds:6.2f} s wall, {args.rows / seconds:>9,.0f} rows/s of the CSV, "
                   f"peak RSS {peak / 1024:.0f} MiB")
             print(f"    {output.splitlines()[-1]}")
-        print(f"registry file: {sum(p.stat().st_size for p in folder.glob('registry.db*')) / 1e6:.0f} MB")
+        print(f"registry file: {registry_megabytes(folder):.0f} MB")
 
 
 if __name__ == "__main__":
