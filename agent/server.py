@@ -94,7 +94,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
         for host, port in server.addresses:
             announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")
-        await _run_until_signal(answer_log, recorder)
+        await _run_until_signal(answer_log, recorder, registry)
         log.info("stopping: DPR to %d peer(s)", len(server.connections))
         await server.close(DisconnectCause.REBOOTING)
     finally:
@@ -110,7 +110,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
     return 0
 
 
-async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder) -> None:
+async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, registry: Registry) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -123,5 +123,6 @@ async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder) ->
             answer_log.flush()
         if loop.time() - flushed >= OBSERVATIONS_INTERVAL:
             recorder.flush()
-            recorder.forget_types()  # an import may have changed the TAC catalogue
+            if registry.changed():  # an import may have changed the TAC catalogue
+                recorder.forget_types()
             flushed = loop.time()

@@ -120,8 +120,8 @@ class Observations:
         return self.lookup(key)[1]
 
     def device_type(self, tac: str) -> str | None:
-        """The TAC catalogue's device type (None: no such TAC, or no type given); cached,
-        and the cache starts again whenever an import may have changed the catalogue."""
+        """The TAC catalogue's device type (None: no such TAC, or no type given); cached
+        until ``forget_types`` (the agent calls it when the database changed)."""
         if tac in self._types:
             return self._types[tac]
         rows = self.registry.fetch(_DEVICE_TYPE_SQL, (tac,))

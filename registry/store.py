@@ -164,6 +164,7 @@ class Registry:
         self.url: URL = make_url(url)
         self._raw: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor
+        self._version: float = 0.0  # see changed()
         self._snapshot_seconds = 0.0
         self._snapshot_until = 0.0
         self.engine = _engine(self.url)
@@ -217,6 +218,17 @@ class Registry:
     def renew(self) -> None:
         """See every commit made so far at the next read (read your own writes)."""
         self._snapshot_until = 0.0
+
+    def changed(self) -> bool:
+        """Whether another connection may have committed since the last call: SQLite's
+        data_version on the lookup connection; elsewhere, True at most every 10 s."""
+        if self._raw is None:
+            now = monotonic()
+            changed, self._version = now >= self._version, max(self._version, now + 10.0)
+            return changed
+        version = self._raw.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._version = version != self._version, version
+        return changed
 
     def lookup_observed(self, key: str) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
         """The facts for a key and its sightings: rows whose last three columns are imsi,

@@ -171,3 +171,11 @@ def test_the_millisecond_clock_is_aware_utc_and_never_goes_back() -> None:
     times = [clock() for _ in range(1000)]
     assert all(t.tzinfo is UTC for t in times) and times == sorted(times)
     assert abs((datetime.now(UTC) - times[-1]).total_seconds()) < 0.01
+
+
+def test_the_registry_tells_when_another_connection_committed(registry: Registry) -> None:
+    registry.changed()
+    assert not registry.changed()
+    with sqlite3.connect(registry.url.database or "") as other:
+        other.execute("INSERT INTO tac (tac, device_type) VALUES ('35999000', 'WLAN Router')")
+    assert registry.changed() and not registry.changed()
