@@ -16,6 +16,7 @@ from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
 from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import connect
+from registry.profile import PROFILES
 from simulator.agent_process import AgentProcess
 from simulator.demo import BLACK, GREY, PAIRED, PAIRED_IMSI, UNKNOWN, WHITE
 from simulator.demo import build_demo_registry as build_registry
@@ -33,8 +34,13 @@ EXPECTED = [(WHITE, None, EquipmentStatus.WHITELISTED), (GREY, None, EquipmentSt
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     folder = tmp_path_factory.mktemp("interop-agent")
+    # The tj profile, answering IMEIs of TACs the catalogue lacks with 5422 EQUIPMENT_UNKNOWN:
+    # the Experimental-Result answer crosses the relay and goes through tshark too.
+    profile = folder / "profile.yaml"
+    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
     process = AgentProcess(folder, build_registry(folder), "--origin-host", "eir.localdomain",
-                           "--allow-peer", "dra.localdomain", "--allow-peer", "mme*.localdomain")
+                           "--allow-peer", "dra.localdomain", "--allow-peer", "mme*.localdomain",
+                           "--profile", str(profile))
     yield process
     process.stop()
 
