@@ -13,7 +13,6 @@ with the registry.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import groupby
@@ -27,14 +26,13 @@ from registry.imports import write_csv
 from registry.models import ListName
 from registry.observations import Observations, parse_stamp
 from registry.policy import Query, Sighting, Status, decide, needs_device_type
-from registry.profile import Profile
+from registry.profile import Profile, plmn_digits
 from registry.sightings import SIGHTING, iso_utc, stream
 from registry.store import EQUIPMENT, PAIRING, Registry
 
 NOTIFICATION_COLUMNS = ("imei", "imsi", "msisdn", "deadline", "reason")
 EXCEPTION_COLUMNS = ("imei", "imsi")
 INTERFACE = "list"  # the queries the notification list asks the policy
-_PLMN = re.compile(r"^(\d{3})-(\d{2,3})$")
 
 
 class OperatorError(ValueError):
@@ -43,10 +41,9 @@ class OperatorError(ValueError):
 
 def operator_prefix(text: str, profile: Profile) -> str:
     """The MCC+MNC digits of an operator given as MCC-MNC, checked against the profile."""
-    match = _PLMN.match(text.strip())
-    if not match:
+    digits = plmn_digits(text.strip())
+    if digits is None:
         raise OperatorError(f"operator {text!r} is not MCC-MNC (3 digits, dash, 2 or 3 digits, e.g. 436-01)")
-    digits = match[1] + match[2]
     if digits not in profile.home_plmns:
         homes = ", ".join(f"{plmn[:3]}-{plmn[3:]}" for plmn in profile.home_plmns)
         raise OperatorError(f"operator {text.strip()} is not a home PLMN of profile {profile.name} ({homes})")

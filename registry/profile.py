@@ -166,15 +166,21 @@ def _offset(value: Any, where: str) -> timedelta:
     return sign * timedelta(hours=int(match[2]), minutes=int(match[3]))
 
 
+def plmn_digits(text: str) -> str | None:
+    """The MCC+MNC digits of "MCC-MNC" (3 digits, dash, 2 or 3 digits), None if it is not that."""
+    match = _PLMN.match(text)
+    return match[1] + match[2] if match else None
+
+
 def _plmns(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise ProfileError(f"{where}: home_plmns must be a non-empty list of MCC-MNC, e.g. [\"436-01\"]")
     plmns = []
     for item in value:
-        match = _PLMN.match(str(item))
-        if not match:
+        digits = plmn_digits(str(item))
+        if digits is None:
             raise ProfileError(f"{where}: home_plmns entry {item!r} is not MCC-MNC (3 digits, dash, 2 or 3 digits)")
-        plmns.append(match[1] + match[2])
+        plmns.append(digits)
     if len(set(plmns)) != len(plmns):
         raise ProfileError(f"{where}: home_plmns lists a PLMN twice")
     return tuple(plmns)
