@@ -95,10 +95,6 @@ class Sightings:
         return None
 
 
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
-
-
 class Observations:
     """Reads of the observations and of the TAC catalogue, for decisions."""
 
@@ -111,13 +107,17 @@ class Observations:
         """The registry's facts for a key and the key's sightings, with the first sights
         recorded but not committed yet."""
         facts, rows = self.registry.lookup_observed(key)
-        if rows and not isinstance(rows[0][-2], str):  # not SQLite: datetimes, stored as text here
-            rows = [(row[-3], stamp(_utc(row[-2])), stamp(_utc(row[-1]))) for row in rows]
-        pending = self._pending.get(key)
-        return facts, Sightings(rows + pending if pending else rows)
+        return facts, self._with_pending(key, rows)
 
     def sightings(self, key: str) -> Sightings:
-        return self.lookup(key)[1]
+        """The key's sightings alone (one read, not the equipment row again)."""
+        return self._with_pending(key, self.registry.sightings(key))
+
+    def _with_pending(self, key: str, rows: list[tuple[Any, ...]]) -> Sightings:
+        if rows and not isinstance(rows[0][-2], str):  # not SQLite: datetimes, stored as text here
+            rows = [(row[-3], stamp(parse_stamp(row[-2])), stamp(parse_stamp(row[-1]))) for row in rows]
+        pending = self._pending.get(key)
+        return Sightings(rows + pending if pending else rows)
 
     def device_type(self, tac: str) -> str | None:
         """The TAC catalogue's device type (None: no such TAC, or no type given); cached

@@ -235,7 +235,7 @@ class Registry:
         first_seen and last_seen (no rows: never seen). On SQLite one statement, a left
         join that costs about 1.5 us more than ``lookup`` alone."""
         if self._raw is None:
-            return self.lookup(key), [tuple(row) for row in self.fetch(_SIGHTINGS_SQL, (key,))]
+            return self.lookup(key), self.sightings(key)
         if self._snapshot_seconds and monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall()
@@ -248,6 +248,10 @@ class Registry:
         list_value = first[0]
         pairings = tuple(self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
         return _facts(key, _LISTS[list_value], bool(stolen), first[2], first[3], pairings), rows
+
+    def sightings(self, key: str) -> list[tuple[Any, ...]]:
+        """A key's sightings alone, as (imsi, first_seen, last_seen) rows."""
+        return [tuple(row) for row in self.fetch(_SIGHTINGS_SQL, (key,))]
 
     def _renew_snapshot(self) -> None:
         """End the lookup connection's read transaction and start the next one (WAL: a
