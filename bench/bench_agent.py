@@ -31,6 +31,9 @@ from typing import Any
 
 from registry.imei import luhn_check_digit
 from simulator.agent_process import EIR, AgentProcess, free_port
+from simulator.load_wire import imsi_at
+
+PREFIX = "43601"  # the load's --imsi-prefix: a Tajik operator's SIMs, local under the agent's tj profile
 
 LISTS = (("white", 0.90), ("grey", 0.05), ("black", 0.05))
 
@@ -55,11 +58,11 @@ def build_registry(folder: Path, rows: int, seed: int = 11) -> tuple[str, list[s
 
 
 def seed_observations(folder: Path, url: str, sample: list[str]) -> None:
-    """The pairs the load will ask for, first seen 10 days ago and last seen earlier today
-    (`eir sim load` gives the IMEI at position i the IMSI 43601 + i, 10 digits)."""
+    """The pairs the load will ask for (`eir sim load` gives the IMEI at position i the IMSI
+    imsi_at(prefix, i)), first seen 10 days ago and last seen earlier today."""
     now = datetime.now(UTC)
     first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None)
-    rows = "".join(f"{first},{key},43601{index:010d},\n{last.isoformat()},{key},43601{index:010d},\n"
+    rows = "".join(f"{first},{key},{imsi_at(PREFIX, index)},\n{last.isoformat()},{key},{imsi_at(PREFIX, index)},\n"
                    for index, key in enumerate(sample))
     path = folder / "observations.csv"
     path.write_text("date,imei,imsi,msisdn\n" + rows)
@@ -72,7 +75,7 @@ def seed_observations(folder: Path, url: str, sample: list[str]) -> None:
 def load(port: int, imeis: Path, duration: float, inflight: int) -> dict[str, Any]:
     done = subprocess.run([*EIR, "sim", "load", "--peer", f"127.0.0.1:{port}", "--connections", "1",
                            "--inflight", str(inflight), "--duration", str(duration), "--imeis", str(imeis),
-                           "--json"], capture_output=True, text=True, check=True)
+                           "--imsi-prefix", PREFIX, "--json"], capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
 

@@ -82,6 +82,13 @@ def _changed_runs(a: bytes, b: bytes) -> list[tuple[int, int]]:
     return runs
 
 
+def imsi_at(prefix: str, index: int) -> str:
+    """The User-Name of the request for the IMEI at ``index`` of the load's list: the
+    prefix, then the index (modulo what fits) padded to 15 digits."""
+    width = IMSI_LENGTH - len(prefix)
+    return f"{prefix}{index % 10 ** width:0{width}d}"
+
+
 class EcrTemplates:
     """One pre-encoded ECR per IMEI, shared by every connection of the run.
 
@@ -112,7 +119,7 @@ class EcrTemplates:
             request = bytearray(template)
             request[runs[1][0]:runs[1][1]] = digits
             if imsi_prefix is not None:
-                request[runs[2][0]:runs[2][1]] = b"%0*d" % (self.imsi_width, index % 10 ** self.imsi_width)
+                request[runs[2][0]:runs[2][1]] = imsi_at(imsi_prefix, index)[len(imsi_prefix):].encode()
             self.requests.append(bytes(request))
 
     def _shape(self, node: LocalNode, length: int, session_prefix: str, imsi_prefix: str | None,
