@@ -22,16 +22,19 @@ from diameter.transport import SctpUnavailable
 @click.option("--transport", type=click.Choice(["tcp", "sctp"]), default=None, help="Transport for --listen.")
 @click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN",
               help="Origin-Host pattern of a peer allowed to connect (repeatable).")
+@click.option("--m3ua-listen", "m3ua_listen", multiple=True, metavar="HOST:PORT",
+              help="Answer MAP CheckIMEI from ASPs connecting to HOST:PORT over M3UA/TCP (repeatable).")
 @click.option("--origin-host", help="Our Origin-Host.")
 @click.option("--origin-realm", help="Our Origin-Realm.")
 @click.option("--profile", metavar="NAME|PATH", help="Country profile: tj (default), kg, or a YAML file.")
 @click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
-          allow: tuple[str, ...], origin_host: str | None, origin_realm: str | None, profile: str | None,
-          answer_log: str | None) -> None:
-    """Answer S13 ME-Identity-Check from the registry, under a country profile, until
-    SIGTERM (which sends DPR to peers). Every answered query is recorded (observations)."""
+          allow: tuple[str, ...], m3ua_listen: tuple[str, ...], origin_host: str | None, origin_realm: str | None,
+          profile: str | None, answer_log: str | None) -> None:
+    """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
+    registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
+    and closes M3UA associations). Every answered query is recorded (observations)."""
     from agent.server import serve as run
     from registry.profile import ProfileError, load_profile
 
@@ -39,6 +42,8 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
         config = load_config(config_path)
         _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
         config.allow += [AllowedPeer(pattern) for pattern in allow]
+        if m3ua_listen:
+            config.m3ua.listen = [parse_listen(text) for text in m3ua_listen]
         load_profile(config.profile)  # refuse a bad profile before listening
     except (ConfigError, ProfileError) as error:
         raise click.ClickException(str(error)) from None

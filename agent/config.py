@@ -11,8 +11,11 @@ from typing import Any
 import yaml
 
 from agent.context import DEFAULT_REGISTRY
+from sigtran.m3ua import TrafficMode
 
 TRANSPORTS = ("tcp", "sctp")
+M3UA_PORT = 2905
+MAX_POINT_CODE = 0x3FFF  # ITU 14-bit
 DEFAULT_PROFILE = "tj"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -45,6 +48,31 @@ class AllowedPeer:
         return not self.networks or _in(address, self.networks)
 
 
+@dataclass(frozen=True)
+class GatewayLink:
+    """A signalling gateway (or STP) the agent joins as an ASP."""
+
+    listen: Listen  # where the gateway listens
+    routing_context: int | None = None
+    asp_identifier: int | None = None
+
+
+@dataclass
+class M3uaConfig:
+    """MAP CheckIMEI over M3UA: off while neither ``listen`` nor ``connect`` holds anything."""
+
+    listen: list[Listen] = field(default_factory=list)
+    connect: list[GatewayLink] = field(default_factory=list)
+    point_code: int | None = None  # ours; None: answer DATA for any DPC (from the DPC it named)
+    routing_contexts: frozenset[int] | None = None  # the ones ASPs may name; None: any
+    global_title: str | None = None  # ours: the calling address of answers; None: the called address received
+    traffic_mode: int = TrafficMode.LOADSHARE
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen or self.connect)
+
+
 @dataclass
 class AgentConfig:
     origin_host: str = "eir.localdomain"
@@ -59,6 +87,7 @@ class AgentConfig:
     mask_imsi: bool = False
     watchdog_tw: float = 30.0
     max_message_length: int = 65536
+    m3ua: M3uaConfig = field(default_factory=M3uaConfig)
 
     def admits(self, origin_host: str, address: str | None) -> bool:
         if not self.allow:
@@ -90,7 +119,7 @@ def load_config(path: str | Path | None) -> AgentConfig:
 
 
 def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig:
-    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter"}
+    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter", "m3ua"}
     if "unknown_imei" in data:
         raise ConfigError(f"{where}: unknown_imei is gone: the profile decides unregistered IMEIs (grace, "
                           "unknown_tac); choose it with profile: NAME|PATH")
@@ -115,7 +144,70 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
     if config.watchdog_tw < 6:
         raise ConfigError(f"{where}: diameter.watchdog_tw must be at least 6 seconds (RFC 3539)")
     config.max_message_length = int(diameter.get("max_message_length", config.max_message_length))
+    if "m3ua" in data:
+        config.m3ua = _m3ua(data["m3ua"] or {}, where)
     return config
+
+
+def parse_point_code(value: Any) -> int:
+    """An ITU point code: 0..16383, or zone-area-signalling point as 3-8-3 bits (e.g. 1-2-3)."""
+    text = str(value).strip()
+    parts = text.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        zone, area, point = (int(p) for p in parts)
+        if zone > 7 or area > 255 or point > 7:
+            raise ConfigError(f"point code {text!r}: 3-8-3 means zone 0-7, area 0-255, point 0-7")
+        return zone << 11 | area << 3 | point
+    if not text.isdigit() or int(text) > MAX_POINT_CODE:
+        raise ConfigError(f"point code {text!r} is not 0..{MAX_POINT_CODE} or zone-area-point (3-8-3)")
+    return int(text)
+
+
+def _m3ua(section: Any, where: str) -> M3uaConfig:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: m3ua must be a mapping")
+    known = {"listen", "connect", "point_code", "routing_contexts", "global_title", "traffic_mode"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown m3ua key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    m3ua = M3uaConfig()
+    listen = section.get("listen") or []
+    m3ua.listen = [_listen(item, where) for item in ([listen] if isinstance(listen, str) else
+                                                      _list(listen, "m3ua.listen", where))]
+    m3ua.connect = [_gateway(item, where) for item in _list(section.get("connect") or [], "m3ua.connect", where)]
+    if section.get("point_code") is not None:
+        m3ua.point_code = parse_point_code(section["point_code"])
+    if section.get("routing_contexts") is not None:
+        rcs = section["routing_contexts"]
+        rcs = [rcs] if isinstance(rcs, int) else _list(rcs, "m3ua.routing_contexts", where)
+        if not all(isinstance(rc, int) and 0 <= rc <= 0xFFFFFFFF for rc in rcs):
+            raise ConfigError(f"{where}: m3ua.routing_contexts are 32-bit unsigned integers")
+        m3ua.routing_contexts = frozenset(rcs)
+    if section.get("global_title") is not None:
+        title = str(section["global_title"])
+        if not title.isdigit() or not 1 <= len(title) <= 15:
+            raise ConfigError(f"{where}: m3ua.global_title must be 1 to 15 digits (E.164)")
+        m3ua.global_title = title
+    mode = str(section.get("traffic_mode", "loadshare")).upper()
+    if mode not in TrafficMode.__members__:
+        raise ConfigError(f"{where}: m3ua.traffic_mode is override, loadshare or broadcast")
+    m3ua.traffic_mode = TrafficMode[mode]
+    return m3ua
+
+
+def _gateway(item: Any, where: str) -> GatewayLink:
+    if isinstance(item, str):
+        return GatewayLink(parse_listen(item))
+    if not isinstance(item, dict) or "address" not in item:
+        raise ConfigError(f"{where}: each m3ua.connect entry is HOST:PORT or {{address: HOST:PORT, "
+                          "transport: tcp|sctp, routing_context: N, asp_identifier: N}")
+    numbers = {}
+    for key in ("routing_context", "asp_identifier"):
+        value = item.get(key)
+        if value is not None and not (isinstance(value, int) and 0 <= value <= 0xFFFFFFFF):
+            raise ConfigError(f"{where}: m3ua.connect {key} must be a 32-bit unsigned integer")
+        numbers[key] = value
+    return GatewayLink(parse_listen(str(item["address"]), str(item.get("transport", "tcp"))), **numbers)
 
 
 def _apply_log(config: AgentConfig, log: Any, where: str) -> None:

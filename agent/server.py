@@ -1,4 +1,5 @@
-"""``eir serve``: one process answering S13 from the registry until SIGTERM or SIGINT."""
+"""``eir serve``: one process answering S13 (Diameter) and MAP CheckIMEI (M3UA) from the
+registry, through one EquipmentCheck service, until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, TextIO
 
 from agent.answer_log import AnswerLog
 from agent.config import AgentConfig
+from agent.map import MapAnswerer
+from agent.map_server import M3uaService
 from agent.s13 import S13Answerer
 from agent.service import EquipmentCheck
 from diameter.capabilities import LocalNode, PeerInfo
@@ -85,18 +88,25 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
     recorder = Recorder(registry)
     answer_log, owned = open_answer_log(config)
     node = local_node(config)
-    answerer = S13Answerer(EquipmentCheck(registry, profile, recorder), node, answer_log)
+    service = EquipmentCheck(registry, profile, recorder)
+    answerer = S13Answerer(service, node, answer_log)
+    map_answerer = MapAnswerer(service, answer_log)
     server = DiameterServer(node)
+    m3ua = M3uaService(config.m3ua, map_answerer, recorder.commit, config.max_message_length)
     try:
         for listen in config.listen:
             await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
                                settings=peer_settings(config), server=server, before_send=recorder.commit)
+        await m3ua.start()
         for host, port in server.addresses:
             announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")
+        for line in _m3ua_lines(config, m3ua):
+            announce(line)
         await _run_until_signal(answer_log, recorder, registry)
-        log.info("stopping: DPR to %d peer(s)", len(server.connections))
-        await server.close(DisconnectCause.REBOOTING)
+        log.info("stopping: DPR to %d peer(s), %d M3UA connection(s) closed", len(server.connections),
+                 len(m3ua.connections))
+        await asyncio.gather(server.close(DisconnectCause.REBOOTING), m3ua.close())
     finally:
         if answer_log is not None:
             answer_log.flush()
@@ -104,10 +114,23 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
             owned.close()
         recorder.close()
         registry.close()
-    log.info("answers %s; bad input %s; observation commits %d, failed %d", dict(answerer.counters),
-             {k: v for k, v in server.counters.items() if k.startswith("bad_input")}, recorder.commits,
+    log.info("S13 answers %s; bad input %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, failed %d",
+             dict(answerer.counters), {k: v for k, v in server.counters.items() if k.startswith("bad_input")},
+             dict(map_answerer.counters), dict(m3ua.counters + m3ua.router.counters), recorder.commits,
              recorder.failures)
     return 0
+
+
+def _m3ua_lines(config: AgentConfig, m3ua: M3uaService) -> list[str]:
+    settings = config.m3ua
+    if not settings.enabled:
+        return ["eir: MAP over M3UA is off (m3ua.listen / --m3ua-listen, or m3ua.connect)"]
+    point_code = "any" if settings.point_code is None else str(settings.point_code)
+    title = settings.global_title or "as called"
+    lines = [f"eir: M3UA listening on {host}:{port} for MAP CheckIMEI, point code {point_code}, GT {title}"
+             for host, port in m3ua.addresses]
+    lines += [f"eir: M3UA joining gateway {link.listen} as an ASP" for link in settings.connect]
+    return lines
 
 
 async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, registry: Registry) -> None:

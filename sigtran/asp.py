@@ -178,6 +178,11 @@ class _Endpoint:
         self._send(build_data(data.opc, data.dpc, data.si, data.ni, data.mp, data.sls, data.user_data,
                               routing_context=routing_context))
 
+    def send_message(self, message: Message) -> None:
+        """Queue a message the application built (an SSNM such as DUNA or DUPU, or an ERR
+        about the contents of a DATA message)."""
+        self._send(message)
+
     def connection_lost(self) -> list[Event]:
         was_up = self.state is not AspState.DOWN
         self.state = AspState.DOWN

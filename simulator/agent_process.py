@@ -34,13 +34,16 @@ class AgentProcess:
     the exit code. Its JSON answer log and its own log go to files in ``folder``."""
 
     def __init__(self, folder: Path, registry: str, *extra: str, port: int | None = None,
-                 answer_log: bool = True) -> None:
+                 answer_log: bool = True, m3ua: bool = False) -> None:
         self.port = port or free_port()
+        self.m3ua_port = free_port() if m3ua else None  # MAP CheckIMEI over M3UA/TCP, when asked for
         self.answer_log = folder / f"answers-{self.port}.jsonl"
         self.stderr_path = folder / f"agent-{self.port}.log"
         self._stderr = self.stderr_path.open("w")
         command = [*EIR, "--registry", registry, "--log-level", "info", "serve", "--listen",
                    f"{LOOPBACK}:{self.port}", "--answer-log", str(self.answer_log) if answer_log else "off", *extra]
+        if self.m3ua_port is not None:
+            command += ["--m3ua-listen", f"{LOOPBACK}:{self.m3ua_port}"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_ready()
@@ -88,3 +91,9 @@ class AgentProcess:
     @property
     def address(self) -> tuple[str, int]:
         return LOOPBACK, self.port
+
+    @property
+    def m3ua_address(self) -> tuple[str, int]:
+        if self.m3ua_port is None:
+            raise RuntimeError("this agent was started without M3UA (m3ua=True)")
+        return LOOPBACK, self.m3ua_port

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.answer_log import AnswerLog, mask_imsi
-from agent.config import ConfigError, load_config, parse_listen
+from agent.config import ConfigError, load_config, parse_listen, parse_point_code
 from agent.s13 import S13Answerer
 from agent.service import EquipmentCheck
 from diameter.answers import result_code_of
@@ -51,6 +51,23 @@ def test_the_example_configuration_loads_and_admits_as_documented() -> None:
     assert not config.admits("hss.localdomain", "127.0.0.1")
 
 
+def test_the_example_m3ua_section_and_its_point_code_forms(tmp_path: Path) -> None:
+    m3ua = load_config(EXAMPLE).m3ua
+    assert m3ua.enabled and [(x.host, x.port) for x in m3ua.listen] == [("127.0.0.1", 2905)]
+    assert m3ua.point_code is None and m3ua.routing_contexts is None and m3ua.connect == []
+    assert not load_config(None).m3ua.enabled  # off unless configured
+    assert parse_point_code("1-2-3") == 1 << 11 | 2 << 3 | 3 and parse_point_code(" 523 ") == 523
+    path = tmp_path / "agent.yaml"
+    path.write_text("m3ua:\n  connect: [{address: 10.0.0.5:2905, routing_context: 100, asp_identifier: 7}]\n"
+                    "  point_code: 0-23-1\n  routing_contexts: 100\n  global_title: '992900000009'\n"
+                    "  traffic_mode: override\n")
+    m3ua = load_config(path).m3ua
+    (link,) = m3ua.connect
+    assert (link.listen.host, link.listen.port, link.routing_context, link.asp_identifier) == ("10.0.0.5", 2905, 100, 7)
+    assert m3ua.point_code == 23 << 3 | 1 and m3ua.routing_contexts == frozenset({100})
+    assert m3ua.global_title == "992900000009" and m3ua.traffic_mode == 1 and m3ua.enabled
+
+
 def test_without_an_allowlist_only_loopback_peers_are_admitted() -> None:
     config = load_config(None)
     assert config.admits("anything.example", "127.0.0.1") and config.admits("x", "::1")
@@ -65,6 +82,15 @@ def test_without_an_allowlist_only_loopback_peers_are_admitted() -> None:
     ("diameter: {watchdog_tw: 2}\n", "at least 6 seconds"),
     ("peers: {allow: [{host: x, from: [not-a-network]}]}\n", "peers.allow from"),
     ("listen: [{address: 127.0.0.1:3868, transport: udp}]\n", "transport 'udp'"),
+    ("m3ua: {listen: 127.0.0.1}\n", "not HOST:PORT"),
+    ("m3ua: {colour: blue}\n", "unknown m3ua key(s) colour"),
+    ("m3ua: {point_code: 16384}\n", "point code '16384'"),
+    ("m3ua: {point_code: 8-1-1}\n", "zone 0-7"),
+    ("m3ua: {routing_contexts: [-1]}\n", "32-bit unsigned"),
+    ("m3ua: {global_title: '+99290'}\n", "1 to 15 digits"),
+    ("m3ua: {traffic_mode: random}\n", "override, loadshare or broadcast"),
+    ("m3ua: {connect: [{address: 10.0.0.1:2905, routing_context: x}]}\n", "routing_context must be"),
+    ("m3ua: [127.0.0.1:2905]\n", "m3ua must be a mapping"),
 ])
 def test_bad_configuration_is_refused_with_the_key_and_why(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "agent.yaml"

@@ -1,0 +1,240 @@
+"""The MAP adapter: a TCAP Begin carrying CheckIMEI -> Query -> Decision -> TCAP End.
+
+It only translates (TS 29.002 and Q.773/Q.774), through the same EquipmentCheck service
+as S13:
+
+- the dialogue's application context picks the version: no dialogue portion is v1,
+  equipmentMngtContext-v2/v3 are accepted with an AARE; any other context is refused with a
+  TC-U-ABORT whose AARE says application-context-name-not-supported (and names v3 when the
+  asker tried a later equipmentMngtContext, so it can fall back);
+- the IMEI arrives as 15 TBCD digits, TAC + SNR + the spare digit (0 when sent, TS 23.003
+  6.2.1), or 16 for an IMEISV: the first 14 digits are the IMEI the registry knows, digits
+  15-16 of an IMEISV its software version; the vendor variant's IMSI reaches the decision;
+- white, grey and black are returnResultLast with EquipmentStatus in the dialogue's
+  version; UNKNOWN is returnError unknownEquipment; a missing argument is dataMissing, an
+  IMEI or IMSI whose digits are not digits is unexpectedDataValue, a decision that failed
+  is systemFailure; an argument of the wrong type is a TC-U-REJECT (mistypedParameter);
+  another operation is rejected as unrecognized; a transaction portion that cannot be read
+  is answered with a P-Abort when its otid can be read, and dropped otherwise.
+
+Every outcome is counted and logged (one answer-log line per invoke, a warning for bad input).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from agent.answer_log import AnswerLog
+from agent.service import Decision, EquipmentCheck, Interface, MillisecondClock, Query, Status
+from registry.imei import IdentityError, parse_imsi
+from sigtran import map as mapv
+from sigtran import tcap
+from sigtran.map import CHECK_IMEI, EquipmentStatus, ErrorCode, MapError
+from sigtran.tcap import (
+    AbortSource,
+    AssociateResult,
+    BadComponent,
+    Component,
+    DiagnosticUser,
+    DialogueAbort,
+    DialogueRequest,
+    DialogueResponse,
+    Invoke,
+    MessageType,
+    PAbortCause,
+    Reject,
+    ReturnError,
+    ReturnResult,
+    TcapError,
+    TcMessage,
+)
+
+log = logging.getLogger("eir.map")
+
+EQUIPMENT_STATUS = {Status.WHITE: EquipmentStatus.WHITE_LISTED, Status.GREY: EquipmentStatus.GREY_LISTED,
+                    Status.BLACK: EquipmentStatus.BLACK_LISTED}
+LATEST_VERSION = 3
+_PROBLEM_ERRORS = {mapv.Problem.MISSING: ErrorCode.DATA_MISSING,
+                   mapv.Problem.UNEXPECTED: ErrorCode.UNEXPECTED_DATA_VALUE}
+_NAME = {status: status.value for status in Status}
+# What each version's result looks like, encoded once.
+_RESULTS = {(version, status): mapv.encode_check_imei_result(version, code)
+            for version in (1, 2, 3) for status, code in EQUIPMENT_STATUS.items()}
+_RESPONSES = {version: DialogueResponse(mapv.equipment_context(version)) for version in (2, 3)}
+LOG_LIMIT = 10  # warnings per second for bad input, then only counters
+
+
+class _Outcome:
+    """What one invoke got, for the answer log."""
+
+    __slots__ = ("decision", "imei", "imsi", "result")
+
+    def __init__(self, decision: Decision, result: int, imei: str | None = None, imsi: str | None = None) -> None:
+        self.decision = decision
+        self.result = result  # 0: a result was returned; else the MAP error code, or -1 for a reject
+        self.imei = imei
+        self.imsi = imsi
+
+
+class MapAnswerer:
+    """Answers the TCAP messages SCCP delivered to the EIR subsystem; sans-I/O (the clock
+    is passed in, the bytes come and go as arguments)."""
+
+    def __init__(self, service: EquipmentCheck, log: AnswerLog | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.service = service
+        self.log = log
+        self.clock = clock or MillisecondClock()
+        self.counters: Counter[str] = Counter()
+        self._warned_at = 0.0
+        self._warnings = 0
+
+    def __call__(self, data: bytes, peer: str, received_at: float | None = None) -> bytes | None:
+        """The TCAP answer to ``data`` (None: nothing to send back)."""
+        started = received_at or time.perf_counter()
+        try:
+            message = tcap.decode(data)
+        except TcapError as error:
+            return self._p_abort(error, peer)
+        if message.type is not MessageType.BEGIN:
+            return self._not_begin(message, peer)
+        assert message.otid is not None  # a Begin always has one: decode checked
+        version, refusal = self._version(message, peer)
+        if refusal is not None:
+            return refusal
+        answers = [self._component(component, version, peer, message.otid, started)
+                   for component in message.components]
+        return tcap.encode_end(message.otid, answers, _RESPONSES.get(version))
+
+    # --- dialogue -------------------------------------------------------------------------
+
+    def _version(self, message: TcMessage, peer: str) -> tuple[int, bytes | None]:
+        """The dialogue's MAP version, or the abort that refuses the dialogue."""
+        otid = message.otid
+        assert otid is not None
+        dialogue = message.dialogue
+        if message.dialogue_error is not None or (dialogue is not None and not isinstance(dialogue, DialogueRequest)):
+            reason = message.dialogue_error or f"a Begin carrying {type(dialogue).__name__}"
+            self._bad("dialogue", f"dialogue portion not understood ({reason}): abort", peer)
+            return 0, tcap.encode_abort(otid, dialogue=DialogueAbort(AbortSource.DIALOGUE_SERVICE_PROVIDER))
+        if dialogue is None:
+            return 1, None
+        version = mapv.context_version(dialogue.application_context)
+        if version is not None and version <= LATEST_VERSION:
+            return version, None
+        offered = dialogue.application_context
+        if offered.startswith(mapv.EQUIPMENT_MANAGEMENT_CONTEXT + "."):
+            offered = mapv.equipment_context(LATEST_VERSION)  # a later version: offer ours to fall back to
+        self._bad("context", f"application context {dialogue.application_context} not supported: abort", peer)
+        refusal = DialogueResponse(offered, AssociateResult.REJECT_PERMANENT,
+                                   DiagnosticUser.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
+        return 0, tcap.encode_abort(otid, dialogue=refusal)
+
+    def _p_abort(self, error: TcapError, peer: str) -> bytes | None:
+        if error.otid is None:
+            self._bad("tcap_discarded", f"TCAP message dropped, no transaction id to answer: {error}", peer)
+            return None
+        self._bad("tcap_abort", f"TCAP P-Abort {error.cause.name}: {error}", peer)
+        return tcap.encode_abort(error.otid, cause=error.cause)
+
+    def _not_begin(self, message: TcMessage, peer: str) -> bytes | None:
+        """The EIR holds no open transaction: a Continue is aborted, anything else dropped."""
+        if message.type is MessageType.CONTINUE and message.otid is not None:
+            self._bad("tcap_abort", "TCAP Continue for a transaction the EIR does not hold: P-Abort", peer)
+            return tcap.encode_abort(message.otid, cause=PAbortCause.UNRECOGNIZED_TRANSACTION_ID)
+        self._bad("tcap_discarded", f"TCAP {message.type.name} dropped: the EIR holds no transaction", peer)
+        return None
+
+    # --- components -----------------------------------------------------------------------
+
+    def _component(self, component: Component, version: int, peer: str, otid: bytes, started: float) -> Component:
+        if isinstance(component, Invoke):
+            if component.opcode != CHECK_IMEI:
+                return self._reject(component.invoke_id, tcap.INVOKE_UNRECOGNIZED_OPERATION,
+                                    f"operation {component.opcode} is not CheckIMEI", peer)
+            answer, outcome = self._check_imei(component, version, peer)
+            self._log(outcome, peer, otid, started)
+            return answer
+        if isinstance(component, BadComponent):
+            return self._reject(component.invoke_id, component.problem, component.reason, peer)
+        if isinstance(component, ReturnResult):
+            problem = tcap.RETURN_RESULT_UNRECOGNIZED_INVOKE_ID
+        elif isinstance(component, ReturnError):
+            problem = tcap.RETURN_ERROR_UNRECOGNIZED_INVOKE_ID
+        else:  # a Reject in a Begin: it refers to nothing the EIR sent
+            problem = tcap.GENERAL_UNRECOGNIZED_COMPONENT
+        return self._reject(component.invoke_id, problem, f"{type(component).__name__} in a Begin", peer)
+
+    def _reject(self, invoke_id: int | None, problem: tcap.Problem, reason: str, peer: str) -> Reject:
+        self._bad("reject", f"TC-U-REJECT {problem}: {reason}", peer)
+        return Reject(invoke_id, problem)
+
+    def _check_imei(self, invoke: Invoke, version: int, peer: str) -> tuple[Component, _Outcome]:
+        invoke_id = invoke.invoke_id
+        try:
+            argument = mapv.decode_check_imei(version, invoke.parameter)
+            query = self._query(argument)
+        except MapError as error:
+            return self._bad_argument(invoke_id, error, peer)
+        try:
+            decision = self.service.answer(query)
+        except Exception:  # the registry failed: the MSC hears systemFailure, the agent goes on
+            log.exception("CheckIMEI %s: the decision failed", query.imei)
+            self.counters["system_failure"] += 1
+            failed = Decision(Status.INVALID, "system-failure", "the decision failed", query.imei)
+            return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
+                failed, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)
+        status = decision.status
+        self.counters[_NAME[status]] += 1
+        outcome = _Outcome(decision, 0, decision.imei or query.imei, query.imsi)
+        if status is Status.UNKNOWN:
+            outcome.result = ErrorCode.UNKNOWN_EQUIPMENT
+            return ReturnError(invoke_id, ErrorCode.UNKNOWN_EQUIPMENT), outcome
+        if status is Status.INVALID:  # the profile rejects what is not an IMEI
+            outcome.result = ErrorCode.UNEXPECTED_DATA_VALUE
+            return ReturnError(invoke_id, ErrorCode.UNEXPECTED_DATA_VALUE), outcome
+        return ReturnResult(invoke_id, CHECK_IMEI, _RESULTS[version, status]), outcome
+
+    def _query(self, argument: mapv.CheckImeiArgument) -> Query:
+        digits = argument.imei
+        if len(digits) < 14:
+            raise MapError(mapv.Problem.UNEXPECTED, f"IMEI of {len(digits)} digits, TAC and SNR need 14")
+        imsi = None
+        if argument.imsi is not None:
+            try:
+                imsi = parse_imsi(argument.imsi)
+            except IdentityError as error:
+                raise MapError(mapv.Problem.UNEXPECTED, f"IMSI: {error}") from None
+        svn = digits[14:16] if len(digits) == 16 else None
+        return Query(digits[:14], Interface.MAP, self.clock(), svn, imsi)
+
+    def _bad_argument(self, invoke_id: int, error: MapError, peer: str) -> tuple[Component, _Outcome]:
+        code = _PROBLEM_ERRORS.get(error.problem)
+        decision = Decision(Status.INVALID, "malformed-request", str(error))
+        self.counters["invalid"] += 1
+        if code is None:  # the argument is not of the operation's type
+            return self._reject(invoke_id, tcap.INVOKE_MISTYPED_PARAMETER, str(error), peer), _Outcome(decision, -1)
+        self._bad("argument", f"CheckIMEI {code.name}: {error}", peer)
+        return ReturnError(invoke_id, code), _Outcome(decision, code)
+
+    # --- log and counters -----------------------------------------------------------------
+
+    def _bad(self, kind: str, reason: str, peer: str) -> None:
+        self.counters[f"bad_input.{kind}"] += 1
+        now = time.monotonic()
+        if now - self._warned_at >= 1.0:
+            self._warned_at, self._warnings = now, 0
+        self._warnings += 1
+        if self._warnings <= LOG_LIMIT:
+            log.warning("from %s: %s", peer, reason)
+
+    def _log(self, outcome: _Outcome, peer: str, otid: bytes, started: float) -> None:
+        if self.log is None:
+            return
+        decision = outcome.decision
+        self.log.write("map", peer, otid.hex(), outcome.imei, outcome.imsi, _NAME[decision.status], decision.rule,
+                       decision.reason, outcome.result, int((time.perf_counter() - started) * 1e6))

@@ -1,0 +1,406 @@
+"""MAP CheckIMEI over M3UA: the SCCP routing of the EIR subsystem and the M3UA connections.
+
+``SccpRouter`` (sans-I/O) takes the Protocol Data of an M3UA DATA message and says what
+goes back:
+
+- an SCCP UDT or XUDT for the EIR (called SSN 9, or a called address routed on a global
+  title without SSN, which the STP translated to us) is answered by the MapAnswerer, in
+  the same message type and protocol class, to the calling address; the answer's calling
+  address is our global title with SSN 9 when one is configured, else the called address
+  as received; the M3UA routing label is the request's, turned round;
+- a user part other than SCCP gets DUPU (unequipped remote user); a DPC other than ours
+  (when ours is configured) gets DUNA; an SCCP message that cannot be decoded gets M3UA
+  ERR (invalid parameter value, quoting the DATA); one for another subsystem, or a
+  segment to reassemble, goes back as UDTS/XUDTS when it asked for return on error, and
+  is dropped otherwise; a UDTS/XUDTS (one of our answers returned) is dropped. Each is
+  counted and logged.
+
+``M3uaConnection`` drives one AspServer (an ASP connected to us) or AspClient (we joined a
+signalling gateway) over an asyncio transport, TCP or SCTP (PPID 3). What the answers of
+one read depend on is committed (``before_send``) before they are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.config import GatewayLink, Listen, M3uaConfig
+from agent.map import MapAnswerer
+from diameter.transport import sctp_socket, set_sctp_ppid
+from sigtran import sccp
+from sigtran.asp import (
+    AspActive,
+    AspClient,
+    AspDown,
+    AspInactive,
+    AspServer,
+    AspUp,
+    BadMessage,
+    ClientSettings,
+    CloseConnection,
+    DataReceived,
+    ErrorReceived,
+    Event,
+    NotifyReceived,
+    ServerSettings,
+)
+from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
+from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
+
+log = logging.getLogger("eir.m3ua")
+SCTP_PPID_M3UA = 3
+UNEQUIPPED_REMOTE_USER = 2  # DUPU cause (RFC 4666 3.4.5)
+RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before each new attempt to reach a gateway
+LOG_LIMIT = 10  # warnings per second for bad input, then only counters
+_USER_CAUSE = struct.Struct(">HH")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What goes back for one DATA: a DATA carrying ``data``, or an M3UA ``message``."""
+
+    data: ProtocolData | None = None
+    message: Message | None = None
+
+
+class SccpRouter:
+    def __init__(self, answerer: MapAnswerer, point_code: int | None = None, global_title: str | None = None) -> None:
+        self.answerer = answerer
+        self.point_code = point_code
+        self.own_address = (sccp.gt_address(global_title, SSN_EIR, point_code=None)
+                            if global_title is not None else None)
+        self.counters: Counter[str] = Counter()
+        self._warned_at = 0.0
+        self._warnings = 0
+
+    def route(self, data: ProtocolData, routing_context: int | None, peer: str,
+              received_at: float | None = None) -> Reply | None:
+        if data.si != SI_SCCP:
+            return self._refuse("user_part", f"user part {data.si} is not SCCP: DUPU", peer,
+                                _dupu(data, routing_context))
+        if self.point_code is not None and data.dpc != self.point_code:
+            return self._refuse("point_code", f"DPC {data.dpc} is not ours ({self.point_code}): DUNA", peer,
+                                _duna(data.dpc, routing_context))
+        try:
+            message = sccp.decode_message(data.user_data)
+        except SccpError as error:
+            return self._refuse("sccp", f"SCCP not decodable ({error.reason}): ERR", peer, error_message(
+                ErrorCode.INVALID_PARAMETER_VALUE, _data_message(data, routing_context)))
+        if not isinstance(message, Udt | Xudt):
+            self._bad("sccp_returned", f"{type(message).__name__} (cause {message.return_cause}) dropped", peer)
+            return None
+        cause = self._undeliverable(message)
+        if cause is not None:
+            return self._return(message, cause, data, peer)
+        answer = self.answerer(message.data, _asker(message.calling, data), received_at)
+        if answer is None:
+            return None
+        reply = sccp.answer(message, answer)
+        if self.own_address is not None:
+            reply = _replace_calling(reply, self.own_address)
+        return Reply(data.reply(sccp.encode_message(reply)))
+
+    @staticmethod
+    def _undeliverable(message: Udt | Xudt) -> ReturnCause | None:
+        ssn = message.called.ssn
+        if ssn is not None and ssn != SSN_EIR:
+            return ReturnCause.UNEQUIPPED_USER
+        if ssn is None and not message.called.route_on_gt:
+            return ReturnCause.UNEQUIPPED_USER
+        if isinstance(message, Xudt) and message.needs_reassembly:
+            return ReturnCause.CANNOT_REASSEMBLE
+        return None
+
+    def _return(self, message: Udt | Xudt, cause: ReturnCause, data: ProtocolData, peer: str) -> Reply | None:
+        what = f"SCCP {type(message).__name__} to SSN {message.called.ssn}: {cause.name}"
+        if not message.return_on_error:
+            self._bad("sccp_undeliverable", f"{what}, dropped (no return option)", peer)
+            return None
+        self._bad("sccp_undeliverable", f"{what}, returned", peer)
+        return Reply(data.reply(sccp.encode_message(sccp.undeliverable(message, cause))))
+
+    def _refuse(self, kind: str, reason: str, peer: str, message: Message) -> Reply:
+        self._bad(kind, reason, peer)
+        return Reply(message=message)
+
+    def _bad(self, kind: str, reason: str, peer: str) -> None:
+        self.counters[f"bad_input.{kind}"] += 1
+        now = time.monotonic()
+        if now - self._warned_at >= 1.0:
+            self._warned_at, self._warnings = now, 0
+        self._warnings += 1
+        if self._warnings <= LOG_LIMIT:
+            log.warning("from %s: %s", peer, reason)
+
+
+def _asker(calling: SccpAddress, data: ProtocolData) -> str:
+    """Who asked, for the answer log: the calling global title, else the point code."""
+    return calling.digits or f"pc:{calling.point_code if calling.point_code is not None else data.opc}"
+
+
+def _replace_calling(reply: Udt | Xudt, own: SccpAddress) -> Udt | Xudt:
+    if isinstance(reply, Xudt):
+        return Xudt(reply.called, own, reply.data, reply.protocol_class, reply.return_on_error,
+                    reply.hop_counter, reply.segmentation, reply.importance, reply.other_optional)
+    return Udt(reply.called, own, reply.data, reply.protocol_class, reply.return_on_error)
+
+
+def _data_message(data: ProtocolData, routing_context: int | None) -> bytes:
+    message = Message(Kind.DATA)
+    if routing_context is not None:
+        message.add(Tag.ROUTING_CONTEXT, u32(routing_context))
+    return message.add(Tag.PROTOCOL_DATA, data.encode()).to_bytes()
+
+
+def _ssnm(kind: Kind, routing_context: int | None) -> Message:
+    message = Message(kind)
+    if routing_context is not None:
+        message.add(Tag.ROUTING_CONTEXT, u32(routing_context))
+    return message
+
+
+def _duna(point_code: int, routing_context: int | None) -> Message:
+    return _ssnm(Kind.DUNA, routing_context).add(Tag.AFFECTED_POINT_CODE, u32(point_code))
+
+
+def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
+    return (_ssnm(Kind.DUPU, routing_context).add(Tag.AFFECTED_POINT_CODE, u32(data.dpc))
+            .add(Tag.USER_CAUSE, _USER_CAUSE.pack(UNEQUIPPED_REMOTE_USER, data.si)))
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+class M3uaConnection(asyncio.Protocol):
+    """One transport connection driving one ASP state machine."""
+
+    def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, counters: Counter[str],
+                 before_send: Callable[[], object] | None = None, sctp: bool = False) -> None:
+        self.endpoint = endpoint
+        self.router = router
+        self.counters = counters
+        self.before_send = before_send
+        self.sctp = sctp
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.active: asyncio.Future[None] = self.loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        if self.sctp:
+            set_sctp_ppid(transport.get_extra_info("socket"), SCTP_PPID_M3UA)
+        log.info("M3UA connection with %s", self.peer)
+        if isinstance(self.endpoint, AspClient):
+            self._dispatch(self.endpoint.connection_made(self.loop.time()))
+
+    def data_received(self, data: bytes) -> None:
+        received_at = time.perf_counter()
+        events = self.endpoint.receive_data(data, self.loop.time())
+        self._dispatch(events, received_at)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._handle(self.endpoint.connection_lost(), time.perf_counter())
+        log.info("M3UA connection with %s closed%s", self.peer, f": {exc}" if exc else "")
+        if not self.active.done():
+            self.active.set_exception(ConnectionError(f"M3UA connection with {self.peer} closed before ASP-ACTIVE"))
+            self.active.exception()  # retrieved: the link loop reports it
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def leave(self) -> None:
+        """ASPDN when we are the ASP; the connection closes on ASPDN-ACK."""
+        if isinstance(self.endpoint, AspClient):
+            self._dispatch(self.endpoint.close(self.loop.time()))
+        elif self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _dispatch(self, events: list[Event], received_at: float | None = None) -> None:
+        close = self._handle(events, received_at or time.perf_counter())
+        if self.before_send is not None:
+            self.before_send()
+        data = self.endpoint.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+        if close is not None and self.transport is not None:
+            log.warning("closing the M3UA connection with %s: %s", self.peer, close)
+            self.transport.close()
+        self._arm_timer()
+
+    def _handle(self, events: list[Event], received_at: float) -> str | None:
+        close = None
+        for event in events:
+            if isinstance(event, DataReceived):
+                self._on_data(event, received_at)
+            elif isinstance(event, BadMessage):
+                self.counters[f"bad_input.m3ua.{event.code:#04x}"] += 1
+                log.warning("from %s: M3UA ERR %#04x for %s: %s", self.peer, event.code, event.message, event.reason)
+            elif isinstance(event, CloseConnection):
+                close = event.reason
+            else:
+                self._on_state(event)
+        return close
+
+    def _on_data(self, event: DataReceived, received_at: float) -> None:
+        reply = self.router.route(event.data, event.routing_context, self.peer, received_at)
+        if reply is None:
+            return
+        if reply.data is not None:
+            self.endpoint.send_data(reply.data, event.routing_context)
+        elif reply.message is not None:
+            self.endpoint.send_message(reply.message)
+
+    def _on_state(self, event: Event) -> None:
+        if isinstance(event, AspActive):
+            log.info("ASP %s active (traffic mode %s, routing contexts %s)", self.peer, event.traffic_mode,
+                     list(event.routing_contexts) or "none")
+            if not self.active.done():
+                self.active.set_result(None)
+        elif isinstance(event, AspUp | AspInactive | AspDown):
+            log.info("ASP %s: %s", self.peer, type(event).__name__)
+        elif isinstance(event, ErrorReceived):
+            self.counters["m3ua_err_received"] += 1
+            log.warning("M3UA ERR %#04x from %s", event.code, self.peer)
+        elif isinstance(event, NotifyReceived):
+            log.info("NTFY from %s: type %d info %d", self.peer, event.status_type, event.status_info)
+
+    def _arm_timer(self) -> None:
+        deadline = self.endpoint.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self.transport is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch(self.endpoint.handle_timer(self.loop.time()))
+
+
+def _sockets(server: asyncio.AbstractServer) -> tuple[socket.socket, ...]:
+    return tuple(getattr(server, "sockets", ()))
+
+
+class M3uaService:
+    """Every M3UA listener and gateway link of one agent."""
+
+    def __init__(self, config: M3uaConfig, answerer: MapAnswerer, before_send: Callable[[], object] | None = None,
+                 max_message_length: int = 65536) -> None:
+        self.config = config
+        self.router = SccpRouter(answerer, config.point_code, config.global_title)
+        self.before_send = before_send
+        self.max_message_length = max_message_length
+        self.counters: Counter[str] = Counter()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.connections: set[M3uaConnection] = set()
+        self._links: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for server in self.servers for s in _sockets(server)]
+
+    async def start(self) -> None:
+        for listen in self.config.listen:
+            self.servers.append(await self._listen(listen))
+        for link in self.config.connect:
+            self._links.append(asyncio.create_task(self._keep_linked(link)))
+
+    async def close(self, timeout: float = 2.0) -> None:
+        self._stopping = True
+        for server in self.servers:
+            server.close()
+        for task in self._links:
+            task.cancel()
+        for connection in list(self.connections):
+            connection.leave()
+        pending = [c.closed for c in self.connections if not c.closed.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for connection in list(self.connections):
+            connection.abort()
+        for server in self.servers:
+            await server.wait_closed()
+
+    def _track(self, connection: M3uaConnection) -> M3uaConnection:
+        self.connections.add(connection)
+        connection.closed.add_done_callback(lambda _: self.connections.discard(connection))
+        return connection
+
+    def _server_endpoint(self) -> AspServer:
+        point_codes = frozenset({self.config.point_code}) if self.config.point_code is not None else frozenset()
+        return AspServer(ServerSettings(routing_contexts=self.config.routing_contexts, point_codes=point_codes,
+                                        max_message_length=self.max_message_length))
+
+    async def _listen(self, listen: Listen) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        sctp = listen.transport == "sctp"
+
+        def factory() -> M3uaConnection:
+            return self._track(M3uaConnection(self._server_endpoint(), self.router, self.counters,
+                                              self.before_send, sctp))
+
+        if not sctp:
+            return await loop.create_server(factory, listen.host, listen.port, reuse_address=True)
+        sock = sctp_socket(socket.AF_INET6 if ":" in listen.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        return await loop.create_server(factory, sock=sock)
+
+    async def _keep_linked(self, link: GatewayLink) -> None:
+        """Join the gateway as an ASP, and again whenever the connection is lost."""
+        failures = 0
+        while not self._stopping:
+            try:
+                connection = await self._connect(link)
+                failures = 0
+                await connection.closed
+            except (OSError, ConnectionError) as error:
+                log.warning("M3UA gateway %s: %s", link.listen, error)
+            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _connect(self, link: GatewayLink) -> M3uaConnection:
+        loop = asyncio.get_running_loop()
+        settings = ClientSettings(asp_identifier=link.asp_identifier, traffic_mode=self.config.traffic_mode,
+                                  routing_contexts=(link.routing_context,) if link.routing_context is not None else (),
+                                  max_message_length=self.max_message_length)
+        sctp = link.listen.transport == "sctp"
+
+        def factory() -> M3uaConnection:
+            return self._track(M3uaConnection(AspClient(settings), self.router, self.counters, self.before_send, sctp))
+
+        connection: Any
+        if sctp:
+            sock = sctp_socket(socket.AF_INET6 if ":" in link.listen.host else socket.AF_INET)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (link.listen.host, link.listen.port))
+            _, connection = await loop.create_connection(factory, sock=sock)
+        else:
+            _, connection = await loop.create_connection(factory, link.listen.host, link.listen.port)
+        await connection.active
+        log.info("joined M3UA gateway %s as an ASP", link.listen)
+        return connection
