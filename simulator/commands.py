@@ -9,9 +9,13 @@ from typing import Any
 
 import click
 
-from simulator.load import MAX_CONNECTIONS, LoadConfig, LoadFailed, run_load
-from simulator.load_wire import DEFAULT_TAC, generated_imeis, read_imeis
+from simulator.load import LoadConfig, LoadFailed, run_load
+from simulator.load_map import MapLoadConfig, run_map_load
+from simulator.load_wire import DEFAULT_TAC, MAX_CONNECTIONS, generated_imeis, read_imeis
 from simulator.mme import DEFAULT_ORIGIN_HOST, DEFAULT_REALM, EcrFailed, MmeIdentity, parse_peer, send_ecr
+from simulator.msc import M3UA_PORT, CheckImeiFailed, MscIdentity, send_checkimei
+
+_MSC = MscIdentity()
 
 
 def _peer(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
@@ -19,6 +23,39 @@ def _peer(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
         return parse_peer(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _m3ua_peer(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
+    try:
+        return parse_peer(value, M3UA_PORT)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _msc_options(function: Any) -> Any:
+    """The MTP3 label and SCCP addresses of the emulated MSC (``simulator.msc.MscIdentity``)."""
+    point_code = click.IntRange(0, 0x3FFF)
+    for option in reversed([
+        click.option("--opc", default=_MSC.opc, show_default=True, type=point_code, help="Our point code (OPC)."),
+        click.option("--dpc", default=_MSC.dpc, show_default=True, type=point_code, help="The EIR's point code."),
+        click.option("--routing-context", type=click.IntRange(0, 0xFFFFFFFF),
+                     help="M3UA Routing Context of ASPAC and DATA (default: none)."),
+        click.option("--calling-gt", default=_MSC.calling_gt, show_default=True, help="Our global title."),
+        click.option("--calling-ssn", default=_MSC.calling_ssn, show_default=True, type=click.IntRange(0, 255),
+                     help="Our subsystem: 8 MSC, 7 VLR, 149 SGSN."),
+        click.option("--called-gt", default=_MSC.called_gt, show_default=True, help="The EIR's global title."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _msc(opc: int, dpc: int, routing_context: int | None, calling_gt: str, calling_ssn: int,
+         called_gt: str) -> MscIdentity:
+    for name, digits in (("--calling-gt", calling_gt), ("--called-gt", called_gt)):
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 30:
+            raise click.BadParameter(f"{digits!r} is not 1 to 30 digits", param_hint=name)
+    return MscIdentity(opc, dpc, routing_context, calling_gt=calling_gt, calling_ssn=calling_ssn,
+                       called_gt=called_gt)
 
 
 def _identity_options(function: Any) -> Any:
@@ -34,7 +71,7 @@ def _identity_options(function: Any) -> Any:
 
 @click.group()
 def sim() -> None:
-    """Play the network around the agent: an MME sending ECRs, a load generator."""
+    """Play the network around the agent: an MME sending ECRs, an MSC sending CheckIMEI, a load generator."""
 
 
 @sim.command()
@@ -66,9 +103,50 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
 
 
 @sim.command()
-@click.option("--peer", "peer", required=True, callback=_peer, metavar="HOST:PORT", help="The EIR to load.")
+@click.option("--peer", "peer", required=True, callback=_m3ua_peer, metavar="HOST:PORT",
+              help="The EIR's M3UA address (port 2905 when omitted).")
+@click.argument("imei")
+@click.option("--imsi", help="IMSI after the IMEI: the v1/v2 vendor variant.")
+@click.option("--ac-version", "version", default="3", show_default=True, type=click.Choice(["1", "2", "3"]),
+              help="equipmentMngtContext version; 1 sends no dialogue portion.")
+@_msc_options
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each step and the answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def checkimei(peer: tuple[str, int], imei: str, imsi: str | None, version: str, opc: int, dpc: int,
+              routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, timeout: float,
+              as_json: bool) -> None:
+    """Send one MAP CheckIMEI for IMEI like an MSC would: ASPUP, ASPAC, a TCAP Begin in an
+    SCCP UDT, print the answer, ASPDN. 14 or 15 digits are sent as TAC+SNR and the spare 0,
+    other counts as given. Exits 1 when no answer came."""
+    identity = _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt)
+    try:
+        outcome = asyncio.run(send_checkimei(peer[0], peer[1], imei, imsi=imsi, version=int(version),
+                                             identity=identity, timeout=timeout))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except CheckImeiFailed as failed:
+        if as_json:
+            click.echo(json.dumps({"peer": f"{peer[0]}:{peer[1]}", "imei": imei, "error": str(failed)}))
+        click.echo(f"error: {failed}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(outcome.to_json()) if as_json else "\n".join(outcome.lines()))
+
+
+def _peer_text(_: click.Context, __: click.Parameter, value: str) -> str:
+    try:
+        parse_peer(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@sim.command()
+@click.option("--peer", "peer", required=True, callback=_peer_text, metavar="HOST:PORT",
+              help="The EIR to load (port 3868 for S13, 2905 for MAP when omitted).")
+@click.option("--protocol", default="s13", show_default=True, type=click.Choice(["s13", "map"]),
+              help="S13 ME-Identity-Check over Diameter, or MAP CheckIMEI over M3UA.")
 @click.option("--connections", default=1, show_default=True, type=click.IntRange(1, MAX_CONNECTIONS),
-              help="Diameter connections.")
+              help="Diameter or M3UA connections.")
 @click.option("--inflight", default=64, show_default=True, type=click.IntRange(1, 65536),
               help="Requests in flight on each connection.")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.1, 86400),
@@ -77,33 +155,52 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
               help="IMEIs to ask for: one per line, or a CSV with an 'imei' column. Default: generated.")
 @click.option("--tac", default=DEFAULT_TAC, show_default=True, help="TAC of the generated IMEIs.")
 @click.option("--imsi-prefix", default="43601", show_default=True,
-              help="User-Name of each request: this prefix + the IMEI's position in the list, 15 digits "
-                   "('none': no User-Name).")
-@click.option("--sv", "software_version", metavar="NN", help="Software-Version in every request.")
+              help="IMSI of each request: this prefix + the IMEI's position in the list, 15 digits "
+                   "('none': no IMSI). S13 sends it as User-Name; MAP only with --vendor-imsi.")
+@click.option("--sv", "software_version", metavar="NN", help="S13: Software-Version in every request.")
 @_identity_options
+@click.option("--ac-version", "version", type=click.Choice(["1", "2", "3"]),
+              help="MAP: equipmentMngtContext version [default: 3].")
+@click.option("--vendor-imsi", is_flag=True, help="MAP v1/v2: send the IMSI after the IMEI (vendor variant).")
+@_msc_options
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds before a request counts as timed out.")
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes sharing the connections.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def load(peer: tuple[str, int], connections: int, inflight: int, duration: float, imei_file: str | None, tac: str,
-         imsi_prefix: str, software_version: str | None, origin_host: str, origin_realm: str,
-         destination_realm: str, timeout: float, processes: int, as_json: bool) -> None:
-    """Keep N ECRs in flight on each of C connections for S seconds; report answers/s,
-    answers by Equipment-Status and result code, errors, and latency percentiles."""
+def load(peer: str, protocol: str, connections: int, inflight: int, duration: float, imei_file: str | None,
+         tac: str, imsi_prefix: str, software_version: str | None, origin_host: str, origin_realm: str,
+         destination_realm: str, version: str | None, vendor_imsi: bool, opc: int, dpc: int,
+         routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, timeout: float,
+         processes: int, as_json: bool) -> None:
+    """Keep N requests (S13 ECRs or MAP CheckIMEI dialogues) in flight on each of C connections
+    for S seconds; report answers/s, answers by status and result, errors, and latency percentiles."""
     try:
         imeis = read_imeis(imei_file) if imei_file else generated_imeis(tac)
     except (OSError, ValueError, UnicodeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--imeis/--tac") from None
-    config = LoadConfig(host=peer[0], port=peer[1], imeis=imeis, connections=connections, inflight=inflight,
-                        duration=duration, timeout=timeout,
-                        imsi_prefix=None if imsi_prefix.lower() in ("", "none") else imsi_prefix,
-                        software_version=software_version,
-                        identity=MmeIdentity(origin_host, origin_realm, destination_realm), processes=processes)
+    prefix = None if imsi_prefix.lower() in ("", "none") else imsi_prefix
+    config: LoadConfig | MapLoadConfig
+    if protocol == "map":
+        if software_version is not None:
+            raise click.BadParameter("a Software-Version is S13 only", param_hint="--sv")
+        if vendor_imsi and prefix is None:
+            raise click.BadParameter("--vendor-imsi needs an IMSI prefix", param_hint="--imsi-prefix")
+        host, port = parse_peer(peer, M3UA_PORT)
+        config = MapLoadConfig(host, port, imeis, connections, inflight, duration, timeout, int(version or 3),
+                               prefix if vendor_imsi else None,
+                               _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt), processes)
+    else:
+        if version is not None or vendor_imsi:
+            raise click.BadParameter("MAP only (--protocol map)", param_hint="--ac-version/--vendor-imsi")
+        host, port = parse_peer(peer)
+        config = LoadConfig(host=host, port=port, imeis=imeis, connections=connections, inflight=inflight,
+                            duration=duration, timeout=timeout, imsi_prefix=prefix, software_version=software_version,
+                            identity=MmeIdentity(origin_host, origin_realm, destination_realm), processes=processes)
     try:
-        result = run_load(config)
+        result = run_map_load(config) if isinstance(config, MapLoadConfig) else run_load(config)
     except (LoadFailed, ValueError) as exc:
         if as_json:
-            click.echo(json.dumps({"peer": f"{peer[0]}:{peer[1]}", "error": str(exc)}))
+            click.echo(json.dumps({"peer": f"{host}:{port}", "error": str(exc)}))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps(result) if as_json else "\n".join(_load_lines(result)))
@@ -112,19 +209,25 @@ def load(peer: tuple[str, int], connections: int, inflight: int, duration: float
         sys.exit(1)
 
 
+def _by_result(result: dict[str, Any]) -> str:
+    if "by_result" in result:  # MAP: "result", an error's name, reject, abort...
+        return ", ".join(f"{k} {v}" for k, v in result["by_result"].items())
+    names = result["result_code_names"]
+    return ", ".join(f"{k} {names.get(k, '')} {v}".replace("  ", " ") for k, v in result["by_result_code"].items())
+
+
 def _load_lines(result: dict[str, Any]) -> list[str]:
     latency = result["latency_ms"]
     errors = {k: v for k, v in result["errors"].items() if v}
-    names = result["result_code_names"]
     cpu = result["generator_cpu_s"]
+    what = f" (MAP CheckIMEI v{result['ac_version']})" if result.get("protocol") == "map" else ""
     return [
-        f"peer         {result['peer']}: {result['connections']} connection(s) x {result['inflight']} in flight, "
-        f"{result['processes']} process(es), {result['imeis']} IMEIs",
+        f"peer         {result['peer']}{what}: {result['connections']} connection(s) x {result['inflight']} "
+        f"in flight, {result['processes']} process(es), {result['imeis']} IMEIs",
         f"answers      {result['answers']} in {result['duration_s']} s = {result['answers_per_s']:.0f}/s "
         f"({result['requests']} requests sent)",
         "by status    " + ", ".join(f"{k} {v}" for k, v in result["by_status"].items()),
-        "by result    " + ", ".join(f"{k} {names.get(k, '')} {v}".replace("  ", " ")
-                                    for k, v in result["by_result_code"].items()),
+        "by result    " + _by_result(result),
         "errors       " + (", ".join(f"{k} {v}" for k, v in errors.items()) or "none"),
         "latency ms   " + "  ".join(f"{k} {v}" for k, v in latency.items()),
         f"generator    {cpu} s CPU ({100 * cpu / max(result['duration_s'], 1e-9):.0f}% of one core"

@@ -14,14 +14,12 @@ Built to outrun the agent on one core, so the hot path never runs the codec:
 
 Capabilities exchange, the final DPR/DPA and any DWR the peer sends go through the
 regular codec: they are rare. ``--processes K`` forks K workers that split the
-connections and merge their counts.
+connections and merge their counts (simulator.load_common runs both generators).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import multiprocessing
 import random
 import time
 from collections import Counter
@@ -40,6 +38,16 @@ from diameter.constants import (
 )
 from diameter.errors import FramingError
 from diameter.message import Message, decode_message, make_message
+from simulator.load_common import (
+    LoadFailed,
+    LoadStats,
+    RequestWindow,
+    RunShape,
+    build_report,
+    check_spread,
+    drive,
+    run_processes,
+)
 from simulator.load_wire import (
     _AVP,
     _ECA,
@@ -51,79 +59,24 @@ from simulator.load_wire import (
     CONNECTION_SPAN,
     COUNTER_WIDTH,
     HISTOGRAM_US,
-    MAX_CONNECTIONS,
     AnswerScanner,
     EcrTemplates,
 )
 from simulator.mme import MmeIdentity, code_name, os_error_text, status_name
 
 
-@dataclass
-class LoadStats:
-    """What one process measured; merged across processes by ``merge``."""
-
-    sent: int = 0
-    answers: int = 0
-    outcomes: Counter[tuple[int | None, int | None]] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_US)
-    slow_us: list[int] = field(default_factory=list)
-    started_ns: int = 0
-    finished_ns: int = 0
-    cpu_s: float = 0.0
-
-    def merge(self, other: LoadStats) -> None:
-        self.sent += other.sent
-        self.answers += other.answers
-        self.outcomes.update(other.outcomes)
-        self.errors.update(other.errors)
-        self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
-        self.slow_us.extend(other.slow_us)
-        self.started_ns = min(self.started_ns, other.started_ns) if self.started_ns else other.started_ns
-        self.finished_ns = max(self.finished_ns, other.finished_ns)
-        self.cpu_s += other.cpu_s
-
-    def percentile_us(self, p: float) -> int | None:
-        total = sum(self.histogram) + len(self.slow_us)
-        if total == 0:
-            return None
-        rank = max(1, math.ceil(p / 100 * total))
-        seen = 0
-        for us, count in enumerate(self.histogram):
-            seen += count
-            if seen >= rank:
-                return us
-        return sorted(self.slow_us)[rank - seen - 1]
-
-    def max_us(self) -> int | None:
-        if self.slow_us:
-            return max(self.slow_us)
-        return next((us for us in range(HISTOGRAM_US - 1, -1, -1) if self.histogram[us]), None)
-
-
-def _ms(us: int | None) -> float | None:
-    return None if us is None else round(us / 1000, 3)
-
-
 def report(stats: LoadStats, config: LoadConfig) -> dict[str, Any]:
     """The JSON object of ``eir sim load --json``."""
-    elapsed = max(stats.finished_ns - stats.started_ns, 1) / 1e9
     by_status: Counter[str] = Counter()
     by_code: Counter[str] = Counter()
     for (code, status), count in stats.outcomes.items():
         by_status["NONE" if status is None else status_name(status)] += count
         by_code["none" if code is None else str(code)] += count
-    errors = {name: stats.errors.get(name, 0) for name in ERROR_KINDS}
-    return {
-        "peer": f"{config.host}:{config.port}", "connections": config.connections, "inflight": config.inflight,
-        "processes": config.processes, "imeis": len(config.imeis), "duration_s": round(elapsed, 3),
-        "requests": stats.sent, "answers": stats.answers, "answers_per_s": round(stats.answers / elapsed, 1),
-        "by_status": dict(by_status.most_common()), "by_result_code": dict(by_code.most_common()),
-        "result_code_names": {code: code_name(int(code)) for code in by_code if code != "none"},
-        "errors": errors, "error_total": sum(errors.values()),
-        "latency_ms": {f"p{p}": _ms(stats.percentile_us(p)) for p in (50, 90, 99)} | {"max": _ms(stats.max_us())},
-        "generator_cpu_s": round(stats.cpu_s, 3),
-    }
+    breakdown = {"by_status": dict(by_status.most_common()), "by_result_code": dict(by_code.most_common()),
+                 "result_code_names": {code: code_name(int(code)) for code in by_code if code != "none"}}
+    shape = RunShape(f"{config.host}:{config.port}", config.connections, config.inflight, config.processes,
+                     len(config.imeis))
+    return build_report(stats, shape, breakdown, ERROR_KINDS)
 
 
 ERROR_KINDS = ("timeouts", "connection_losses", "lost_in_flight", "unmatched_answers", "bad_answers",
@@ -132,24 +85,14 @@ ERROR_KINDS = ("timeouts", "connection_losses", "lost_in_flight", "unmatched_ans
 
 # --- one connection ------------------------------------------------------------------------
 
-class LoadConnection(asyncio.Protocol):
+class LoadConnection(RequestWindow):
     """One Diameter connection of the generator: CER/CEA, N requests in flight, DPR."""
 
     def __init__(self, config: LoadConfig, stats: LoadStats, templates: EcrTemplates, number: int) -> None:
+        super().__init__(stats, config.inflight, config.timeout)
         self.config = config
-        self.stats = stats
         self.templates = templates
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self.opened: asyncio.Future[None] = self.loop.create_future()
-        self.drained: asyncio.Future[None] = self.loop.create_future()
-        self.closed: asyncio.Future[None] = self.loop.create_future()
-        self.state = "connecting"
         self.cea_result: int | None = None
-        self.pending: dict[int, int] = {}
-        self.running = False
-        self.started = False  # drained means something only once the load has started
-        self.deadline_ns = 0
         self._buffer = b""
         self._scan = AnswerScanner()
         rng = random.Random()
@@ -157,10 +100,6 @@ class LoadConnection(asyncio.Protocol):
         self._e2e = ((int(time.time()) & 0xFFF) << 20) | rng.getrandbits(20)
         self._counter = number * CONNECTION_SPAN  # keeps every Session-Id of the run unique
         self._imei = (number * 7919) % len(templates.requests)  # connections start apart in the list
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._timeout_ns = int(config.timeout * 1e9)
-        # Refill in slices of half a window, so that the peer has work while we read on.
-        self._low_water = config.inflight - max(1, config.inflight // 2)
         node = config.identity.node()
         self._node = node
         self._cer = build_cer(node)
@@ -182,16 +121,7 @@ class LoadConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state in ("open", "wait_cea"):
             self.stats.errors["connection_losses"] += 1
-        self.stats.errors["lost_in_flight"] += len(self.pending)  # never answered
-        self.pending.clear()
-        self.state = "closed"
-        self.running = False
-        self.transport = None
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for future in (self.opened, self.drained, self.closed):
-            if not future.done():
-                future.set_result(None)
+        self._lost()
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
@@ -249,29 +179,6 @@ class LoadConnection(asyncio.Protocol):
 
     # --- requests --------------------------------------------------------------------------
 
-    def start(self, deadline_ns: int) -> None:
-        """Fill the window; from now on every answer is replaced until the deadline."""
-        self.running = self.started = True
-        self.deadline_ns = deadline_ns
-        self._send(self.config.inflight)
-        self._sweeper = self.loop.call_later(0.1, self._sweep)
-
-    def stop(self) -> None:
-        self.running = False
-        if not self.pending and not self.drained.done():
-            self.drained.set_result(None)
-
-    def _refill(self, now: int) -> None:
-        if self.running:
-            if now >= self.deadline_ns:
-                self.running = False
-            else:
-                missing = self.config.inflight - len(self.pending)
-                if missing > 0:
-                    self._send(missing)
-        if not self.running and self.started and not self.pending and not self.drained.done():
-            self.drained.set_result(None)
-
     def _send(self, count: int) -> None:
         """Queue ``count`` ECRs in one write; the hot path of the generator."""
         transport = self.transport
@@ -304,20 +211,6 @@ class LoadConnection(asyncio.Protocol):
         transport.write(out)
         self.pending.update(dict.fromkeys(range(first_hop + 1, hop + 1), time.perf_counter_ns()))
         self.stats.sent += count
-
-    def _sweep(self) -> None:
-        """Requests older than the timeout are counted and replaced."""
-        self._sweeper = None
-        if self.state != "open":
-            return
-        limit = time.perf_counter_ns() - self._timeout_ns
-        expired = [hop for hop, sent in self.pending.items() if sent < limit]
-        for hop in expired:
-            del self.pending[hop]
-        if expired:
-            self.stats.errors["timeouts"] += len(expired)
-            self._refill(time.perf_counter_ns())
-        self._sweeper = self.loop.call_later(0.1, self._sweep)
 
     # --- everything but ECAs: the codec --------------------------------------------------
 
@@ -407,10 +300,6 @@ class LoadConfig:
     connect_timeout: float = 5.0
 
 
-class LoadFailed(Exception):
-    """The load could not start: a connection or its capabilities exchange failed."""
-
-
 async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, number: int) -> LoadConnection:
     loop = asyncio.get_running_loop()
     peer = f"{config.host}:{config.port}"
@@ -435,79 +324,20 @@ async def run_worker(config: LoadConfig, templates: EcrTemplates, numbers: Seque
     """Open the connections ``numbers``, run the load for the configured duration, drain, DPR.
 
     ``ready`` (a multiprocessing Barrier) makes the workers of one run start together."""
-    stats = LoadStats()
-    opened = await asyncio.gather(*(_open(config, stats, templates, n) for n in numbers), return_exceptions=True)
-    good = [c for c in opened if isinstance(c, LoadConnection)]
-    failure = next((c for c in opened if isinstance(c, BaseException)), None)
-    if failure is not None:
-        if ready is not None:
-            ready.abort()
-        await asyncio.gather(*(c.disconnect() for c in good))
-        raise failure
-    if ready is not None:
-        await asyncio.get_running_loop().run_in_executor(None, ready.wait)
-    cpu = time.process_time()
-    stats.started_ns = stats.finished_ns = time.perf_counter_ns()
-    deadline = stats.started_ns + int(config.duration * 1e9)
-    for connection in good:
-        connection.start(deadline)
-    await asyncio.wait([asyncio.gather(*(c.closed for c in good))], timeout=config.duration)
-    for connection in good:
-        connection.stop()
-    await asyncio.wait([c.drained for c in good], timeout=config.timeout)
-    for connection in good:  # still pending once the drain has timed out
-        stats.errors["timeouts"] += len(connection.pending)
-        connection.pending.clear()
-    stats.cpu_s = time.process_time() - cpu
-    await asyncio.gather(*(c.disconnect() for c in good))
-    return stats
-
-
-def _worker_main(config: LoadConfig, templates: EcrTemplates, numbers: Sequence[int], ready: Any,
-                 pipe: Any) -> None:
-    try:
-        pipe.send(asyncio.run(run_worker(config, templates, numbers, ready)))
-    except BaseException as exc:  # reported to the parent, which prints it
-        pipe.send(LoadFailed(str(exc)))
-    finally:
-        pipe.close()
+    async def open_link(stats: LoadStats, number: int) -> LoadConnection:
+        return await _open(config, stats, templates, number)
+    return await drive(open_link, numbers, config.duration, config.timeout, ready)
 
 
 def run_load(config: LoadConfig) -> dict[str, Any]:
     """Run the whole load, forking ``config.processes`` workers when above 1; the report.
 
     The requests are pre-encoded once, before the fork: the workers share them."""
-    if not 1 <= config.connections <= MAX_CONNECTIONS:
-        raise LoadFailed(f"--connections must be 1 to {MAX_CONNECTIONS}")
-    if config.connections < config.processes:
-        raise LoadFailed(f"{config.processes} processes need at least as many connections")
+    check_spread(config.connections, config.processes)
     session_prefix = f"{int(time.time())};"
     templates = EcrTemplates(config.identity, config.imeis, session_prefix, config.imsi_prefix,
                              config.software_version)
-    if config.processes <= 1:
-        return report(asyncio.run(run_worker(config, templates, range(config.connections))), config)
-    context = multiprocessing.get_context("fork")
-    ready = context.Barrier(config.processes, timeout=config.connect_timeout * 4)
-    workers = []
-    for worker in range(config.processes):
-        receive, send = context.Pipe(duplex=False)
-        numbers = range(worker, config.connections, config.processes)
-        process = context.Process(target=_worker_main, args=(config, templates, numbers, ready, send), daemon=True)
-        process.start()
-        send.close()
-        workers.append((process, receive))
-    total = LoadStats()
-    failures: list[str] = []
-    for process, receive in workers:
-        try:
-            result = receive.recv()
-        except EOFError:
-            result = LoadFailed(f"worker {process.pid} ended without a result")
-        process.join()
-        if isinstance(result, LoadStats):
-            total.merge(result)
-        else:
-            failures.append(str(result))
-    if failures:
-        raise LoadFailed("; ".join(sorted(set(failures))))
-    return report(total, config)
+
+    async def worker(numbers: Sequence[int], ready: Any) -> LoadStats:
+        return await run_worker(config, templates, numbers, ready)
+    return report(run_processes(worker, config.connections, config.processes, config.connect_timeout), config)

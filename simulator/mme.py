@@ -80,8 +80,8 @@ class EcrOutcome:
         return lines
 
 
-def parse_peer(text: str) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT, or HOST alone (port 3868)."""
+def parse_peer(text: str, default_port: int = DIAMETER_PORT) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or HOST alone (``default_port``, 3868 unless told)."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -93,7 +93,7 @@ def parse_peer(text: str) -> tuple[str, int]:
     if not host:
         raise ValueError(f"no host in {text!r} (expected HOST:PORT)")
     if not port:
-        return host, DIAMETER_PORT
+        return host, default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad port in {text!r} (expected HOST:PORT)")
     return host, int(port)
