@@ -27,8 +27,8 @@ def _version() -> str:
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity.")
 @click.pass_context
 def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
-    """Equipment Identity Register: answers S13 ME-Identity-Check (and soon MAP CheckIMEI)
-    from a national IMEI registry, and simulates the network around it."""
+    """Equipment Identity Register: answers S13 ME-Identity-Check and MAP CheckIMEI from a
+    national IMEI registry, and simulates the network around it."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = CliContext(registry_url=registry_url)
 
@@ -36,8 +36,8 @@ def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
 @main.command()
 def demo() -> None:
     """Build a demo registry, start `eir serve` on loopback, send ECRs for every case (each
-    list, paired match and mismatch, unknown, invalid), print each answer with its reason,
-    and stop the agent."""
+    list, paired match and mismatch, unknown, invalid) and MAP CheckIMEI v1-v3 over M3UA,
+    print each answer with its reason, and stop the agent."""
     from simulator.demo import run_demo
 
     surprises = run_demo(click.echo)

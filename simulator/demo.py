@@ -7,6 +7,9 @@ local SIM (grey: its grace clock starts) and then with another SIM (the same clo
 unregistered handset with a roaming SIM, and invalid IMEIs; prints every answer with the
 reason the agent logged for it; stops the agent with SIGTERM (the agent says DPR on its
 way out); and asks ``eir check --at`` what the unregistered handset gets 31 days later.
+Between the ECRs and the stop, it plays an MSC asking MAP CheckIMEI over M3UA (v1, v2 and
+v3, one association each: ASPUP, ASPAC, the dialogue, ASPDN) for the same devices, which
+get the same answers from the same decision.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from diameter.transport import PeerConnection, connect
 from registry.imei import luhn_check_digit
 from simulator.agent_process import AgentProcess, run_eir
 from simulator.mme import build_ecr, status_name
+from simulator.msc import CheckImeiOutcome, send_checkimei
 
 
 def imei15(key: str) -> str:
@@ -88,6 +92,32 @@ CASES = [
 ]
 
 
+@dataclass(frozen=True)
+class MapCase:
+    title: str
+    imei: str
+    version: int
+    imsi: str | None  # sent after the IMEI (the vendor variant, v1 and v2 only)
+    expected: str  # "WHITE_LISTED", "unknownEquipment"...
+
+
+MAP_CASES = [
+    MapCase("registered (white list)", imei15(WHITE), 3, None, "WHITE_LISTED"),
+    MapCase("not cleared yet (grey list)", GREY, 2, None, "GREY_LISTED"),
+    MapCase("black list", BLACK, 1, None, "BLACK_LISTED"),
+    MapCase("reported stolen", STOLEN, 3, None, "BLACK_LISTED"),
+    MapCase("paired, with its bound IMSI", PAIRED, 2, PAIRED_IMSI, "WHITE_LISTED"),
+    MapCase("paired, with another IMSI", PAIRED, 2, OTHER_IMSI, "BLACK_LISTED"),
+    MapCase("unregistered, no IMSI: local", UNKNOWN, 3, None, "GREY_LISTED"),
+]
+
+
+def describe_map(outcome: CheckImeiOutcome) -> str:
+    if outcome.status is not None:
+        return outcome.status.name
+    return outcome.error_name or outcome.reject or outcome.abort_cause or outcome.message
+
+
 def describe(answer: Message) -> str:
     code = result_code_of(answer)
     status = answer.value("Equipment-Status")
@@ -107,11 +137,11 @@ def run_demo(out: Callable[[str], None] = print) -> int:
     with tempfile.TemporaryDirectory(prefix="eir-demo-") as folder:
         url = build_demo_registry(Path(folder))
         out(f"demo registry: {url} (white, grey, black, stolen, paired imported with `eir registry import`)")
-        agent = AgentProcess(Path(folder), url)
+        agent = AgentProcess(Path(folder), url, m3ua=True)
         try:
             out(f"agent: `eir serve` pid {agent.process.pid} on {agent.address[0]}:{agent.address[1]}, "
                 "profile tj (Tajikistan; local SIMs 436-01 ... 436-12)")
-            answers, connection = asyncio.run(_until_stopped(agent))
+            answers, map_outcomes, connection = asyncio.run(_until_stopped(agent))
         finally:
             code = agent.stop()
         surprises = 0
@@ -122,6 +152,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
             line = agent.answer_for(str(answer.value("Session-Id")))
             why = f"{line['rule']}: {line['reason']}" if line else "(no answer log line)"
             out(f"  {case.title:30} IMEI {case.imei:16} -> ECA {got:18} {'ok ' if ok else 'UNEXPECTED'} {why}")
+        surprises += _print_map(agent, map_outcomes, out)
         out(f"agent stopped with SIGTERM: exit {code}; DPR received with Disconnect-Cause "
             f"{connection.disconnect_cause} (0 = REBOOTING)")
         surprises += code != 0 or connection.disconnect_cause != 0
@@ -137,10 +168,32 @@ def _later(url: str, out: Callable[[str], None]) -> int:
     return int(result.returncode != 1 or "grace-expired" not in result.stdout)
 
 
-async def _until_stopped(agent: AgentProcess) -> tuple[list[Message], PeerConnection]:
+async def _ask_over_map(agent: AgentProcess) -> list[CheckImeiOutcome]:
+    host, port = agent.m3ua_address
+    return [await send_checkimei(host, port, case.imei, imsi=case.imsi, version=case.version) for case in MAP_CASES]
+
+
+def _print_map(agent: AgentProcess, outcomes: list[CheckImeiOutcome], out: Callable[[str], None]) -> int:
+    host, port = agent.m3ua_address
+    out(f"an MSC asks MAP CheckIMEI over M3UA/TCP {host}:{port} (SCCP to SSN 9, TCAP, one association each):")
+    surprises = 0
+    for case, outcome in zip(MAP_CASES, outcomes, strict=True):
+        got = describe_map(outcome)
+        ok = got == case.expected
+        surprises += not ok
+        line = agent.answer_for(outcome.otid)
+        why = f"{line['rule']}: {line['reason']}" if line else "(no answer log line)"
+        imsi = f" + IMSI {case.imsi}" if case.imsi else ""
+        out(f"  {case.title:30} v{case.version} IMEI {case.imei:16}{imsi:22} -> END {got:13} "
+            f"{'ok ' if ok else 'UNEXPECTED'} {why}")
+    return surprises
+
+
+async def _until_stopped(agent: AgentProcess) -> tuple[list[Message], list[CheckImeiOutcome], PeerConnection]:
     answers, connection = await _ask_all(agent)
+    map_outcomes = await _ask_over_map(agent)
     await asyncio.to_thread(agent.stop)
     await asyncio.wait_for(connection.closed, 5)
-    return answers, connection
+    return answers, map_outcomes, connection
 
 
