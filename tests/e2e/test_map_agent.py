@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import struct
+import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -190,6 +193,22 @@ def test_answers_are_logged_and_the_vendor_imsi_reaches_the_decision(agent: Agen
     line = agent.answer_for(otid.hex())
     assert line is not None and line["interface"] == "map" and line["peer"] == MSC_GT
     assert line["imei"] == WHITE and line["imsi"] == IMSI and line["rule"] == "white-list" and line["result"] == 0
+
+
+def test_the_sighting_records_the_map_interface(agent: AgentProcess) -> None:
+    imsi = "436019999900001"  # a pair no other test uses: its first sight is written now
+    otid, tc = begin(GREY, 1, imsi)
+    (event,) = run(agent, udt(tc))
+    assert status_of(end_of(event, otid), 1) == GREY_LISTED
+    database = agent.answer_log.parent / "registry.db"
+    deadline = time.monotonic() + 5
+    rows: list[tuple[str]] = []
+    while not rows and time.monotonic() < deadline:
+        with closing(sqlite3.connect(database)) as connection:
+            rows = connection.execute("SELECT interface FROM sighting WHERE imei = ? AND imsi = ?",
+                                      (GREY, imsi)).fetchall()
+        time.sleep(0.05)
+    assert rows == [("map",)]
 
 
 # --- bad input: an answer on the wire, and the agent keeps serving ------------------------
