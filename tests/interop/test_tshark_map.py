@@ -51,14 +51,8 @@ VENDOR_WARNING = "BER Error: This field lies beyond the end of the known sequenc
 # M3UA dissector is written for SCTP, where a chunk is one message, and ignores the length in the
 # header. TCP is a byte stream, and the agent writes ASPUP-ACK and its NTFY (and ASPAC-ACK and its
 # NTFY) in one segment, which the one-liner shows as "Unknown parameter" and "Malformed Packet".
-# So the Lua below frames the stream by the M3UA message length first (dissect_tcp_pdus).
-FRAMING_LUA = """local m3ua = Dissector.get("m3ua")
-local framing = Proto("m3ua_tcp", "M3UA over TCP")
-local function pdu_length(tvb, pinfo, offset) return tvb(offset + 4, 4):uint() end
-local function dissect_pdu(tvb, pinfo, tree) return m3ua:call(tvb, pinfo, tree) end
-function framing.dissector(tvb, pinfo, tree) return dissect_tcp_pdus(tvb, tree, 8, pdu_length, dissect_pdu) end
-DissectorTable.get("tcp.port"):add(PORT, framing)
-"""
+# So the Lua file we ship for users frames the stream by the M3UA message length first.
+FRAMING_LUA = (Path(__file__).resolve().parents[2] / "simulator" / "wireshark" / "m3ua_tcp.lua").read_text()
 
 
 @dataclass
@@ -104,7 +98,7 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
     finally:
         assert agent.stop() == 0, agent.log()
     lua = folder / "m3ua_tcp.lua"
-    lua.write_text(FRAMING_LUA.replace("PORT", str(port)))
+    lua.write_text(FRAMING_LUA.replace("local port = 2905", f"local port = {port}"))
     yield Capture(tshark, pcap, lua, outcomes)
 
 
@@ -189,8 +183,8 @@ def test_the_one_line_registration_of_protocols_md_decodes_every_checkimei_too(c
     decodes without Malformed; only segments holding an ASP acknowledgement and its NTFY
     together are misread (see FRAMING_LUA), and no DATA is among them."""
     one_line = capture.lua.with_name("m3ua_one_line.lua")
-    one_line.write_text(f'DissectorTable.get("tcp.port"):add({capture.lua.read_text().split("add(")[1].split(",")[0]},'
-                        ' Dissector.get("m3ua"))\n')
+    port = capture.lua.read_text().split("local port = ")[1].split()[0]
+    one_line.write_text(f'DissectorTable.get("tcp.port"):add({port}, Dissector.get("m3ua"))\n')
     plain = Capture(capture.tshark, capture.pcap, one_line, capture.outcomes)
     rows = plain.rows("gsm_map.old.Component", "tcap.otid", "tcap.dtid", "gsm_old.localValue")
     assert sorted(row["tcap.otid"] or row["tcap.dtid"] for row in rows) == sorted(
