@@ -3,6 +3,9 @@ codecs (sigtran/tcap.py, sigtran/map.py)."""
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
+from sigtran import ber
 from sigtran import map as mapv
 from sigtran.map import CHECK_IMEI, CheckImeiArgument, EquipmentStatus
 from sigtran.tcap import DialogueRequest, DialogueResponse, Invoke, PAbortCause, ReturnResult
@@ -27,3 +30,33 @@ def check_imei(version: int, invoke_id: int = 1, imei: str = IMEI) -> Invoke:
 
 def result(version: int, status: EquipmentStatus, invoke_id: int = 1) -> ReturnResult:
     return ReturnResult(invoke_id, CHECK_IMEI, mapv.encode_check_imei_result(version, status))
+
+
+def to_indefinite(data: bytes) -> bytes:
+    """The same elements with every constructed one in the indefinite form."""
+    out = b""
+    for element in ber.iterate(data, 0, len(data)):
+        if element.tag.constructed:
+            out += element.tag.encode() + b"\x80" + to_indefinite(element.contents) + b"\x00\x00"
+        else:
+            out += ber.tlv(element.tag, element.contents)
+    return out
+
+
+MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]),
+                               st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4)
+
+
+def mutate(wire: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
+    mutated = bytearray(wire)
+    for operation, position, value in mutations:
+        index = position % (len(mutated) + 1)
+        if operation == "set" and index < len(mutated):
+            mutated[index] = value
+        elif operation == "insert":
+            mutated.insert(index, value)
+        elif operation == "delete" and index < len(mutated):
+            del mutated[index]
+        elif operation == "truncate":
+            del mutated[index:]
+    return bytes(mutated)

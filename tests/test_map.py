@@ -32,7 +32,8 @@ from sigtran.map import (
     encode_tbcd,
     equipment_context,
 )
-from tests.test_tcap import MUTATIONS, STATUS_NAMES, mutate, to_indefinite
+from tests.tcap_samples import MUTATIONS, mutate, to_indefinite
+from tests.test_tcap import STATUS_NAMES
 
 PROPERTY = settings(max_examples=max(100, settings.default.max_examples // 20))
 IMEI, IMEI_TBCD = "352099001761480", bytes.fromhex("53029900711684f0")  # TS 29.002 / PROTOCOLS.md example

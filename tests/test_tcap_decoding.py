@@ -47,7 +47,20 @@ from sigtran.tcap import (
     encode_continue,
     encode_end,
 )
-from tests.tcap_samples import BADLY, DTID, INCORRECT, OTID, VERSIONS, check_imei, request, response, result
+from tests.tcap_samples import (
+    BADLY,
+    DTID,
+    INCORRECT,
+    MUTATIONS,
+    OTID,
+    VERSIONS,
+    check_imei,
+    mutate,
+    request,
+    response,
+    result,
+    to_indefinite,
+)
 
 PROPERTY = settings(max_examples=max(100, settings.default.max_examples // 20))
 
@@ -224,17 +237,6 @@ def test_dialogue_variants_understood() -> None:
 
 
 # --- definite and indefinite, prefixes, trailing octets ------------------------------------
-
-
-def to_indefinite(data: bytes) -> bytes:
-    """The same elements with every constructed one in the indefinite form."""
-    out = b""
-    for element in ber.iterate(data, 0, len(data)):
-        if element.tag.constructed:
-            out += element.tag.encode() + b"\x80" + to_indefinite(element.contents) + b"\x00\x00"
-        else:
-            out += ber.tlv(element.tag, element.contents)
-    return out
 
 
 def to_definite(data: bytes) -> bytes:
@@ -454,25 +456,6 @@ def test_fuzz_random_octets(wire: bytes) -> None:
 def test_fuzz_message_type_random_body(kind: MessageType, body: bytes) -> None:
     exercise(bytes([kind]) + body)
     exercise(ber.tlv(kind, body))
-
-
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]),
-                               st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4)
-
-
-def mutate(wire: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    mutated = bytearray(wire)
-    for operation, position, value in mutations:
-        index = position % (len(mutated) + 1)
-        if operation == "set" and index < len(mutated):
-            mutated[index] = value
-        elif operation == "insert":
-            mutated.insert(index, value)
-        elif operation == "delete" and index < len(mutated):
-            del mutated[index]
-        elif operation == "truncate":
-            del mutated[index:]
-    return bytes(mutated)
 
 
 @pytest.mark.fuzz
