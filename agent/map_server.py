@@ -376,7 +376,9 @@ class M3uaService:
             try:
                 connection = await self._connect(link)
                 failures = 0
-                await connection.closed
+                # shielded: cancelling this task on close() must not cancel ``closed``, which
+                # close() waits on for the ASPDN-ACK before aborting
+                await asyncio.shield(connection.closed)
             except (OSError, ConnectionError) as error:
                 log.warning("M3UA gateway %s: %s", link.listen, error)
             delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]

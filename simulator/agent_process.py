@@ -31,10 +31,11 @@ def run_eir(registry: str, *args: str, check: bool = True, timeout: float = 120)
 
 class AgentProcess:
     """``eir serve`` as a child process on loopback; ``stop()`` sends SIGTERM and returns
-    the exit code. Its JSON answer log and its own log go to files in ``folder``."""
+    the exit code. Its JSON answer log and its own log go to files in ``folder``. ``config``
+    is a YAML file for ``--config``; the flags given here win over it."""
 
     def __init__(self, folder: Path, registry: str, *extra: str, port: int | None = None,
-                 answer_log: bool = True, m3ua: bool = False) -> None:
+                 answer_log: bool = True, m3ua: bool = False, config: Path | None = None) -> None:
         self.port = port or free_port()
         self.m3ua_port = free_port() if m3ua else None  # MAP CheckIMEI over M3UA/TCP, when asked for
         self.answer_log = folder / f"answers-{self.port}.jsonl"
@@ -42,6 +43,8 @@ class AgentProcess:
         self._stderr = self.stderr_path.open("w")
         command = [*EIR, "--registry", registry, "--log-level", "info", "serve", "--listen",
                    f"{LOOPBACK}:{self.port}", "--answer-log", str(self.answer_log) if answer_log else "off", *extra]
+        if config is not None:
+            command += ["--config", str(config)]
         if self.m3ua_port is not None:
             command += ["--m3ua-listen", f"{LOOPBACK}:{self.m3ua_port}"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
