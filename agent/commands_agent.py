@@ -13,7 +13,7 @@ import click
 from agent.cli_common import parse_at
 from agent.config import DEFAULT_PROFILE, AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen
 from agent.context import CliContext
-from diameter.transport import SctpUnavailable
+from sigtran.sctp import SctpUnavailable
 
 
 @click.command()
@@ -23,15 +23,17 @@ from diameter.transport import SctpUnavailable
 @click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN",
               help="Origin-Host pattern of a peer allowed to connect (repeatable).")
 @click.option("--m3ua-listen", "m3ua_listen", multiple=True, metavar="HOST:PORT",
-              help="Answer MAP CheckIMEI from ASPs connecting to HOST:PORT over M3UA/TCP (repeatable).")
+              help="Answer MAP CheckIMEI from ASPs connecting to HOST:PORT over M3UA (repeatable).")
+@click.option("--m3ua-transport", type=click.Choice(["tcp", "sctp"]), default=None,
+              help="Transport for --m3ua-listen (SCTP: PPID 3, DATA off stream 0) [default: tcp].")
 @click.option("--origin-host", help="Our Origin-Host.")
 @click.option("--origin-realm", help="Our Origin-Realm.")
 @click.option("--profile", metavar="NAME|PATH", help="Country profile: tj (default), kg, or a YAML file.")
 @click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
-          allow: tuple[str, ...], m3ua_listen: tuple[str, ...], origin_host: str | None, origin_realm: str | None,
-          profile: str | None, answer_log: str | None) -> None:
+          allow: tuple[str, ...], m3ua_listen: tuple[str, ...], m3ua_transport: str | None, origin_host: str | None,
+          origin_realm: str | None, profile: str | None, answer_log: str | None) -> None:
     """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
     registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
     and closes M3UA associations). Every answered query is recorded (observations)."""
@@ -43,7 +45,9 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
         _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
         config.allow += [AllowedPeer(pattern) for pattern in allow]
         if m3ua_listen:
-            config.m3ua.listen = [parse_listen(text) for text in m3ua_listen]
+            config.m3ua.listen = [parse_listen(text, m3ua_transport or "tcp") for text in m3ua_listen]
+        elif m3ua_transport:
+            config.m3ua.listen = [dataclasses.replace(item, transport=m3ua_transport) for item in config.m3ua.listen]
         load_profile(config.profile)  # refuse a bad profile before listening
     except (ConfigError, ProfileError) as error:
         raise click.ClickException(str(error)) from None

@@ -16,8 +16,10 @@ goes back:
   counted and logged.
 
 ``M3uaConnection`` drives one AspServer (an ASP connected to us) or AspClient (we joined a
-signalling gateway) over an asyncio transport, TCP or SCTP (PPID 3). What the answers of
-one read depend on is committed (``before_send``) before they are written.
+signalling gateway) over an asyncio transport: TCP, or kernel SCTP through ``sigtran.sctp``
+(PPID 3, DATA on a stream other than 0, everything else on stream 0; DATA received on
+stream 0 gets ERR Invalid Stream Identifier). What the answers of one read depend on is
+committed (``before_send``) before they are written.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Any
 
 from agent.config import GatewayLink, Listen, M3uaConfig
 from agent.map import MapAnswerer
-from diameter.transport import sctp_socket, set_sctp_ppid
 from sigtran import sccp
 from sigtran.asp import (
     AspActive,
@@ -54,9 +55,11 @@ from sigtran.asp import (
 )
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
 from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
+from sigtran.sctp import M3UA, MessageProtocol, Received, check_sctp, m3ua_transfer
+from sigtran.sctp import connect as sctp_connect
+from sigtran.sctp import start_server as sctp_listen
 
 log = logging.getLogger("eir.m3ua")
-SCTP_PPID_M3UA = 3
 UNEQUIPPED_REMOTE_USER = 2  # DUPU cause (RFC 4666 3.4.5)
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before each new attempt to reach a gateway
 LOG_LIMIT = 10  # warnings per second for bad input, then only counters
@@ -179,7 +182,7 @@ def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
 # --- connections ------------------------------------------------------------------------------
 
 
-class M3uaConnection(asyncio.Protocol):
+class M3uaConnection(MessageProtocol):
     """One transport connection driving one ASP state machine."""
 
     def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, counters: Counter[str],
@@ -202,7 +205,7 @@ class M3uaConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         if self.sctp:
-            set_sctp_ppid(transport.get_extra_info("socket"), SCTP_PPID_M3UA)
+            self._check_streams(transport.get_extra_info("sctp_streams"))
         log.info("M3UA connection with %s", self.peer)
         if isinstance(self.endpoint, AspClient):
             self._dispatch(self.endpoint.connection_made(self.loop.time()))
@@ -211,6 +214,19 @@ class M3uaConnection(asyncio.Protocol):
         received_at = time.perf_counter()
         events = self.endpoint.receive_data(data, self.loop.time())
         self._dispatch(events, received_at)
+
+    def message_received(self, data: bytes, received: Received) -> None:
+        """One SCTP message: DATA on stream 0 is refused with ERR (RFC 4666 3.8.1), not read."""
+        if received.stream == 0 and received.starts and m3ua_transfer(data):
+            self.endpoint.send_message(error_message(ErrorCode.INVALID_STREAM_IDENTIFIER, data))
+            self._dispatch([BadMessage(ErrorCode.INVALID_STREAM_IDENTIFIER, "DATA on SCTP stream 0", "DATA")])
+            return
+        self.data_received(data)
+
+    def _check_streams(self, streams: tuple[int, int] | None) -> None:
+        if streams is not None and streams[1] < 2:
+            log.warning("SCTP association with %s grants %d outbound stream(s): DATA must go on stream 0",
+                        self.peer, streams[1])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -321,6 +337,8 @@ class M3uaService:
         return [s.getsockname()[:2] for server in self.servers for s in _sockets(server)]
 
     async def start(self) -> None:
+        if any(link.listen.transport == "sctp" for link in self.config.connect):
+            check_sctp()  # at start-up, in one line, not in the link's retries
         for listen in self.config.listen:
             self.servers.append(await self._listen(listen))
         for link in self.config.connect:
@@ -362,12 +380,7 @@ class M3uaService:
 
         if not sctp:
             return await loop.create_server(factory, listen.host, listen.port, reuse_address=True)
-        sock = sctp_socket(socket.AF_INET6 if ":" in listen.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((listen.host, listen.port))
-        sock.listen(128)
-        sock.setblocking(False)
-        return await loop.create_server(factory, sock=sock)
+        return await sctp_listen(factory, listen.host, listen.port, M3UA)
 
     async def _keep_linked(self, link: GatewayLink) -> None:
         """Join the gateway as an ASP, and again whenever the connection is lost."""
@@ -397,10 +410,7 @@ class M3uaService:
 
         connection: Any
         if sctp:
-            sock = sctp_socket(socket.AF_INET6 if ":" in link.listen.host else socket.AF_INET)
-            sock.setblocking(False)
-            await loop.sock_connect(sock, (link.listen.host, link.listen.port))
-            _, connection = await loop.create_connection(factory, sock=sock)
+            _, connection = await sctp_connect(factory, link.listen.host, link.listen.port, M3UA)
         else:
             _, connection = await loop.create_connection(factory, link.listen.host, link.listen.port)
         await connection.active

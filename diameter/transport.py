@@ -2,19 +2,16 @@
 
 It moves bytes between a socket and a sans-I/O ``Peer``, runs the Peer's timers on the
 event loop clock, hands clean application requests to a handler, and resolves the
-futures of requests we sent. SCTP uses the kernel (one-to-one sockets, PPID 46 set as
-the default send parameter); where the kernel has no SCTP, ``SctpUnavailable`` says so
-at start-up and nothing falls back to TCP.
+futures of requests we sent. SCTP uses the kernel through ``sigtran.sctp`` (one-to-one
+sockets, one Diameter message per SCTP message, PPID 46, stream 0); where the kernel has
+no SCTP, ``SctpUnavailable`` says so at start-up and nothing falls back to TCP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import logging
-import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,13 +38,13 @@ from diameter.peer import (
     WatchdogChanged,
 )
 from diameter.watchdog import WatchdogState
+from sigtran import sctp
 
 log = logging.getLogger("diameter.transport")
 
 DIAMETER_PORT = 3868
 SCTP_PPID_DIAMETER = 46
-_SCTP_DEFAULT_SEND_PARAM = 10  # linux/sctp.h
-_SNDRCVINFO = struct.Struct("=HHHxxIIIIIi")  # struct sctp_sndrcvinfo
+_HEADER_LENGTH = 20
 
 RequestHandler = Callable[[Message, "PeerConnection"], "Message | Awaitable[Message] | None"]
 
@@ -61,30 +58,20 @@ class CapabilitiesRefused(ConnectionError):
         self.result_code = result_code
 
 
-class SctpUnavailable(RuntimeError):
-    """The kernel has no SCTP: say so once, clearly, and never fall back to TCP."""
+def diameter_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
+    """Each Diameter message its own SCTP message, all on stream 0 (RFC 6733 leaves the stream
+    to us; one stream keeps requests and answers in the order they were written)."""
+    return [(message, 0) for message in sctp.cut(data, _HEADER_LENGTH, lambda d, at: int.from_bytes(d[at + 1:at + 4]))]
 
 
-def sctp_socket(family: int = socket.AF_INET) -> socket.socket:
-    try:
-        return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
-    except OSError as exc:
-        hint = " (load the kernel module: modprobe sctp)" if exc.errno in (errno.EPROTONOSUPPORT, 93) else ""
-        raise SctpUnavailable(f"SCTP is not available in this kernel: {exc.strerror or exc}{hint}; "
-                              "choose transport tcp") from None
-
-
-def set_sctp_ppid(sock: Any, ppid: int) -> None:
-    """Make every message sent on this SCTP socket carry ``ppid`` (PPID 46 for Diameter)."""
-    info = _SNDRCVINFO.pack(0, 0, 0, socket.htonl(ppid), 0, 0, 0, 0, 0)
-    sock.setsockopt(socket.IPPROTO_SCTP, _SCTP_DEFAULT_SEND_PARAM, info)
+SCTP_DIAMETER = sctp.Payload(SCTP_PPID_DIAMETER, diameter_split)
 
 
 class PeerConnection(asyncio.Protocol):
     """One transport connection driving one sans-I/O Peer."""
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
-                 counters: Counter[str] | None = None, sctp: bool = False,
+                 counters: Counter[str] | None = None,
                  before_send: Callable[[], object] | None = None) -> None:
         self.peer = peer
         self.handler = handler
@@ -92,7 +79,6 @@ class PeerConnection(asyncio.Protocol):
         # sent: the application's group commit of what the answers depend on.
         self.before_send = before_send
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.sctp = sctp
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[PeerInfo] = self.loop.create_future()
@@ -111,8 +97,6 @@ class PeerConnection(asyncio.Protocol):
         self.transport = transport
         self.peername = transport.get_extra_info("peername")
         self.peer.remote_address = self.peername
-        if self.sctp:
-            set_sctp_ppid(transport.get_extra_info("socket"), SCTP_PPID_DIAMETER)
         self._dispatch(self.peer.connection_made(self.loop.time()))
 
     def data_received(self, data: bytes) -> None:
@@ -283,14 +267,14 @@ class DiameterServer:
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[PeerConnection] = set()
         self.counters: Counter[str] = Counter()
         self.duplicates = DuplicateCache(4096)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return [s.getsockname()[:2] for server in self.servers for s in server.sockets]
+        return [s.getsockname()[:2] for server in self.servers for s in getattr(server, "sockets", ())]
 
     async def close(self, cause: DisconnectCause = DisconnectCause.REBOOTING, timeout: float = 3.0) -> None:
         """Stop listening, send DPR to every open peer and wait for them to go."""
@@ -314,22 +298,17 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
     see PeerConnection)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
-    sctp = transport == "sctp"
 
     def factory() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
-        connection = PeerConnection(peer, handler, server.counters, sctp=sctp, before_send=before_send)
+        connection = PeerConnection(peer, handler, server.counters, before_send=before_send)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection
 
-    if sctp:
-        sock = sctp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-        listener = await loop.create_server(factory, sock=sock)
+    listener: asyncio.AbstractServer
+    if transport == "sctp":
+        listener = await sctp.start_server(factory, host, port, SCTP_DIAMETER)
     elif transport == "tcp":
         listener = await loop.create_server(factory, host, port, reuse_address=True)
     else:
@@ -348,12 +327,8 @@ async def connect(node: LocalNode, host: str, port: int = DIAMETER_PORT, *, tran
     """
     loop = asyncio.get_running_loop()
     peer = peer or Peer(node, Role.INITIATOR, settings, time.time())
-    sctp = transport == "sctp"
-    if sctp:
-        sock = sctp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        _, connection = await loop.create_connection(lambda: PeerConnection(peer, handler, sctp=True), sock=sock)
+    if transport == "sctp":
+        _, connection = await sctp.connect(lambda: PeerConnection(peer, handler), host, port, SCTP_DIAMETER)
     elif transport == "tcp":
         _, connection = await loop.create_connection(lambda: PeerConnection(peer, handler), host, port)
     else:

@@ -69,6 +69,11 @@ def _identity_options(function: Any) -> Any:
     return function
 
 
+def _transport_option(help_text: str) -> Any:
+    return click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "sctp"]),
+                        help=help_text)
+
+
 @click.group()
 def sim() -> None:
     """Play the network around the agent: an MME sending ECRs, an MSC sending CheckIMEI, a load generator."""
@@ -80,16 +85,18 @@ def sim() -> None:
 @click.option("--imsi", help="IMSI sent as User-Name.")
 @click.option("--sv", "software_version", metavar="NN", help="Software-Version inside Terminal-Information.")
 @_identity_options
+@_transport_option("Diameter over TCP, or over SCTP (PPID 46).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the CEA and the ECA.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: str | None, origin_host: str,
-        origin_realm: str, destination_realm: str, timeout: float, as_json: bool) -> None:
+        origin_realm: str, destination_realm: str, transport: str, timeout: float, as_json: bool) -> None:
     """Send one ME-Identity-Check for IMEI (sent exactly as given) like an MME would:
     CER/CEA, ECR, print the answer, DPR. Exits 1 when no answer came."""
     identity = MmeIdentity(origin_host, origin_realm, destination_realm)
     try:
         outcome = asyncio.run(send_ecr(peer[0], peer[1], imei, identity=identity, imsi=imsi,
-                                       software_version=software_version, timeout=timeout))
+                                       software_version=software_version, timeout=timeout,
+                                       transport=transport))
     except EcrFailed as failed:
         if as_json:
             click.echo(json.dumps({"peer": f"{peer[0]}:{peer[1]}", "imei": imei, "error": str(failed),
@@ -110,18 +117,19 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
 @click.option("--ac-version", "version", default="3", show_default=True, type=click.Choice(["1", "2", "3"]),
               help="equipmentMngtContext version; 1 sends no dialogue portion.")
 @_msc_options
+@_transport_option("M3UA over TCP, or over SCTP (PPID 3, DATA off stream 0).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each step and the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def checkimei(peer: tuple[str, int], imei: str, imsi: str | None, version: str, opc: int, dpc: int,
-              routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, timeout: float,
-              as_json: bool) -> None:
+              routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, transport: str,
+              timeout: float, as_json: bool) -> None:
     """Send one MAP CheckIMEI for IMEI like an MSC would: ASPUP, ASPAC, a TCAP Begin in an
     SCCP UDT, print the answer, ASPDN. 14 or 15 digits are sent as TAC+SNR and the spare 0,
     other counts as given. Exits 1 when no answer came."""
     identity = _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt)
     try:
         outcome = asyncio.run(send_checkimei(peer[0], peer[1], imei, imsi=imsi, version=int(version),
-                                             identity=identity, timeout=timeout))
+                                             identity=identity, timeout=timeout, transport=transport))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except CheckImeiFailed as failed:

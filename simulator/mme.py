@@ -20,6 +20,7 @@ from diameter.capabilities import LocalNode
 from diameter.constants import APP_S13, VENDOR_3GPP, AuthSessionState, Command, EquipmentStatus, ResultCode
 from diameter.message import Message, make_message
 from diameter.transport import DIAMETER_PORT, CapabilitiesRefused, connect
+from sigtran.sctp import SctpUnavailable
 
 DEFAULT_ORIGIN_HOST = "mme.localdomain"
 DEFAULT_REALM = "localdomain"
@@ -173,14 +174,16 @@ def describe(answer: Message, peer: str, imei: str, rtt_ms: float) -> EcrOutcome
 
 async def send_ecr(host: str, port: int, imei: str, *, identity: MmeIdentity | None = None,
                    imsi: str | None = None, software_version: str | None = None,
-                   timeout: float = 5.0) -> EcrOutcome:
-    """Connect, exchange capabilities, send one ECR, describe its answer, send DPR.
+                   timeout: float = 5.0, transport: str = "tcp") -> EcrOutcome:
+    """Connect (``transport`` tcp or sctp), exchange capabilities, send one ECR, describe its
+    answer, send DPR.
 
     Raises EcrFailed when no answer came (with the CEA Result-Code when refused)."""
     identity = identity or MmeIdentity()
     peer = f"{host}:{port}"
     try:
-        connection = await asyncio.wait_for(connect(identity.node(), host, port, timeout=timeout), timeout)
+        connection = await asyncio.wait_for(connect(identity.node(), host, port, transport=transport,
+                                                    timeout=timeout), timeout)
     except CapabilitiesRefused as refused:
         code = refused.result_code
         detail = (f"CEA Result-Code {code} {code_name(code)}" if code not in (None, ResultCode.DIAMETER_SUCCESS)
@@ -188,6 +191,8 @@ async def send_ecr(host: str, port: int, imei: str, *, identity: MmeIdentity | N
         raise EcrFailed(f"{peer} refused the capabilities exchange: {detail}", code) from None
     except TimeoutError:
         raise EcrFailed(f"{peer}: no CEA within {timeout:g} s") from None
+    except SctpUnavailable as exc:
+        raise EcrFailed(str(exc)) from None
     except OSError as exc:
         raise EcrFailed(f"cannot connect to {peer}: {os_error_text(exc)}") from None
     request = build_ecr(identity.node(), imei, imsi, software_version=software_version,

@@ -1,4 +1,4 @@
-"""An MSC/VLR (or SGSN) emulator: one MAP CheckIMEI over M3UA, as an ASP over TCP.
+"""An MSC/VLR (or SGSN) emulator: one MAP CheckIMEI over M3UA, as an ASP over TCP or SCTP.
 
 It connects like an ASP (ASPUP, ASPAC), sends one TCAP Begin carrying CheckIMEI in an
 SCCP UDT inside M3UA DATA, waits for the TCAP message whose destination transaction id
@@ -62,6 +62,8 @@ from sigtran.sccp import (
     gt_address,
 )
 from sigtran.sccp import decode_message as decode_sccp
+from sigtran.sctp import M3UA, SctpUnavailable
+from sigtran.sctp import connect as sctp_connect
 from simulator.mme import os_error_text
 
 M3UA_PORT = 2905
@@ -479,21 +481,35 @@ async def _leave(link: _Link, timeout: float) -> None:
         link.transport.close()
 
 
+async def _open(host: str, port: int, identity: MscIdentity, transport: str) -> _Link:
+    """The association: TCP, or SCTP with PPID 3 and DATA off stream 0 (``sigtran.sctp``)."""
+    def factory() -> _Link:
+        return _Link(AspClient(identity.settings()))
+
+    if transport == "sctp":
+        return (await sctp_connect(factory, host, port, M3UA))[1]
+    if transport == "tcp":
+        return (await asyncio.get_running_loop().create_connection(factory, host, port))[1]
+    raise ValueError(f"transport {transport!r}: tcp or sctp")
+
+
 async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = None, version: int = 3,
-                         identity: MscIdentity | None = None, timeout: float = 5.0) -> CheckImeiOutcome:
-    """Connect as an ASP, ASPUP and ASPAC, send one CheckIMEI, describe its answer, ASPDN.
+                         identity: MscIdentity | None = None, timeout: float = 5.0,
+                         transport: str = "tcp") -> CheckImeiOutcome:
+    """Connect as an ASP (``transport`` tcp or sctp), ASPUP and ASPAC, send one CheckIMEI,
+    describe its answer, ASPDN.
 
     ValueError for what cannot be sent (see ``map_imei``, ``check_version``);
-    CheckImeiFailed when no answer came."""
+    CheckImeiFailed when no answer came (or the kernel has no SCTP)."""
     identity = identity or MscIdentity()
     check_version(version, imsi)
     request = _Request(f"{host}:{port}", imei, map_imei(imei), version, os.urandom(4), [])
-    loop = asyncio.get_running_loop()
     try:
-        _, link = await asyncio.wait_for(loop.create_connection(lambda: _Link(AspClient(identity.settings())),
-                                                                host, port), timeout)
+        link = await asyncio.wait_for(_open(host, port, identity, transport), timeout)
     except TimeoutError:
         raise CheckImeiFailed(f"cannot connect to {request.peer} within {timeout:g} s") from None
+    except SctpUnavailable as exc:
+        raise CheckImeiFailed(str(exc)) from None
     except OSError as exc:
         raise CheckImeiFailed(f"cannot connect to {request.peer}: {os_error_text(exc)}") from None
     try:

@@ -17,12 +17,11 @@ from diameter.transport import (
     CapabilitiesRefused,
     DiameterServer,
     PeerConnection,
-    SctpUnavailable,
     connect,
-    sctp_socket,
     start_server,
 )
 from diameter.watchdog import WatchdogState
+from sigtran.sctp import SctpUnavailable, sctp_socket
 
 EIR = LocalNode("eir.localdomain", "localdomain", product_name="eir-test")
 MME = LocalNode("mme.localdomain", "localdomain", product_name="mme-test")

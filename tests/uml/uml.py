@@ -1,0 +1,109 @@
+"""Boot a User-Mode Linux guest whose kernel has SCTP, to run a test inside it.
+
+The host kernel has no SCTP; Debian's UML kernel ships sctp.ko and boots as an ordinary
+process with the host's file system as its root (see /work/shared/INTEROP.md), so the
+guest runs the project's own Python and the Debian tools unchanged. ``boot`` writes
+nothing outside ``folder``: the guest's ``init.sh`` runs ``folder/run.sh`` and leaves its
+exit status in ``folder/status`` and its output in ``folder/run.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tools import require_tool, unavailable
+
+INIT = Path(__file__).with_name("init.sh")
+UML_MODULES = Path("/usr/lib/uml/modules")
+MEMORY = "512M"
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    status: int | None  # run.sh's exit status; None when the guest never got that far
+    log: str  # run.sh's output
+    console: str  # the kernel's and init's
+    seconds: float
+
+
+def require_uml() -> str:
+    """The UML kernel; skips the test where user-mode-linux is absent, fails in CI."""
+    kernel = require_tool("linux.uml")
+    if not _module_versions():
+        unavailable(f"no UML kernel modules under {UML_MODULES} (apt-get install -y user-mode-linux kmod)")
+    if shutil.which("modprobe", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None:
+        unavailable("modprobe is not installed (apt-get install -y kmod)")
+    return kernel
+
+
+def _module_versions() -> list[Path]:
+    return sorted(p for p in UML_MODULES.glob("*") if (p / "kernel").is_dir()) if UML_MODULES.is_dir() else []
+
+
+def boot(folder: Path, script: str, timeout: float = 60.0) -> GuestRun:
+    """Run the shell ``script`` inside a fresh guest, in ``folder`` (on the host's file system)."""
+    kernel = require_uml()
+    folder = folder.resolve()
+    (folder / "run.sh").write_text(script)
+    modules = folder / "modules" / "lib" / "modules"
+    modules.mkdir(parents=True, exist_ok=True)
+    for version in _module_versions():
+        link = modules / version.name
+        if not link.exists():
+            link.symlink_to(version)
+    command = [kernel, f"mem={MEMORY}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
+               "con=null", "con0=fd:0,fd:1", f"uml_dir={folder}", f"EIR_UML_DIR={folder}", "init=/bin/sh", "--",
+               str(INIT)]
+    started = time.monotonic()
+    try:
+        console = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 errors="replace", timeout=timeout).stdout
+    except subprocess.TimeoutExpired as expired:
+        out = expired.stdout
+        console = (out.decode(errors="replace") if isinstance(out, bytes) else out or "") + "\n[timed out]"
+    seconds = time.monotonic() - started
+    status_file, log_file = folder / "status", folder / "run.log"
+    status = int(status_file.read_text()) if status_file.exists() and status_file.read_text().strip() else None
+    return GuestRun(status, log_file.read_text(errors="replace") if log_file.exists() else "", console, seconds)
+
+
+# --- the project's guest driver -------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = "tests.uml.guest_sctp"
+
+
+@dataclass(frozen=True)
+class Guest:
+    """One boot of the guest driver: how it went, what it reported, and its capture."""
+
+    run: GuestRun
+    result: dict[str, Any]
+    folder: Path
+
+    @property
+    def capture(self) -> Path:
+        return self.folder / "sctp.pcapng"
+
+
+def run_driver(folder: Path, setup: dict[str, Any], timeout: float = 120.0) -> Guest:
+    """Boot a guest that runs tests/uml/guest_sctp.py with ``setup`` (its guest.json); fails the
+    test, with the guest's output, unless the driver finished and reported no error."""
+    (folder / "guest.json").write_text(json.dumps(setup))
+    run = boot(folder, f"cd {ROOT} && exec {sys.executable} -m {DRIVER} {folder.resolve()}\n", timeout)
+    result_file = folder / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else {"error": "no result.json"}
+    if run.status != 0 or "error" in result:
+        pytest.fail(f"guest failed after {run.seconds:.1f} s: {result.get('error')}\n{run.log}\n"
+                    f"{run.console[-3000:]}", pytrace=False)
+    return Guest(run, result, folder)
