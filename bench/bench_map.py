@@ -2,9 +2,10 @@
 CheckIMEI over M3UA/TCP, loaded by `eir sim load --protocol map` (1 association, 64
 dialogues in flight, equipmentMngtContext-v3 unless told), against the same load over S13
 on the same agent for comparison. The registry and observations are built as in
-bench_agent.py (the steady state: the pairs seen before, a warm-up pass first); MAP v3
-carries no IMSI, so the MAP run is asked with --vendor-imsi on v2 as well, where the
-IMSI reaches the decision as in S13.
+bench_agent.py (the steady state: the pairs seen before, a warm-up pass first). A v3
+CheckIMEI carries no IMSI, so the registry has also seen each IMEI without a SIM (an
+observation with an empty IMSI), as a network whose MSCs ask this EIR has; the v2 run
+adds the vendor variant's IMSI, which reaches the decision as in S13.
 
     python bench/bench_map.py [--rows 1000000] [--duration 20] [--inflight 64]
 """
@@ -17,12 +18,26 @@ import platform
 import random
 import subprocess
 import tempfile
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench_agent import PREFIX, build_registry, line, load, rss_mib, seed_observations
 
-from simulator.agent_process import EIR, AgentProcess
+from simulator.agent_process import EIR, AgentProcess, run_eir
+
+
+def seed_without_imsi(folder: Path, url: str, sample: list[str]) -> None:
+    """Each IMEI seen before without a SIM, as MAP v3 asks: 10 days ago and today."""
+    now = datetime.now(UTC)
+    first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None)
+    path = folder / "observations-no-imsi.csv"
+    path.write_text("date,imei,imsi,msisdn\n" + "".join(f"{first},{key},,\n{last.isoformat()},{key},,\n"
+                                                         for key in sample))
+    began = time.perf_counter()
+    run_eir(url, "registry", "import", "observations", str(path))
+    print(f"imported {len(sample):>9,} observations without IMSI in {time.perf_counter() - began:5.1f} s")
 
 
 def load_map(port: int, imeis: Path, duration: float, inflight: int, version: int, vendor_imsi: bool) -> dict[str, Any]:
@@ -53,6 +68,7 @@ def main() -> None:
         imeis = folder / "load-imeis.txt"
         imeis.write_text("\n".join(sample) + "\n")
         seed_observations(folder, url, sample)
+        seed_without_imsi(folder, url, sample)
 
         agent = AgentProcess(folder, url, m3ua=True)
         try:

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import ClassVar, overload
 
 # --- constants (Q.713 3.4, 3.6, 3.12, 3.18, 4) -----------------------------------------
@@ -210,8 +211,10 @@ def _check_carried(address: SccpAddress) -> None:
         raise _bad_gt(f"GTI {address.gti} carries no nature of address")
 
 
+@lru_cache(maxsize=1024)
 def encode_address(address: SccpAddress) -> bytes:
-    """The address parameter's contents (without its length octet)."""
+    """The address parameter's contents (without its length octet). Cached, as decode_address:
+    an EIR hears from and answers the same few MSC, VLR and SGSN addresses over and over."""
     indicator = ((_AI_NATIONAL if address.national else 0) | (0 if address.route_on_gt else _AI_ROUTE_ON_SSN)
                  | address.gti << 2 | (_AI_SSN if address.ssn is not None else 0)
                  | (_AI_PC if address.point_code is not None else 0))
@@ -238,8 +241,10 @@ def _encode_gt(address: SccpAddress) -> bytes:
     return bytes([address.translation_type, np_es, address.nature]) + encode_bcd(digits)
 
 
+@lru_cache(maxsize=1024)
 def decode_address(data: bytes) -> SccpAddress:
-    """An address parameter's contents (without its length octet)."""
+    """An address parameter's contents (without its length octet); cached (the value is frozen,
+    and errors are not cached)."""
     if not data:
         raise SccpError("empty party address")
     indicator = data[0]
