@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--sample", type=int, default=100_000, help="distinct IMEIs the load asks for")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of warm-up (about one pass over the IMEIs)")
+    parser.add_argument("--fresh", type=int, default=100_000, help="IMEIs never seen, for the first-sight run")
+    parser.add_argument("--fresh-duration", type=float, default=4.0, help="seconds of the first-sight run")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
     with tempfile.TemporaryDirectory(prefix="eir-bench-map-") as name:
@@ -69,6 +71,8 @@ def main() -> None:
         imeis.write_text("\n".join(sample) + "\n")
         seed_observations(folder, url, sample)
         seed_without_imsi(folder, url, sample)
+        fresh = folder / "fresh-imeis.txt"
+        fresh.write_text("".join(f"98888888{n:06d}\n" for n in range(args.fresh)))
 
         agent = AgentProcess(folder, url, m3ua=True)
         try:
@@ -77,6 +81,7 @@ def main() -> None:
             v3 = load_map(port, imeis, args.duration, args.inflight, 3, False)
             v2 = load_map(port, imeis, args.duration, args.inflight, 2, True)
             s13 = load(agent.port, imeis, args.duration, args.inflight)
+            first = load_map(port, fresh, args.fresh_duration, args.inflight, 3, False)
             memory = rss_mib(agent.process.pid)
         finally:
             code = agent.stop()
@@ -87,6 +92,9 @@ def main() -> None:
     print(line("MAP v2 + vendor IMSI", v2))
     print(f"{'':28} by status {v2['by_status']}, by result {v2['by_result']}")
     print(line("S13 ECR, same agent", s13))
+    print(line("  MAP v3, new handsets", first))
+    print(f"{'':28} {args.fresh:,} IMEIs never seen (each answer waits for its first sight's group commit), "
+          f"{args.fresh_duration:.0f} s, by status {first['by_status']}")
     print(f"agent resident memory after the load: {memory:.0f} MiB; exit {code} on SIGTERM; "
           f"answer log lines {lines:,}")
 
