@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agent.answer_log import AnswerLog
+from agent.bad_input import BadInput
 from agent.service import Decision, EquipmentCheck, Interface, MillisecondClock, Query, Status
 from registry.imei import IdentityError, parse_imsi
 from sigtran import map as mapv
@@ -65,7 +66,6 @@ _NAME = {status: status.value for status in Status}
 _RESULTS = {(version, status): mapv.encode_check_imei_result(version, code)
             for version in (1, 2, 3) for status, code in EQUIPMENT_STATUS.items()}
 _RESPONSES = {version: DialogueResponse(mapv.equipment_context(version)) for version in (2, 3)}
-LOG_LIMIT = 10  # warnings per second for bad input, then only counters
 
 
 class _Outcome:
@@ -90,8 +90,7 @@ class MapAnswerer:
         self.log = log
         self.clock = clock or MillisecondClock()
         self.counters: Counter[str] = Counter()
-        self._warned_at = 0.0
-        self._warnings = 0
+        self._bad = BadInput(logging.getLogger("eir.map"), self.counters)  # ``log`` is the answer log here
 
     def __call__(self, data: bytes, peer: str, received_at: float | None = None) -> bytes | None:
         """The TCAP answer to ``data`` (None: nothing to send back)."""
@@ -222,15 +221,6 @@ class MapAnswerer:
         return ReturnError(invoke_id, code), _Outcome(decision, code)
 
     # --- log and counters -----------------------------------------------------------------
-
-    def _bad(self, kind: str, reason: str, peer: str) -> None:
-        self.counters[f"bad_input.{kind}"] += 1
-        now = time.monotonic()
-        if now - self._warned_at >= 1.0:
-            self._warned_at, self._warnings = now, 0
-        self._warnings += 1
-        if self._warnings <= LOG_LIMIT:
-            log.warning("from %s: %s", peer, reason)
 
     def _log(self, outcome: _Outcome, peer: str, otid: bytes, started: float) -> None:
         if self.log is None:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.bad_input import BadInput
 from agent.config import GatewayLink, Listen, M3uaConfig
 from agent.map import MapAnswerer
 from sigtran import sccp
@@ -62,7 +63,6 @@ from sigtran.sctp import start_server as sctp_listen
 log = logging.getLogger("eir.m3ua")
 UNEQUIPPED_REMOTE_USER = 2  # DUPU cause (RFC 4666 3.4.5)
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before each new attempt to reach a gateway
-LOG_LIMIT = 10  # warnings per second for bad input, then only counters
 _USER_CAUSE = struct.Struct(">HH")
 
 
@@ -81,8 +81,7 @@ class SccpRouter:
         self.own_address = (sccp.gt_address(global_title, SSN_EIR, point_code=None)
                             if global_title is not None else None)
         self.counters: Counter[str] = Counter()
-        self._warned_at = 0.0
-        self._warnings = 0
+        self._bad = BadInput(log, self.counters)
 
     def route(self, data: ProtocolData, routing_context: int | None, peer: str,
               received_at: float | None = None) -> Reply | None:
@@ -134,15 +133,6 @@ class SccpRouter:
         self._bad(kind, reason, peer)
         return Reply(message=message)
 
-    def _bad(self, kind: str, reason: str, peer: str) -> None:
-        self.counters[f"bad_input.{kind}"] += 1
-        now = time.monotonic()
-        if now - self._warned_at >= 1.0:
-            self._warned_at, self._warnings = now, 0
-        self._warnings += 1
-        if self._warnings <= LOG_LIMIT:
-            log.warning("from %s: %s", peer, reason)
-
 
 def _asker(calling: SccpAddress, data: ProtocolData) -> str:
     """Who asked, for the answer log: the calling global title, else the point code."""
@@ -185,11 +175,12 @@ def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
 class M3uaConnection(MessageProtocol):
     """One transport connection driving one ASP state machine."""
 
-    def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, counters: Counter[str],
+    def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, bad: BadInput,
                  before_send: Callable[[], object] | None = None, sctp: bool = False) -> None:
         self.endpoint = endpoint
         self.router = router
-        self.counters = counters
+        self.bad = bad  # shared by the service's connections, as its counters
+        self.counters = bad.counters
         self.before_send = before_send
         self.sctp = sctp
         self.loop = asyncio.get_running_loop()
@@ -269,8 +260,8 @@ class M3uaConnection(MessageProtocol):
             if isinstance(event, DataReceived):
                 self._on_data(event, received_at)
             elif isinstance(event, BadMessage):
-                self.counters[f"bad_input.m3ua.{event.code:#04x}"] += 1
-                log.warning("from %s: M3UA ERR %#04x for %s: %s", self.peer, event.code, event.message, event.reason)
+                self.bad(f"m3ua.{event.code:#04x}", f"M3UA ERR {event.code:#04x} for {event.message}: {event.reason}",
+                         self.peer)
             elif isinstance(event, CloseConnection):
                 close = event.reason
             else:
@@ -327,6 +318,7 @@ class M3uaService:
         self.before_send = before_send
         self.max_message_length = max_message_length
         self.counters: Counter[str] = Counter()
+        self.bad = BadInput(log, self.counters)  # M3UA trouble of every connection
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[M3uaConnection] = set()
         self._links: list[asyncio.Task[None]] = []
@@ -375,7 +367,7 @@ class M3uaService:
         sctp = listen.transport == "sctp"
 
         def factory() -> M3uaConnection:
-            return self._track(M3uaConnection(self._server_endpoint(), self.router, self.counters,
+            return self._track(M3uaConnection(self._server_endpoint(), self.router, self.bad,
                                               self.before_send, sctp))
 
         if not sctp:
@@ -406,7 +398,7 @@ class M3uaService:
         sctp = link.listen.transport == "sctp"
 
         def factory() -> M3uaConnection:
-            return self._track(M3uaConnection(AspClient(settings), self.router, self.counters, self.before_send, sctp))
+            return self._track(M3uaConnection(AspClient(settings), self.router, self.bad, self.before_send, sctp))
 
         connection: Any
         if sctp:

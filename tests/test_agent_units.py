@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.answer_log import AnswerLog, mask_imsi
+from agent.bad_input import BadInput
 from agent.config import ConfigError, load_config, parse_listen, parse_point_code
 from agent.s13 import S13Answerer
 from agent.service import EquipmentCheck
@@ -139,3 +141,17 @@ def test_s13_passes_a_clean_imsi_and_software_version_to_the_decision(answerer: 
     query, problem = answerer.query(request)
     assert problem is None and query is not None
     assert (query.imsi, query.software_version, query.imei) == ("437011234567890", "07", "35209900176148")
+
+
+def test_bad_input_is_always_counted_and_logged_at_most_limit_times_a_second(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    bad = BadInput(logging.getLogger("eir.test"), limit=3, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="eir.test"):
+        for _ in range(5):
+            bad("sccp", "garbage", "pc:2")
+        now[0] += 1.0
+        bad("sccp", "garbage again", "pc:2")
+    assert bad.counters == {"bad_input.sccp": 6}
+    assert [record.getMessage() for record in caplog.records] == ["from pc:2: garbage"] * 3 + [
+        "from pc:2: garbage again"]

@@ -5,6 +5,7 @@ one clear line at start-up and no fallback to TCP. Real kernel SCTP runs in test
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.bad_input import BadInput
 from agent.map_server import M3uaConnection, SccpRouter
 from diameter.constants import APP_COMMON, Command
 from diameter.message import make_message
@@ -101,7 +103,8 @@ def test_data_on_stream_0_is_answered_err_invalid_stream_identifier_and_not_rout
         def answerer(*_: Any) -> None:
             raise AssertionError("DATA on stream 0 must not reach the router")
 
-        connection = M3uaConnection(AspServer(), SccpRouter(answerer), counters, sctp=True)  # type: ignore[arg-type]
+        connection = M3uaConnection(AspServer(), SccpRouter(answerer), BadInput(logging.getLogger("test"), counters),  # type: ignore[arg-type]
+                                    sctp=True)
         wire = Wire()
         connection.connection_made(wire)
         for kind in (Kind.ASPUP, Kind.ASPAC):

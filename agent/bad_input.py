@@ -1,0 +1,34 @@
+"""Bad input from the network: every case counted, at most ``LOG_LIMIT`` warnings a second
+logged. A peer sending garbage at line rate must neither fill the disk with log lines nor
+slow the answers to the peers that behave; the counters still say how much came."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+LOG_LIMIT = 10  # warnings per second, then only counters
+
+
+class BadInput:
+    """Counts ``bad_input.KIND`` in ``counters`` and logs ``from PEER: REASON`` on ``log``."""
+
+    def __init__(self, log: logging.Logger, counters: Counter[str] | None = None, limit: int = LOG_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.limit = limit
+        self.clock = clock
+        self._second_began = float("-inf")
+        self._warnings = 0
+
+    def __call__(self, kind: str, reason: str, peer: str) -> None:
+        self.counters[f"bad_input.{kind}"] += 1
+        now = self.clock()
+        if now - self._second_began >= 1.0:
+            self._second_began, self._warnings = now, 0
+        self._warnings += 1
+        if self._warnings <= self.limit:
+            self.log.warning("from %s: %s", peer, reason)
