@@ -3,8 +3,6 @@ codecs (sigtran/tcap.py, sigtran/map.py)."""
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
-
 from sigtran import ber
 from sigtran import map as mapv
 from sigtran.map import CHECK_IMEI, CheckImeiArgument, EquipmentStatus
@@ -41,22 +39,3 @@ def to_indefinite(data: bytes) -> bytes:
         else:
             out += ber.tlv(element.tag, element.contents)
     return out
-
-
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]),
-                               st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4)
-
-
-def mutate(wire: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    mutated = bytearray(wire)
-    for operation, position, value in mutations:
-        index = position % (len(mutated) + 1)
-        if operation == "set" and index < len(mutated):
-            mutated[index] = value
-        elif operation == "insert":
-            mutated.insert(index, value)
-        elif operation == "delete" and index < len(mutated):
-            del mutated[index]
-        elif operation == "truncate":
-            del mutated[index:]
-    return bytes(mutated)

@@ -32,7 +32,8 @@ from sigtran.map import (
     encode_tbcd,
     equipment_context,
 )
-from tests.tcap_samples import MUTATIONS, mutate, to_indefinite
+from tests.fuzzing import MUTATIONS, mutate
+from tests.tcap_samples import to_indefinite
 from tests.test_tcap import STATUS_NAMES
 
 PROPERTY = settings(max_examples=max(100, settings.default.max_examples // 20))

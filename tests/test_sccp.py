@@ -53,6 +53,7 @@ from sigtran.sccp import (
     ssn_address,
     undeliverable,
 )
+from tests.fuzzing import MUTATIONS, mutate
 
 PROPERTY = settings(max_examples=max(100, settings.default.max_examples // 20))
 
@@ -572,23 +573,9 @@ def test_fuzz_known_type_random_body(kind: int, body: bytes) -> None:
     exercise(bytes([kind]) + body)
 
 
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]),
-                               st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4)
-
-
 @pytest.mark.fuzz
 @given(st.sampled_from(SAMPLE_WIRES) | messages(unknown_options=True).map(encode_message), MUTATIONS)
 def test_fuzz_mutated_valid_messages(wire: bytes, mutations: list[tuple[str, int, int]]) -> None:
-    mutated = bytearray(wire)
-    for operation, position, value in mutations:
-        index = position % (len(mutated) + 1)
-        if operation == "set" and index < len(mutated):
-            mutated[index] = value
-        elif operation == "insert":
-            mutated.insert(index, value)
-        elif operation == "delete" and index < len(mutated):
-            del mutated[index]
-        elif operation == "truncate":
-            del mutated[index:]
-    note(bytes(mutated).hex())
-    exercise(bytes(mutated))
+    mutated = mutate(wire, mutations)
+    note(mutated.hex())
+    exercise(mutated)

@@ -47,15 +47,14 @@ from sigtran.tcap import (
     encode_continue,
     encode_end,
 )
+from tests.fuzzing import MUTATIONS, mutate
 from tests.tcap_samples import (
     BADLY,
     DTID,
     INCORRECT,
-    MUTATIONS,
     OTID,
     VERSIONS,
     check_imei,
-    mutate,
     request,
     response,
     result,
