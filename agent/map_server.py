@@ -63,6 +63,7 @@ from sigtran.sctp import start_server as sctp_listen
 log = logging.getLogger("eir.m3ua")
 UNEQUIPPED_REMOTE_USER = 2  # DUPU cause (RFC 4666 3.4.5)
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before each new attempt to reach a gateway
+CONNECT_TIMEOUT = 5.0  # seconds for a gateway to accept the connection (a silent one would hold it minutes)
 _USER_CAUSE = struct.Struct(">HH")
 
 
@@ -312,9 +313,10 @@ class M3uaService:
     """Every M3UA listener and gateway link of one agent."""
 
     def __init__(self, config: M3uaConfig, answerer: MapAnswerer, before_send: Callable[[], object] | None = None,
-                 max_message_length: int = 65536) -> None:
+                 max_message_length: int = 65536, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.config = config
         self.router = SccpRouter(answerer, config.point_code, config.global_title)
+        self.connect_timeout = connect_timeout
         self.before_send = before_send
         self.max_message_length = max_message_length
         self.counters: Counter[str] = Counter()
@@ -401,10 +403,12 @@ class M3uaService:
             return self._track(M3uaConnection(AspClient(settings), self.router, self.bad, self.before_send, sctp))
 
         connection: Any
-        if sctp:
-            _, connection = await sctp_connect(factory, link.listen.host, link.listen.port, M3UA)
-        else:
-            _, connection = await loop.create_connection(factory, link.listen.host, link.listen.port)
+        opening = (sctp_connect(factory, link.listen.host, link.listen.port, M3UA) if sctp
+                   else loop.create_connection(factory, link.listen.host, link.listen.port))
+        try:
+            _, connection = await asyncio.wait_for(opening, self.connect_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no connection within {self.connect_timeout:g} s") from None
         await connection.active
         log.info("joined M3UA gateway %s as an ASP", link.listen)
         return connection
