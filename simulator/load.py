@@ -45,6 +45,7 @@ from simulator.load_common import (
     RunShape,
     build_report,
     check_spread,
+    connect_link,
     drive,
     run_processes,
 )
@@ -62,7 +63,7 @@ from simulator.load_wire import (
     AnswerScanner,
     EcrTemplates,
 )
-from simulator.mme import MmeIdentity, code_name, os_error_text, status_name
+from simulator.mme import MmeIdentity, code_name, status_name
 
 
 def report(stats: LoadStats, config: LoadConfig) -> dict[str, Any]:
@@ -301,17 +302,9 @@ class LoadConfig:
 
 
 async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, number: int) -> LoadConnection:
-    loop = asyncio.get_running_loop()
+    connection = await connect_link(lambda: LoadConnection(config, stats, templates, number), config.host,
+                                    config.port, config.connect_timeout, "CEA")
     peer = f"{config.host}:{config.port}"
-    try:
-        _, connection = await asyncio.wait_for(
-            loop.create_connection(lambda: LoadConnection(config, stats, templates, number), config.host, config.port),
-            config.connect_timeout)
-        await asyncio.wait_for(asyncio.shield(connection.opened), config.connect_timeout)
-    except TimeoutError:
-        raise LoadFailed(f"{peer}: no connection or CEA within {config.connect_timeout:g} s") from None
-    except OSError as exc:
-        raise LoadFailed(f"cannot connect to {peer}: {os_error_text(exc)}") from None
     if connection.state != "open":
         code = connection.cea_result
         detail = f"CEA Result-Code {code} {code_name(code)}" if code is not None else "closed without a CEA"

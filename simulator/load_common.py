@@ -14,9 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from simulator.load_wire import HISTOGRAM_US, MAX_CONNECTIONS
+from simulator.mme import os_error_text
 
 
 class LoadFailed(Exception):
@@ -198,6 +199,23 @@ class LoadLink(Protocol):
 
 
 Opener = Callable[[LoadStats, int], Awaitable[LoadLink]]
+L = TypeVar("L", bound=asyncio.Protocol)
+
+
+async def connect_link(factory: Callable[[], L], host: str, port: int, timeout: float, handshake: str) -> L:
+    """The connection ``factory`` makes to host:port, once its ``opened`` future is done (the
+    protocol's ``handshake``: CER/CEA, ASPUP/ASPAC); LoadFailed, in one line, if either takes
+    more than ``timeout`` or the connection cannot be made. The caller judges the handshake."""
+    loop = asyncio.get_running_loop()
+    peer = f"{host}:{port}"
+    try:
+        _, connection = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
+        await asyncio.wait_for(asyncio.shield(connection.opened), timeout)  # type: ignore[attr-defined]
+    except TimeoutError:
+        raise LoadFailed(f"{peer}: no connection or {handshake} within {timeout:g} s") from None
+    except OSError as exc:
+        raise LoadFailed(f"cannot connect to {peer}: {os_error_text(exc)}") from None
+    return connection
 
 
 async def drive(open_link: Opener, numbers: Sequence[int], duration: float, timeout: float,

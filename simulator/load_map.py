@@ -47,12 +47,12 @@ from simulator.load_common import (
     RunShape,
     build_report,
     check_spread,
+    connect_link,
     drive,
     run_processes,
 )
 from simulator.load_map_wire import RETURNED, UNDECODABLE, UNEXPECTED, AnswerReader, MapTemplates, Outcome
 from simulator.load_wire import HISTOGRAM_US
-from simulator.mme import os_error_text
 from simulator.msc import MscIdentity, err_text
 
 ERROR_KINDS = ("timeouts", "connection_losses", "lost_in_flight", "unmatched_answers", "bad_answers",
@@ -289,17 +289,9 @@ class MapLoadConnection(RequestWindow):
 # --- running ---------------------------------------------------------------------------------
 
 async def _open(config: MapLoadConfig, stats: LoadStats, templates: MapTemplates, number: int) -> MapLoadConnection:
-    loop = asyncio.get_running_loop()
+    connection = await connect_link(lambda: MapLoadConnection(config, stats, templates, number), config.host,
+                                    config.port, config.connect_timeout, "ASP handshake")
     peer = f"{config.host}:{config.port}"
-    try:
-        _, connection = await asyncio.wait_for(
-            loop.create_connection(lambda: MapLoadConnection(config, stats, templates, number),
-                                   config.host, config.port), config.connect_timeout)
-        await asyncio.wait_for(asyncio.shield(connection.opened), config.connect_timeout)
-    except TimeoutError:
-        raise LoadFailed(f"{peer}: no connection or ASP handshake within {config.connect_timeout:g} s") from None
-    except OSError as exc:
-        raise LoadFailed(f"cannot connect to {peer}: {os_error_text(exc)}") from None
     if connection.state != "open":
         raise LoadFailed(f"{peer} refused the ASP handshake: {connection.refusal or 'closed the connection'}")
     return connection
