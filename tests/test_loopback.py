@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -22,6 +21,7 @@ from diameter.transport import (
 )
 from diameter.watchdog import WatchdogState
 from sigtran.sctp import SctpUnavailable, sctp_socket
+from tests.tools import without_sctp
 
 EIR = LocalNode("eir.localdomain", "localdomain", product_name="eir-test")
 MME = LocalNode("mme.localdomain", "localdomain", product_name="mme-test")
@@ -151,15 +151,8 @@ def test_raw_dwr_gets_dwa_with_origin_state_id() -> None:
     run(body)
 
 
-def _kernel_has_sctp() -> bool:
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
-    except OSError:
-        return False
-    return True
 
-
-@pytest.mark.skipif(_kernel_has_sctp(), reason="this kernel has SCTP; the UML test covers it")
+@without_sctp
 def test_sctp_without_kernel_support_is_a_clear_one_line_error() -> None:
     with pytest.raises(SctpUnavailable) as error:
         sctp_socket()

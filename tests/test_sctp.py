@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sigtran.asp import AspServer
 from sigtran.m3ua import ErrorCode, Kind, Message, Tag, build_data, decode_message, u32
 from sigtran.sctp import Received, cut, m3ua_sls, m3ua_split, m3ua_stream, m3ua_transfer
 from simulator.agent_process import run_eir
+from tests.tools import without_sctp
 
 
 def data(sls: int, routing_context: int | None = 7) -> bytes:
@@ -123,15 +123,6 @@ def test_data_on_stream_0_is_answered_err_invalid_stream_identifier_and_not_rout
 # --- no SCTP in the kernel: one line at start-up, never TCP instead ----------------------------------
 
 
-def _kernel_has_sctp() -> bool:
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
-    except OSError:
-        return False
-    return True
-
-
-without_sctp = pytest.mark.skipif(_kernel_has_sctp(), reason="this kernel has SCTP; tests/uml covers it")
 
 
 def _one_line_error(stderr: str) -> None:

@@ -1,4 +1,5 @@
-"""Helpers shared by tests: external tools that must exist in CI, and free loopback ports."""
+"""Helpers shared by tests: external tools that must exist in CI, free loopback ports, and
+whether this kernel has SCTP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import NoReturn
 
 import pytest
 
+from sigtran.sctp import SctpUnavailable, check_sctp
 from simulator.agent_process import LOOPBACK, free_port
 
 
@@ -34,3 +36,15 @@ def unavailable(message: str) -> NoReturn:
 def free_tcp_port(host: str = LOOPBACK) -> int:
     """A TCP port on ``host`` that nothing listens on right now; bind it soon after."""
     return free_port(host)
+
+
+def kernel_has_sctp() -> bool:
+    try:
+        check_sctp()
+    except SctpUnavailable:
+        return False
+    return True
+
+
+# The host tests of what happens without SCTP; where the kernel has it, tests/uml covers SCTP.
+without_sctp = pytest.mark.skipif(kernel_has_sctp(), reason="this kernel has SCTP; tests/uml covers it")
