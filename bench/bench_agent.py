@@ -57,19 +57,23 @@ def build_registry(folder: Path, rows: int, seed: int = 11) -> tuple[str, list[s
     return url, keys
 
 
-def seed_observations(folder: Path, url: str, sample: list[str]) -> None:
+def seed_observations(folder: Path, url: str, sample: list[str], with_sim: bool = True) -> None:
     """The pairs the load will ask for (`eir sim load` gives the IMEI at position i the IMSI
-    imsi_at(prefix, i)), first seen 10 days ago and last seen earlier today."""
+    imsi_at(prefix, i)), first seen 10 days ago and last seen earlier today; ``with_sim``
+    False: each IMEI seen without a SIM instead, as a MAP v3 CheckIMEI (no IMSI) asks."""
     now = datetime.now(UTC)
-    first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None)
-    rows = "".join(f"{first},{key},{imsi_at(PREFIX, index)},\n{last.isoformat()},{key},{imsi_at(PREFIX, index)},\n"
-                   for index, key in enumerate(sample))
-    path = folder / "observations.csv"
-    path.write_text("date,imei,imsi,msisdn\n" + rows)
+    first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None).isoformat()
+    rows = []
+    for index, key in enumerate(sample):
+        imsi = imsi_at(PREFIX, index) if with_sim else ""
+        rows.append(f"{first},{key},{imsi},\n{last},{key},{imsi},\n")
+    path = folder / ("observations.csv" if with_sim else "observations-no-imsi.csv")
+    path.write_text("date,imei,imsi,msisdn\n" + "".join(rows))
     began = time.perf_counter()
     subprocess.run([*EIR, "--registry", url, "registry", "import", "observations", str(path)], check=True,
                    capture_output=True, text=True)
-    print(f"imported {len(sample):>9,} observations in {time.perf_counter() - began:5.1f} s")
+    what = "observations" if with_sim else "observations without IMSI"
+    print(f"imported {len(sample):>9,} {what} in {time.perf_counter() - began:5.1f} s")
 
 
 def load(port: int, imeis: Path, duration: float, inflight: int) -> dict[str, Any]:
@@ -102,8 +106,9 @@ def line(name: str, result: dict[str, Any]) -> str:
             f"errors {result['error_total']}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(doc: str) -> argparse.Namespace:
+    """The options every agent benchmark takes; prints the machine."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--inflight", type=int, default=64)
@@ -113,18 +118,31 @@ def main() -> None:
     parser.add_argument("--fresh-duration", type=float, default=4.0, help="seconds of the first-sight run")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
+    return args
+
+
+def prepare(folder: Path, args: argparse.Namespace) -> tuple[str, list[str], Path, Path]:
+    """The registry (``args.rows`` IMEIs), the sample the load asks for (1% unknown to the
+    registry) with its pairs seen before, and the files of the steady and first-sight loads:
+    (URL, sample, its IMEI file, the never-seen IMEI file)."""
+    url, keys = build_registry(folder, args.rows)
+    rng = random.Random(5)
+    sample = rng.sample(keys, min(args.sample, len(keys)))
+    sample += [f"99999999{n:06d}" for n in range(len(sample) // 100)]  # 1% unknown to the registry
+    rng.shuffle(sample)
+    imeis = folder / "load-imeis.txt"
+    imeis.write_text("\n".join(sample) + "\n")
+    seed_observations(folder, url, sample)
+    fresh = folder / "fresh-imeis.txt"
+    fresh.write_text("".join(f"98888888{n:06d}\n" for n in range(args.fresh)))
+    return url, sample, imeis, fresh
+
+
+def main() -> None:
+    args = parse_arguments(__doc__)
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as name:
         folder = Path(name)
-        url, keys = build_registry(folder, args.rows)
-        rng = random.Random(5)
-        sample = rng.sample(keys, min(args.sample, len(keys)))
-        sample += [f"99999999{n:06d}" for n in range(len(sample) // 100)]  # 1% unknown to the registry
-        rng.shuffle(sample)
-        imeis = folder / "load-imeis.txt"
-        imeis.write_text("\n".join(sample) + "\n")
-        seed_observations(folder, url, sample)
-        fresh = folder / "fresh-imeis.txt"
-        fresh.write_text("".join(f"98888888{n:06d}\n" for n in range(args.fresh)))
+        url, sample, imeis, fresh = prepare(folder, args)
 
         agent = AgentProcess(folder, url)
         try:

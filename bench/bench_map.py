@@ -12,32 +12,15 @@ adds the vendor variant's IMSI, which reaches the decision as in S13.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import random
 import subprocess
 import tempfile
-import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_agent import PREFIX, build_registry, line, load, rss_mib, seed_observations
+from bench_agent import PREFIX, line, load, parse_arguments, prepare, rss_mib, seed_observations
 
-from simulator.agent_process import EIR, AgentProcess, run_eir
-
-
-def seed_without_imsi(folder: Path, url: str, sample: list[str]) -> None:
-    """Each IMEI seen before without a SIM, as MAP v3 asks: 10 days ago and today."""
-    now = datetime.now(UTC)
-    first, last = (now - timedelta(days=10)).date().isoformat(), now.replace(microsecond=0, tzinfo=None)
-    path = folder / "observations-no-imsi.csv"
-    path.write_text("date,imei,imsi,msisdn\n" + "".join(f"{first},{key},,\n{last.isoformat()},{key},,\n"
-                                                         for key in sample))
-    began = time.perf_counter()
-    run_eir(url, "registry", "import", "observations", str(path))
-    print(f"imported {len(sample):>9,} observations without IMSI in {time.perf_counter() - began:5.1f} s")
+from simulator.agent_process import EIR, AgentProcess
 
 
 def load_map(port: int, imeis: Path, duration: float, inflight: int, version: int, vendor_imsi: bool) -> dict[str, Any]:
@@ -50,29 +33,11 @@ def load_map(port: int, imeis: Path, duration: float, inflight: int, version: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--inflight", type=int, default=64)
-    parser.add_argument("--sample", type=int, default=100_000, help="distinct IMEIs the load asks for")
-    parser.add_argument("--warmup", type=float, default=8.0, help="seconds of warm-up (about one pass over the IMEIs)")
-    parser.add_argument("--fresh", type=int, default=100_000, help="IMEIs never seen, for the first-sight run")
-    parser.add_argument("--fresh-duration", type=float, default=4.0, help="seconds of the first-sight run")
-    args = parser.parse_args()
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
+    args = parse_arguments(__doc__)
     with tempfile.TemporaryDirectory(prefix="eir-bench-map-") as name:
         folder = Path(name)
-        url, keys = build_registry(folder, args.rows)
-        rng = random.Random(5)
-        sample = rng.sample(keys, min(args.sample, len(keys)))
-        sample += [f"99999999{n:06d}" for n in range(len(sample) // 100)]  # 1% unknown to the registry
-        rng.shuffle(sample)
-        imeis = folder / "load-imeis.txt"
-        imeis.write_text("\n".join(sample) + "\n")
-        seed_observations(folder, url, sample)
-        seed_without_imsi(folder, url, sample)
-        fresh = folder / "fresh-imeis.txt"
-        fresh.write_text("".join(f"98888888{n:06d}\n" for n in range(args.fresh)))
+        url, sample, imeis, fresh = prepare(folder, args)
+        seed_observations(folder, url, sample, with_sim=False)
 
         agent = AgentProcess(folder, url, m3ua=True)
         try:
