@@ -128,17 +128,38 @@ def _list_export(kind: str, operator: str | None, profile: str | None,
     return lambda store: partial(write_notification, store, rules, prefix, when)
 
 
-@registry.command("show", short_help="Print an IMEI's entry and its history.")
+@registry.command("show", short_help="Print an IMEI's entry, history, sightings and the decision it gets now.")
 @click.argument("imei")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, metavar="NAME|PATH",
+              help="Country profile of the decision: tj, kg, or a YAML file.")
+@click.option("--at", "at", metavar="DATE", help="Decide as if asked at DATE (YYYY-MM-DD: noon UTC, or an ISO "
+              "time; default now).")
 @click.pass_context
-def show_command(ctx: click.Context, imei: str) -> None:
-    """Print an IMEI's entry (14, 15 or 16 digits) and its history, oldest first.
-    Exit status 0: found; 1: not in the registry; 2: not a valid IMEI, or a registry error."""
+def show_command(ctx: click.Context, imei: str, profile: str, at: str | None) -> None:
+    """Print an IMEI's entry (14, 15 or 16 digits), its history (oldest first), its
+    sightings (each IMSI it was seen with: first and last sight, MSISDN when known,
+    interface) and the decision it would get now (or at --at) under --profile, asked with
+    the IMSI it was last seen with (none if never seen): the rule and its reason, as
+    ``eir check`` prints them. Records nothing.
+    Exit status 0: found; 1: not in the registry; 2: not a valid IMEI, a bad profile, or a
+    registry error."""
+    from agent.service import EquipmentCheck, Interface, Query
+    from registry.observations import parse_stamp
+    from registry.profile import ProfileError, load_profile
+
     parsed = _parse_imei(imei)
+    try:
+        rules = load_profile(profile)
+    except ProfileError as error:
+        _fail(str(error))
+    when = parse_at(at)
     with _registry(ctx) as store:
         entry = store.entry(parsed.key)
         history = store.history(parsed.key)
         tac = store.tac(parsed.tac)
+        sightings = _sightings(store, parsed.key)
+        asked = _last_imsi(sightings, when)
+        decision = EquipmentCheck(store, rules).check(Query(imei, Interface.CLI, when, imsi=asked))
     click.echo(f"IMEI {parsed.key} (15 digits: {parsed.imei15})")
     if tac is not None:
         click.echo(f"  TAC {parsed.tac}: {' '.join(part for part in tac[:2] if part) or '-'}"
@@ -158,7 +179,57 @@ def show_command(ctx: click.Context, imei: str) -> None:
     for item in history:
         click.echo(f"  {_when(item.at)}  {item.field.value}: {item.old or '(none)'} -> {item.new or '(none)'}"
                    f"{_why(item.reason)}  [{item.source}]")
+    click.echo("sightings (first seen first):" if sightings else "sightings: none")
+    for seen in sightings:
+        click.echo(f"  IMSI {seen.imsi or '(none)':<15}  first {_when(seen.first_seen)}  last {_when(seen.last_seen)}"
+                   f"  MSISDN {seen.msisdn or '-'}  via {seen.interface or '-'}")
+    deadline = f"; deadline {decision.deadline.isoformat(timespec='seconds')}" if decision.deadline else ""
+    click.echo(f"decision {'now' if at is None else 'at ' + _when(parse_stamp(when))} (profile {rules.name}): "
+               f"{decision.status.value.upper()} ({decision.rule}): {decision.reason}{deadline}"
+               f"; {_asked(asked, sightings)}")
     sys.exit(0 if entry is not None else 1)
+
+
+class _Seen:
+    """One row of the ``sighting`` table, times as aware UTC; ``imsi`` is "" when the
+    network did not say which."""
+
+    __slots__ = ("first_seen", "imsi", "interface", "last_seen", "msisdn")
+
+    def __init__(self, imsi: str, msisdn: str | None, first_seen: datetime, last_seen: datetime,
+                 interface: str | None) -> None:
+        self.imsi, self.msisdn, self.interface = imsi, msisdn, interface
+        self.first_seen, self.last_seen = first_seen, last_seen
+
+
+def _sightings(store: Registry, key: str) -> list[_Seen]:
+    """The key's sightings, first seen first (SQLAlchemy Core on the ``sighting`` table)."""
+    from sqlalchemy import select
+
+    from registry.observations import parse_stamp
+    from registry.sightings import SIGHTING
+
+    s = SIGHTING.c
+    query = (select(s.imsi, s.msisdn, s.first_seen, s.last_seen, s.interface)
+             .where(s.imei == key).order_by(s.first_seen, s.imsi))
+    with store.engine.connect() as conn:
+        return [_Seen(imsi, msisdn, parse_stamp(first), parse_stamp(last), interface)
+                for imsi, msisdn, first, last, interface in conn.execute(query)]
+
+
+def _asked(imsi: str | None, sightings: list[_Seen]) -> str:
+    if imsi:
+        return f"asked with IMSI {imsi} (the last seen)"
+    return "asked without an IMSI (" + ("last seen without one)" if sightings else "never seen)")
+
+
+def _last_imsi(sightings: list[_Seen], when: datetime) -> str | None:
+    """The IMSI of the sighting last seen among those first seen by ``when`` (None: none, or
+    the network did not say which IMSI)."""
+    seen = [item for item in sightings if item.first_seen <= when]
+    if not seen:
+        return None
+    return max(seen, key=lambda item: (item.last_seen, item.first_seen)).imsi or None
 
 
 @registry.command("block", short_help="Block an IMEI: report it stolen (black everywhere).")
