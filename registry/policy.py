@@ -14,7 +14,8 @@ roamer              an inbound roamer's SIM, within the profile's exemption     
 paired-match        paired white, used with a bound IMSI or MSISDN               white
 paired-mismatch     paired white, used with any other                            black
 white-list          on the white list                                            white
-grey-list           on the grey list                                             grey
+grey-list           on the grey list, inside the window from the first local sight  grey
+grey-list-expired   on the grey list, the window is over                         black
 grandfathered       first seen with a local SIM before the profile's cutoff      white
 auto-entered        a device type the profile enters automatically (TAC)         white
 unknown-tac         a TAC the catalogue lacks, when the profile answers it       profile
@@ -24,15 +25,22 @@ no-grace            the profile gave no window on the day of the first sight    
 not-registered      never seen with a local SIM, roamer exemption over           black
 ==================  ===========================================================  ======
 
-The grace clock belongs to the IMEI: it starts at its first sight with any local SIM
-(an unknown IMSI counts as local), so a new SIM never restarts it. The query itself is
-a sighting: an IMEI the observations have not seen yet is first seen now.
+The grace clock belongs to the IMEI: it starts at its first sight with any local SIM,
+so a new SIM never restarts it. The query itself is a sighting: an IMEI the observations
+have not seen yet is first seen now. A grey-list entry gets the same window from the same
+first sight (with the same notices), and is black after it.
+
+A query without an IMSI (MAP CheckIMEI v3) is decided with the IMSI last seen with the
+IMEI on any interface within the profile's ``without_imsi.last_seen_days``; only when none
+is known does the profile's ``without_imsi.otherwise`` (local, or roamer) apply. A paired
+IMEI bound to an MSISDN matches through the MSISDN the operator's subscriber data give the
+IMSI (``msisdns``, gathered by the caller).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -84,6 +92,7 @@ class Decision(NamedTuple):
     imei: str | None = None  # the registry key (TAC+SNR) when the IMEI parsed
     deadline: datetime | None = None  # the end of a grey IMEI's window
     notices: tuple[Notice, ...] = ()
+    imsi: str | None = None  # the IMSI decided with when the query carried none (last seen with the IMEI)
 
 
 class Query(NamedTuple):
@@ -101,8 +110,8 @@ class Query(NamedTuple):
 # The rules whose answer rests on the IMEI's sightings (a grace clock, a roamer's or a
 # grandfather's first sight): a first sight that leads to one must be durable before the
 # answer leaves. Other answers do not depend on it, and may record it a moment later.
-OBSERVED_RULES = frozenset({"grey-list", "roamer", "grandfathered", "grace", "grace-expired", "no-grace",
-                            "not-registered"})
+OBSERVED_RULES = frozenset({"grey-list", "grey-list-expired", "roamer", "grandfathered", "grace", "grace-expired",
+                            "no-grace", "not-registered"})
 _UNKNOWN_TAC = {UnknownTac.WHITE: Status.WHITE, UnknownTac.BLACK: Status.BLACK, UnknownTac.UNKNOWN: Status.UNKNOWN}
 
 
@@ -121,28 +130,64 @@ def needs_device_type(equipment: EquipmentFacts | None) -> bool:
 
 
 def needs_sightings(equipment: EquipmentFacts | None, imsi: str | None, profile: Profile) -> bool:
-    """Whether the decision reads the IMEI's sightings: a roamer's limited exemption, an
-    IMEI in no list (grace, grandfathering), the grey list's deadline. Stolen, black,
-    white and paired answers, and unlimited roamers, never look."""
+    """Whether the decision reads the IMEI's sightings: the IMSI last seen when the query
+    carries none, a roamer's limited exemption, an IMEI in no list (grace, grandfathering),
+    the grey list's deadline. Stolen, black, white and paired answers to a query with an
+    IMSI, and unlimited roamers, never look."""
     if equipment is not None and (equipment.stolen or equipment.list is ListName.BLACK):
         return False
+    if not imsi:
+        return equipment is None or equipment.list is not ListName.WHITE
     if not profile.is_local(imsi):
         return profile.roamer_days is not None
     return needs_device_type(equipment) or (equipment is not None and equipment.list is ListName.GREY)
 
 
 def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[Sighting],
-           device_type: str | None, profile: Profile, key: str | None = None) -> Decision:
+           device_type: str | None, profile: Profile, key: str | None = None,
+           msisdns: Mapping[str, str] | None = None) -> Decision:
     """The decision for ``query`` at ``query.at``. ``sightings``: the IMEI's observations
     (those after query.at are ignored); ``device_type``: from the TAC catalogue, None
     when it lacks the TAC (only read when ``needs_device_type``); ``key``: the registry
-    key of query.imei when the caller has it already."""
+    key of query.imei when the caller has it already; ``msisdns``: the MSISDN each IMSI
+    held at query.at by the subscriber data (read for paired IMEIs only)."""
     if key is None:
         try:
             key = registry_key(query.imei)
         except ImeiError as error:
             status = Status.BLACK if profile.invalid_imei is InvalidImei.BLACK else Status.INVALID
             return Decision(status, "invalid-imei", f"not an IMEI: {error}")
+    looks = needs_sightings(equipment, query.imsi, profile)
+    known = _known_until(sightings, query.at) if looks else []  # read once: ``sightings`` may be an iterator
+    if query.imsi:
+        return _decide(key, query, equipment, known, device_type, profile, msisdns or {})
+    last = last_imsi(known, query.at, profile)
+    if last is None:
+        return _decide(key, query, equipment, known, device_type, profile, msisdns or {})
+    imsi, seen_at = last
+    decision = _decide(key, query._replace(imsi=imsi), equipment, known, device_type, profile, msisdns or {})
+    return decision._replace(imsi=imsi, reason=f"{decision.reason} [the query carried no IMSI; {imsi} was last "
+                             f"seen with this IMEI on {profile.local_date(seen_at)}]")
+
+
+def last_imsi(known: list[Sighting], at: datetime, profile: Profile) -> tuple[str, datetime] | None:
+    """The IMSI last seen with the IMEI by ``at`` and when, if at most the profile's
+    ``without_imsi.last_seen_days`` before ``at`` (0: never); None otherwise."""
+    best: tuple[str, datetime] | None = None
+    if not profile.last_imsi_days:  # 0: never decide with another query's IMSI
+        return None
+    for sighting in known:
+        if sighting.imsi:
+            seen = min(sighting.last_seen or sighting.first_seen, at)
+            if best is None or seen > best[1]:
+                best = (sighting.imsi, seen)
+    if best is None or at - best[1] > profile.last_imsi_days * DAY:
+        return None
+    return best
+
+
+def _decide(key: str, query: Query, equipment: EquipmentFacts | None, known: list[Sighting],
+            device_type: str | None, profile: Profile, msisdns: Mapping[str, str]) -> Decision:
     roaming = not profile.is_local(query.imsi)
     if equipment is not None:
         if equipment.list is ListName.WHITE and not (roaming or equipment.stolen):  # the commonest answer
@@ -153,15 +198,15 @@ def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[S
         if listed is not None:
             return listed
     if roaming and profile.roamer_days is None:
-        return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {query.imsi}): exempt from registration", key)
-    looks = needs_sightings(equipment, query.imsi, profile)
-    seen = _sightings_until(sightings, query) if looks else []  # read once: ``sightings`` may be an iterator
+        imsi = query.imsi or "none known"
+        return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {imsi}): exempt from registration", key)
+    seen = _with_query(known, query)
     if roaming:
         exempt = _roamer(key, seen, query, profile)
         if exempt is not None:
             return exempt
     if equipment is not None and equipment.list is not None:
-        return _listed(key, equipment, query, seen, profile)
+        return _listed(key, equipment, query, seen, profile, msisdns)
     return _unregistered(key, seen, device_type, query, profile, roaming)
 
 
@@ -173,15 +218,40 @@ def _listed_before_roaming(key: str, equipment: EquipmentFacts) -> Decision | No
     return None
 
 
-def _listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[Sighting], profile: Profile) -> Decision:
+def _listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[Sighting], profile: Profile,
+            msisdns: Mapping[str, str]) -> Decision:
     name = equipment.list
     if name is ListName.PAIRED:
-        return _paired(key, equipment, query)
+        return _paired(key, equipment, query, msisdns)
     if name is ListName.WHITE:
         return Decision(Status.WHITE, "white-list", _with("on the white list", equipment.reason), key)
+    return _grey_listed(key, equipment, query, seen, profile)
+
+
+def _grey_listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[Sighting],
+                 profile: Profile) -> Decision:
+    """On the grey list: grey inside the window from the first sight with a local SIM (the
+    grace rules' window), with the grey notice and the reminders; black after it."""
     first_local = _first(seen, profile, local=True)
-    deadline = first_local + profile.grace_days(first_local) * DAY if first_local else None
-    return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason), key, deadline)
+    if first_local is None:  # seen only with roaming SIMs: no window has started
+        return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason), key)
+    days = profile.grace_days(first_local)
+    deadline = first_local + days * DAY
+    ends = f"the {days}-day window from {profile.local_date(first_local)}"
+    if query.at >= deadline:
+        return Decision(Status.BLACK, "grey-list-expired", _with("on the grey list", equipment.reason) +
+                        f"; {ends} ended {profile.local_date(deadline)}", key, deadline,
+                        (Notice(Event.BLACK, deadline),))
+    return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason) +
+                    f"; {ends} ends {profile.local_date(deadline)}", key, deadline,
+                    _grey_notices(deadline, query, profile))
+
+
+def _grey_notices(deadline: datetime, query: Query, profile: Profile) -> tuple[Notice, ...]:
+    """The grey notice with its deadline and the reminders due by query.at."""
+    reminders = tuple(Notice(f"{Event.REMINDER}-{before}d", deadline) for before in profile.reminder_days
+                      if query.at >= deadline - before * DAY)
+    return (Notice(Event.GREY, deadline), *reminders)
 
 
 def _roamer(key: str, seen: list[Sighting], query: Query, profile: Profile) -> Decision | None:
@@ -194,15 +264,21 @@ def _roamer(key: str, seen: list[Sighting], query: Query, profile: Profile) -> D
     return None
 
 
-def _paired(key: str, equipment: EquipmentFacts, query: Query) -> Decision:
-    """Paired white: allowed with a bound IMSI or MSISDN, refused with any other."""
-    used_msisdn = _digits(query.msisdn)
+def _paired(key: str, equipment: EquipmentFacts, query: Query, msisdns: Mapping[str, str]) -> Decision:
+    """Paired white: allowed with a bound IMSI or MSISDN, refused with any other. The
+    MSISDN is the query's, or the one the subscriber data give its IMSI."""
+    given = _digits(query.msisdn)
+    used_msisdn = given or (msisdns.get(query.imsi) if query.imsi else None)
     for imsi, msisdn in equipment.pairings:
         if imsi is not None and imsi == query.imsi:
             return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound IMSI {imsi}", key)
         if msisdn is not None and msisdn == used_msisdn:
-            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound MSISDN {msisdn}", key)
+            via = "" if given else f" (the MSISDN of IMSI {query.imsi} in the subscriber data)"
+            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound MSISDN {msisdn}{via}",
+                            key)
     used = query.imsi or query.msisdn or "no subscriber identity"
+    if query.imsi and used_msisdn and not given:
+        used = f"{query.imsi} (MSISDN {used_msisdn})"
     return Decision(Status.BLACK, "paired-mismatch", f"paired white, but used with {used}, which is not bound to it",
                     key)
 
@@ -237,11 +313,9 @@ def _grace(key: str, first_local: datetime, query: Query, profile: Profile, roam
         return _noticed(Decision(Status.BLACK, "grace-expired",
                                  f"not registered; the {days}-day window from {first_day} ended "
                                  f"{profile.local_date(deadline)}", key, deadline))
-    reminders = tuple(Notice(f"{Event.REMINDER}-{before}d", deadline) for before in profile.reminder_days
-                      if query.at >= deadline - before * DAY)
     via = " (now roaming)" if roaming else ""
     return Decision(Status.GREY, "grace", f"not registered; {days}-day window from {first_day} ends "
-                    f"{profile.local_date(deadline)}{via}", key, deadline, (Notice(Event.GREY, deadline), *reminders))
+                    f"{profile.local_date(deadline)}{via}", key, deadline, _grey_notices(deadline, query, profile))
 
 
 def _noticed(decision: Decision) -> Decision:
@@ -251,13 +325,17 @@ def _noticed(decision: Decision) -> Decision:
     return decision
 
 
-def _sightings_until(sightings: Iterable[Sighting], query: Query) -> list[Sighting]:
-    """The observations as of query.at, with the query itself when its SIM is new to the IMEI."""
+def _known_until(sightings: Iterable[Sighting], at: datetime) -> list[Sighting]:
+    """The observations as of ``at``: those first seen later are not known yet."""
+    return [s for s in sightings if s.first_seen <= at]
+
+
+def _with_query(known: list[Sighting], query: Query) -> list[Sighting]:
+    """The observations with the query itself when its SIM is new to the IMEI."""
     imsi = query.imsi or ""
-    seen = [s for s in sightings if s.first_seen <= query.at]
-    if not any(s.imsi == imsi for s in seen):
-        seen.append(Sighting(imsi, query.at))
-    return seen
+    if any(s.imsi == imsi for s in known):
+        return known
+    return [*known, Sighting(imsi, query.at)]
 
 
 def _first(seen: list[Sighting], profile: Profile, local: bool) -> datetime | None:

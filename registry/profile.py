@@ -13,9 +13,16 @@ A profile holds:
 - ``roamers``: ``unlimited``, or ``{days: N}`` counted from the IMEI's first sight with a
   roaming SIM.
 - ``grandfather_before``: an IMEI seen with a local SIM before this local date is white.
-- ``auto_enter``: ``{except_device_types: [...]}``: every device type of the TAC
-  catalogue but these (compared without regard to case) is entered automatically (white);
+- ``auto_enter``: ``{device_types: [...]}``: the device types of the TAC catalogue (the
+  GSMA TAC database's names, compared without regard to case or surrounding space) that
+  are entered automatically (white, written to the registry with source ``auto-entry``) on
+  their first attach; any other type, "Unknown" and a TAC the catalogue lacks never are.
   ``none`` turns automatic entry off.
+- ``without_imsi``: ``{last_seen_days: N, otherwise: local|roamer}``: a query that carries
+  no IMSI (MAP CheckIMEI v3, v1/v2 without the vendor IMSI) is decided with the IMSI last
+  seen with the IMEI on any interface, if that was at most N days before (default: the
+  longest grace window; 0: never); when none is known, as a local SIM or as a roamer's
+  (default local).
 - ``unknown_tac``: ``grace`` (the device is treated as a phone), ``white``, ``black``, or
   ``unknown`` (S13 answers Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN).
 - ``invalid_imei``: ``black``, or ``reject`` (a protocol error on the wire).
@@ -42,7 +49,11 @@ PROFILES = Path(__file__).with_name("profiles")
 _OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 _PLMN = re.compile(r"^(\d{3})-(\d{2,3})$")
 _KEYS = {"name", "country", "utc_offset", "home_plmns", "grace", "roamers", "grandfather_before", "auto_enter",
-         "unknown_tac", "invalid_imei", "notices"}
+         "without_imsi", "unknown_tac", "invalid_imei", "notices"}
+# Device types the GSMA TAC database gives that are never entered automatically, whatever a
+# profile lists: a profile that names one is refused (phones need a customs declaration).
+NEVER_AUTO_ENTERED = frozenset({"smartphone", "mobile phone/feature phone", "feature phone", "mobile phone",
+                                "tablet", "handheld", "portable(include pda)", "pda", "unknown"})
 
 
 class ProfileError(ValueError):
@@ -82,15 +93,19 @@ class Profile:
     grace: tuple[GraceRule, ...]
     roamer_days: int | None  # None: roamers are exempt without limit
     grandfather_before: date | None
-    auto_enter_except: frozenset[str] | None  # lower-case device types; None: no automatic entry
+    auto_enter: frozenset[str]  # lower-case device types entered automatically; empty: none
     unknown_tac: UnknownTac
     invalid_imei: InvalidImei
     reminder_days: tuple[int, ...]  # before the deadline, largest first
+    last_imsi_days: int = 30  # a query without IMSI is decided with the IMSI last seen this recently
+    no_imsi_local: bool = True  # and with none known: as a local SIM (False: as a roamer's)
 
     def is_local(self, imsi: str | None) -> bool:
         """A SIM of one of the country's operators. An unknown IMSI (the network did not
-        say) counts as local: only an IMSI shows a roamer."""
-        return imsi is None or imsi == "" or imsi.startswith(self.home_plmns)
+        say, and none was seen recently) is local or roaming as ``without_imsi`` says."""
+        if not imsi:
+            return self.no_imsi_local
+        return imsi.startswith(self.home_plmns)
 
     def local_date(self, at: datetime) -> date:
         return (at.astimezone(UTC) + self.utc_offset).date()
@@ -108,11 +123,16 @@ class Profile:
         return 0
 
     def auto_entered(self, device_type: str) -> bool:
-        return self.auto_enter_except is not None and device_type.strip().lower() not in self.auto_enter_except
+        """Whether the TAC catalogue's device type is one the profile enters automatically."""
+        return device_type.strip().lower() in self.auto_enter
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name (tj, kg) or a YAML file by path."""
+    """A shipped profile by name (tj, kg) or a YAML file by path. A file that cannot be read
+    or parsed is a ProfileError in one line naming the file (and the line and column of a
+    YAML error)."""
+    from registry.yamlfile import YamlFileError, read_yaml
+
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml") and not path.exists():
         shipped = PROFILES / f"{name_or_path}.yaml"
@@ -121,8 +141,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ProfileError(f"no profile {name_or_path!r}: shipped profiles are {names}, or give a YAML file path")
         path = shipped
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeError, yaml.YAMLError) as exc:
+        data = read_yaml(path)
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    except (UnicodeError, YamlFileError, yaml.YAMLError) as exc:
         raise ProfileError(f"cannot read profile {path}: {exc}") from None
     return parse_profile(data, str(path))
 
@@ -136,18 +158,22 @@ def parse_profile(data: Any, where: str = "profile") -> Profile:
     missing = sorted({"name", "home_plmns", "grace"} - set(data))
     if missing:
         raise ProfileError(f"{where}: missing key(s) {', '.join(missing)}")
+    grace = _grace(data["grace"], where)
+    last_days, no_imsi_local = _without_imsi(data.get("without_imsi"), grace, where)
     return Profile(
         name=_text(data, "name", where),
         country=str(data.get("country", data["name"])),
         utc_offset=_offset(data.get("utc_offset", "+00:00"), where),
         home_plmns=_plmns(data["home_plmns"], where),
-        grace=_grace(data["grace"], where),
+        grace=grace,
         roamer_days=_roamers(data.get("roamers", "unlimited"), where),
         grandfather_before=_date(data.get("grandfather_before"), f"{where}: grandfather_before"),
-        auto_enter_except=_auto_enter(data.get("auto_enter", "none"), where),
+        auto_enter=_auto_enter(data.get("auto_enter", "none"), where),
         unknown_tac=_choice(UnknownTac, data.get("unknown_tac", "grace"), f"{where}: unknown_tac"),
         invalid_imei=_choice(InvalidImei, data.get("invalid_imei", "black"), f"{where}: invalid_imei"),
         reminder_days=_reminders(data.get("notices") or {}, where),
+        last_imsi_days=last_days,
+        no_imsi_local=no_imsi_local,
     )
 
 
@@ -218,13 +244,37 @@ def _roamers(value: Any, where: str) -> int | None:
     raise ProfileError(f"{where}: roamers must be 'unlimited' or {{days: N}}, not {value!r}")
 
 
-def _auto_enter(value: Any, where: str) -> frozenset[str] | None:
+def _auto_enter(value: Any, where: str) -> frozenset[str]:
     if value == "none":
-        return None
-    if isinstance(value, dict) and set(value) == {"except_device_types"} and isinstance(
-            value["except_device_types"], list):
-        return frozenset(str(item).strip().lower() for item in value["except_device_types"])
-    raise ProfileError(f"{where}: auto_enter must be 'none' or {{except_device_types: [TYPE, ...]}}")
+        return frozenset()
+    if isinstance(value, dict) and "except_device_types" in value:
+        raise ProfileError(f"{where}: auto_enter.except_device_types is gone: automatic entry is an allow-list; "
+                           "name the device types entered automatically in auto_enter.device_types")
+    if not (isinstance(value, dict) and set(value) == {"device_types"} and isinstance(value["device_types"], list)
+            and all(isinstance(item, str) and item.strip() for item in value["device_types"])):
+        raise ProfileError(f"{where}: auto_enter must be 'none' or {{device_types: [TYPE, ...]}} (TAC catalogue "
+                           "device types, e.g. Modem, WLAN Router, IoT Device)")
+    types = frozenset(item.strip().lower() for item in value["device_types"])
+    refused = sorted(types & NEVER_AUTO_ENTERED)
+    if refused:
+        raise ProfileError(f"{where}: auto_enter.device_types lists {', '.join(refused)}: phones, tablets, "
+                           "handhelds and unknown devices are never entered automatically")
+    return types
+
+
+def _without_imsi(value: Any, grace: tuple[GraceRule, ...], where: str) -> tuple[int, bool]:
+    """(last_seen_days, otherwise is local) of ``without_imsi``; by default the longest grace window, local."""
+    longest = max((rule.days for rule in grace), default=0)
+    if value is None:
+        return longest, True
+    if not isinstance(value, dict) or set(value) - {"last_seen_days", "otherwise"}:
+        raise ProfileError(f"{where}: without_imsi must be a mapping {{last_seen_days: N, otherwise: local|roamer}}")
+    days = _days(value["last_seen_days"], f"{where}: without_imsi.last_seen_days") if "last_seen_days" in value \
+        else longest
+    otherwise = value.get("otherwise", "local")
+    if otherwise not in ("local", "roamer"):
+        raise ProfileError(f"{where}: without_imsi.otherwise must be local or roamer, not {otherwise!r}")
+    return days, otherwise == "local"
 
 
 def _reminders(value: Any, where: str) -> tuple[int, ...]:

@@ -388,7 +388,7 @@ def test_device_types(name: str, device_type: str | None, status: Status, rule: 
 
 
 def test_auto_entry_turned_off() -> None:
-    profile = replace(TJ, auto_enter_except=None)
+    profile = replace(TJ, auto_enter=frozenset())
     check(ask(profile, day(5), LOCAL["tj"], sightings=[(LOCAL["tj"], DAY0)], device_type="WLAN Router"),
           Status.GREY, "grace", DEADLINE, grey(DEADLINE))
 
@@ -455,14 +455,43 @@ def test_reasons_carry_the_registry_reason() -> None:
 
 
 @BOTH
-def test_grey_list(name: str) -> None:
+@pytest.mark.parametrize("at, status, rule, notices", [
+    (DAY0, Status.GREY, "grey-list", grey(DEADLINE)),
+    (day(22), Status.GREY, "grey-list", grey(DEADLINE)),
+    (day(23), Status.GREY, "grey-list", grey(DEADLINE, 7)),
+    (DEADLINE - SECOND, Status.GREY, "grey-list", grey(DEADLINE, 7, 1)),
+    (DEADLINE, Status.BLACK, "grey-list-expired", black(DEADLINE)),
+    (day(40), Status.BLACK, "grey-list-expired", black(DEADLINE)),
+    (day(400), Status.BLACK, "grey-list-expired", black(DEADLINE)),
+])
+def test_grey_list_turns_black_after_its_deadline(name: str, at: datetime, status: Status, rule: str,
+                                                  notices: list[tuple[str, datetime | None]]) -> None:
+    """A grey-list entry has the grace window from its first sight with a local SIM (any
+    local SIM: a swap does not restart it), the same notices, and is black after it."""
     profile = PROFILES[name]
     equipment = facts(ListName.GREY)
-    for at in (DAY0, day(29), day(40), day(400)):
-        decision = ask(profile, at, LOCAL[name], equipment=equipment, sightings=[(LOCAL[name], DAY0)])
-        check(decision, Status.GREY, "grey-list", DEADLINE)
+    for imsi in (LOCAL[name], LOCAL2[name], None):
+        decision = ask(profile, at, imsi, equipment=equipment, sightings=[(LOCAL[name], DAY0)])
+        check(decision, status, rule, DEADLINE, notices)
+        assert f"ends {profile.local_date(DEADLINE)}" in decision.reason or "ended" in decision.reason
     # an inbound roamer is exempt before any list but stolen and black
     check(ask(profile, day(40), ROAMING, equipment=equipment, sightings=[(LOCAL[name], DAY0)]), Status.WHITE, "roamer")
+    # a registration before the deadline wins (the white list), after it too
+    check(ask(profile, day(40), LOCAL[name], equipment=facts(ListName.WHITE), sightings=[(LOCAL[name], DAY0)]),
+          Status.WHITE, "white-list")
+
+
+@BOTH
+def test_grey_list_first_query_starts_its_window(name: str) -> None:
+    profile = PROFILES[name]
+    check(ask(profile, DAY0, LOCAL[name], equipment=facts(ListName.GREY)), Status.GREY, "grey-list", DEADLINE,
+          grey(DEADLINE))
+
+
+def test_grey_list_in_kyrgyzstan_after_28_august_2024_has_no_window() -> None:
+    first = datetime(2024, 9, 2, 10, 0, tzinfo=UTC)
+    check(ask(KG, first, LOCAL["kg"], equipment=facts(ListName.GREY)), Status.BLACK, "grey-list-expired", first,
+          black(first))
 
 
 def test_grey_list_deadline_with_sightings_given_once() -> None:
@@ -472,8 +501,110 @@ def test_grey_list_deadline_with_sightings_given_once() -> None:
     seen = [Sighting(LOCAL["tj"], DAY0), Sighting(ROAMING, DAY0)]
     query = Query(IMEI, "s13", day(20), None, ROAMING)
     as_list = decide(query, facts(ListName.GREY), seen, None, profile)
-    check(as_list, Status.GREY, "grey-list", DEADLINE)
+    check(as_list, Status.GREY, "grey-list", DEADLINE, grey(DEADLINE))
     assert decide(query, facts(ListName.GREY), iter(seen), None, profile) == as_list
+
+
+# -- a query without IMSI (MAP CheckIMEI v3): the IMSI last seen with the IMEI ---------
+
+@BOTH
+@pytest.mark.parametrize("recorded, at, status, rule, inferred", [
+    # an inbound roamer seen over S13, asked over MAP v3 within 30 days: a roamer, for ever
+    ([("roaming", 0, 0)], day(1), Status.WHITE, "roamer", "roaming"),
+    ([("roaming", 0, 25)], day(50), Status.WHITE, "roamer", "roaming"),
+    ([("roaming", 0, 60)], day(61), Status.WHITE, "roamer", "roaming"),
+    # a local SIM last seen: its grace clock
+    ([("local", 0, 0)], day(5), Status.GREY, "grace", "local"),
+    ([("local", 0, 29)], day(31), Status.BLACK, "grace-expired", "local"),
+    # the latest of several wins
+    ([("local", 0, 3), ("roaming", 2, 4)], day(5), Status.WHITE, "roamer", "roaming"),
+    ([("roaming", 0, 3), ("local", 2, 4)], day(5), Status.GREY, "grace", "local"),
+    # last seen more than 30 days ago: the profile's default (local) applies
+    ([("roaming", 0, 0)], day(31), Status.GREY, "grace", None),
+    ([("roaming", 0, 0)], day(30), Status.WHITE, "roamer", "roaming"),
+    # a sight after the query is not known yet
+    ([("roaming", 10, 10)], day(5), Status.GREY, "grace", None),
+    # sights without IMSI tell nothing
+    ([("none", 0, 4)], day(5), Status.GREY, "grace", None),
+])
+def test_without_imsi_decides_with_the_last_imsi(name: str, recorded: list[tuple[str, float, float]],
+                                                 at: datetime, status: Status, rule: str,
+                                                 inferred: str | None) -> None:
+    sims = {"roaming": ROAMING, "local": LOCAL[name], "none": ""}
+    seen = [Sighting(sims[s], day(first), day(last)) for s, first, last in recorded]
+    decision = decide(Query(IMEI, "map", at, None, None), None, seen, "Smartphone", PROFILES[name])
+    assert (decision.status, decision.rule) == (status, rule), decision
+    assert decision.imsi == (sims[inferred] if inferred else None)
+    if inferred:
+        assert f"the query carried no IMSI; {sims[inferred]} was last seen" in decision.reason
+
+
+@BOTH
+def test_without_imsi_the_profile_says_how_recent_and_what_otherwise(name: str) -> None:
+    seen = [Sighting(ROAMING, DAY0, day(1))]
+    short = replace(PROFILES[name], last_imsi_days=3)
+    check(ask(short, day(4), None, sightings=[(ROAMING, DAY0)]), Status.GREY, "grace", day(34), grey(day(34)))
+    assert decide(Query(IMEI, "map", day(4), None, None), None, seen, "Smartphone", short).rule == "roamer"
+    assert decide(Query(IMEI, "map", day(5), None, None), None, seen, "Smartphone", short).rule == "grace"
+    never = replace(PROFILES[name], last_imsi_days=0)
+    assert decide(Query(IMEI, "map", day(1), None, None), None, seen, "Smartphone", never).rule == "grace"
+    # none known: a profile that says roamer
+    as_roamer = replace(PROFILES[name], no_imsi_local=False)
+    check(ask(as_roamer, DAY0, None), Status.WHITE, "roamer")
+    limited = replace(as_roamer, roamer_days=10)
+    check(ask(limited, day(11), None, sightings=[("", DAY0)]), Status.BLACK, "not-registered", None, black())
+
+
+@BOTH
+@pytest.mark.parametrize("recorded, status, rule", [
+    ([("bound", 0, 3)], Status.WHITE, "paired-match"),
+    ([("other", 0, 3)], Status.BLACK, "paired-mismatch"),
+    ([("other", 0, 1), ("bound", 0, 3)], Status.WHITE, "paired-match"),
+    ([("bound", 0, 1), ("other", 0, 3)], Status.BLACK, "paired-mismatch"),
+    ([("bound", -60, -40)], Status.BLACK, "paired-mismatch"),  # too long ago
+    ([], Status.BLACK, "paired-mismatch"),
+])
+def test_without_imsi_a_paired_imei_is_judged_by_the_last_imsi(name: str, recorded: list[tuple[str, float, float]],
+                                                              status: Status, rule: str) -> None:
+    sims = {"bound": LOCAL[name], "other": LOCAL2[name]}
+    seen = [Sighting(sims[s], day(first), day(last)) for s, first, last in recorded]
+    equipment = facts(ListName.PAIRED, pairings=((LOCAL[name], None),))
+    decision = decide(Query(IMEI, "map", day(5), None, None), equipment, seen, None, PROFILES[name])
+    assert (decision.status, decision.rule) == (status, rule), decision
+    assert decision.notices == ()
+
+
+# -- a pairing to an MSISDN matches through the subscriber data ------------------------
+
+@BOTH
+@pytest.mark.parametrize("imsi, msisdns, msisdn, status", [
+    ("other", {"other": MSISDN}, None, Status.WHITE),  # the IMSI's number is the bound one
+    ("other", {"other": "992909999999"}, None, Status.BLACK),
+    ("other", {}, None, Status.BLACK),
+    ("other", {"bound": MSISDN}, None, Status.BLACK),  # another IMSI's number says nothing
+    ("other", {"other": "992909999999"}, MSISDN, Status.WHITE),  # a number the query carries wins
+    ("other", {"other": MSISDN}, "992909999999", Status.BLACK),
+])
+def test_paired_to_an_msisdn_through_subscriber_data(name: str, imsi: str, msisdns: dict[str, str],
+                                                      msisdn: str | None, status: Status) -> None:
+    sims = {"bound": LOCAL[name], "other": LOCAL2[name]}
+    equipment = facts(ListName.PAIRED, pairings=((None, MSISDN),))
+    query = Query(IMEI, "s13", day(3), None, sims[imsi], msisdn)
+    decision = decide(query, equipment, [], None, PROFILES[name],
+                      msisdns={sims[sim]: number for sim, number in msisdns.items()})
+    assert decision.status is status, decision
+    assert decision.rule == ("paired-match" if status is Status.WHITE else "paired-mismatch")
+
+
+@BOTH
+def test_paired_to_an_msisdn_asked_without_imsi(name: str) -> None:
+    """MAP v3 carries neither IMSI nor MSISDN: the IMSI last seen, then its number."""
+    equipment = facts(ListName.PAIRED, pairings=((None, MSISDN),))
+    seen = [Sighting(LOCAL2[name], DAY0, day(2))]
+    decision = decide(Query(IMEI, "map", day(3), None, None), equipment, seen, None, PROFILES[name],
+                      msisdns={LOCAL2[name]: MSISDN})
+    check(decision, Status.WHITE, "paired-match")
+    assert decision.imsi == LOCAL2[name] and "subscriber data" in decision.reason
 
 
 # -- invalid IMEIs ---------------------------------------------------------------------
@@ -566,7 +697,9 @@ PAIRINGS: tuple[Pair, ...] = ((IMSI_POOL[0], None), (IMSI_POOL[2], None), (None,
 PROFILE_POOL = [TJ, KG, replace(TJ, roamer_days=10), replace(KG, roamer_days=10), replace(KG, roamer_days=0)]
 
 times = st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC))
-sightings_st = st.lists(st.builds(Sighting, st.sampled_from(IMSI_POOL), times), max_size=3)
+sightings_st = st.lists(st.builds(lambda imsi, first, later: Sighting(imsi, first, first + later),
+                                  st.sampled_from(IMSI_POOL), times,
+                                  st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=90))), max_size=3)
 equipment_st = st.one_of(
     st.none(),
     st.builds(facts, st.sampled_from([None, ListName.WHITE, ListName.GREY, ListName.BLACK, ListName.PAIRED]),
@@ -600,8 +733,16 @@ def test_black_stays_black_as_time_passes(profile: Profile, equipment: Equipment
     later t2, whatever the sightings, including those made between t1 and t2."""
     t1, t2 = sorted((t1, t2))
     first, later = decide_twice(profile, equipment, sightings, device_type, imsi, msisdn, t1, t2)
-    if first.status is Status.BLACK:
+    if first.status is Status.BLACK and not inference_expired(first, later):
         assert later.status not in (Status.GREY, Status.WHITE), (first, later)
+
+
+def inference_expired(first: Decision, later: Decision) -> bool:
+    """A query without IMSI is decided with the IMSI last seen with the IMEI: when that is
+    another at t2 (a SIM seen since, or the last one seen too long ago, when the profile's
+    ``without_imsi.otherwise`` applies), the query is in effect made with another SIM, a
+    new fact (see test_without_imsi_decides_with_the_last_imsi)."""
+    return first.imsi != later.imsi
 
 
 @given(profile=st.sampled_from(PROFILE_POOL), equipment=equipment_st, sightings=sightings_st,
@@ -617,7 +758,7 @@ def test_black_stays_black_until_a_new_local_sim(profile: Profile, equipment: Eq
     t1, t2 = sorted((t1, t2))
     first, later = decide_twice(profile, equipment, sightings, device_type, imsi, msisdn, t1, t2)
     new_local = any(t1 < s.first_seen <= t2 and profile.is_local(s.imsi) for s in sightings)
-    if first.status is Status.BLACK and not new_local:
+    if first.status is Status.BLACK and not new_local and not inference_expired(first, later):
         assert later.status not in (Status.GREY, Status.WHITE), (first, later)
 
 

@@ -21,8 +21,9 @@ from registry.profile import (
     parse_profile,
 )
 
-PHONE_TYPES = frozenset({"smartphone", "mobile phone/feature phone", "feature phone", "mobile phone", "tablet",
-                         "handheld", "portable(include pda)", "pda"})
+# The GSMA TAC database's non-phone device types the shipped profiles enter automatically.
+AUTO_TYPES = frozenset({"modem", "dongle", "wlan router", "router", "module", "iot device", "wearable", "vehicle",
+                        "connected computer", "e-book"})
 
 
 def shipped_yaml(name: str) -> dict[str, Any]:
@@ -41,7 +42,8 @@ def test_tj_holds_what_its_yaml_says() -> None:
     assert tj.grace == (GraceRule(None, None, 30),)
     assert tj.roamer_days is None
     assert tj.grandfather_before == date(2023, 10, 1)
-    assert tj.auto_enter_except == PHONE_TYPES
+    assert tj.auto_enter == AUTO_TYPES
+    assert (tj.last_imsi_days, tj.no_imsi_local) == (30, True)
     assert tj.unknown_tac is UnknownTac.GRACE
     assert tj.invalid_imei is InvalidImei.BLACK
     assert tj.reminder_days == (7, 1)
@@ -55,7 +57,8 @@ def test_kg_holds_what_its_yaml_says() -> None:
     assert kg.grace == (GraceRule(None, date(2024, 8, 27), 30), GraceRule(date(2024, 8, 28), None, 0))
     assert kg.roamer_days is None
     assert kg.grandfather_before == date(2024, 6, 25)
-    assert kg.auto_enter_except == PHONE_TYPES
+    assert kg.auto_enter == AUTO_TYPES
+    assert (kg.last_imsi_days, kg.no_imsi_local) == (30, True)
     assert kg.unknown_tac is UnknownTac.GRACE
     assert kg.invalid_imei is InvalidImei.BLACK
     assert kg.reminder_days == (7, 1)
@@ -70,7 +73,8 @@ def test_shipped_profile_matches_its_file(name: str) -> None:
     assert all(len(plmn) in (5, 6) and plmn.isdigit() for plmn in profile.home_plmns)
     assert profile.grandfather_before == data["grandfather_before"]
     assert profile.reminder_days == tuple(sorted(data["notices"]["reminder_days_before"], reverse=True))
-    assert profile.auto_enter_except == {t.lower() for t in data["auto_enter"]["except_device_types"]}
+    assert profile.auto_enter == {t.lower() for t in data["auto_enter"]["device_types"]}
+    assert profile.last_imsi_days == data["without_imsi"]["last_seen_days"]
     assert data["roamers"] == "unlimited" and profile.roamer_days is None
     assert profile == load_profile(PROFILES / f"{name}.yaml") == load_profile(str(PROFILES / f"{name}.yaml"))
 
@@ -85,8 +89,9 @@ def test_load_a_minimal_custom_file_takes_the_defaults(tmp_path: Path) -> None:
     path.write_text(MINIMAL, encoding="utf-8")
     profile = load_profile(path)
     assert profile == Profile(name="xx", country="xx", utc_offset=timedelta(0), home_plmns=("99901",), grace=(),
-                              roamer_days=None, grandfather_before=None, auto_enter_except=None,
-                              unknown_tac=UnknownTac.GRACE, invalid_imei=InvalidImei.BLACK, reminder_days=())
+                              roamer_days=None, grandfather_before=None, auto_enter=frozenset(),
+                              unknown_tac=UnknownTac.GRACE, invalid_imei=InvalidImei.BLACK, reminder_days=(),
+                              last_imsi_days=0)
     assert load_profile(str(path)) == profile
 
 
@@ -103,7 +108,8 @@ grace:
   - {from: "2024-01-01", until: 2024-12-31, days: 20}
 roamers: {days: 14}
 grandfather_before: 2022-01-01
-auto_enter: {except_device_types: [" Smartphone ", TABLET]}
+auto_enter: {device_types: [" Modem ", WLAN ROUTER]}
+without_imsi: {last_seen_days: 7, otherwise: roamer}
 unknown_tac: unknown
 invalid_imei: reject
 notices: {reminder_days_before: [1, 14, 3]}
@@ -118,7 +124,9 @@ notices: {reminder_days_before: [1, 14, 3]}
                              GraceRule(date(2025, 1, 1), None, 0))
     assert profile.roamer_days == 14
     assert profile.grandfather_before == date(2022, 1, 1)
-    assert profile.auto_enter_except == {"smartphone", "tablet"}
+    assert profile.auto_enter == {"modem", "wlan router"}
+    assert (profile.last_imsi_days, profile.no_imsi_local) == (7, False)
+    assert not profile.is_local(None) and not profile.is_local("")
     assert profile.unknown_tac is UnknownTac.UNKNOWN
     assert profile.invalid_imei is InvalidImei.REJECT
     assert profile.reminder_days == (14, 3, 1)
@@ -205,7 +213,19 @@ BAD: list[Any] = [
     pytest.param(with_(roamers={"days": 10, "from": date(2024, 1, 1)}), "roamers", id="roamers-extra-key"),
     pytest.param(with_(roamers=None), "roamers", id="roamers-null"),
     pytest.param(with_(auto_enter="all"), "auto_enter", id="auto_enter-word"),
-    pytest.param(with_(auto_enter={"except_device_types": "Smartphone"}), "auto_enter", id="auto_enter-not-a-list"),
+    pytest.param(with_(auto_enter={"device_types": "Modem"}), "auto_enter", id="auto_enter-not-a-list"),
+    pytest.param(with_(auto_enter={"except_device_types": ["Smartphone"]}), "auto_enter.except_device_types is gone",
+                 id="auto_enter-deny-list-refused"),
+    pytest.param(with_(auto_enter={"device_types": ["Modem", "Smartphone"]}), "auto_enter.device_types lists "
+                 "smartphone", id="auto_enter-phone-refused"),
+    pytest.param(with_(auto_enter={"device_types": ["Unknown"]}), "auto_enter.device_types lists unknown",
+                 id="auto_enter-unknown-refused"),
+    pytest.param(with_(auto_enter={"device_types": [""]}), "auto_enter", id="auto_enter-empty-type"),
+    pytest.param(with_(without_imsi={"last_seen_days": -1}), "without_imsi.last_seen_days",
+                 id="without_imsi-negative"),
+    pytest.param(with_(without_imsi={"otherwise": "white"}), "without_imsi.otherwise", id="without_imsi-bad-default"),
+    pytest.param(with_(without_imsi={"days": 3}), "without_imsi", id="without_imsi-unknown-key"),
+    pytest.param(with_(without_imsi="local"), "without_imsi", id="without_imsi-not-a-mapping"),
     pytest.param(with_(auto_enter={"except": ["Smartphone"]}), "auto_enter", id="auto_enter-wrong-key"),
     pytest.param(with_(auto_enter=None), "auto_enter", id="auto_enter-null"),
     pytest.param(with_(unknown_tac="maybe"), "unknown_tac", id="unknown_tac-bad"),
@@ -391,6 +411,12 @@ def test_grace_days_tj_is_always_30(tj: Profile, first: datetime) -> None:
     ("Mobile Phone/Feature phone", False),
     ("Portable(include PDA)", False),
     ("tablet", False),
+    ("Smart Phone", False),  # a catalogue's spelling of a phone: not listed, never entered
+    ("Unknown", False),
+    ("", False),
+    ("Feature phone", False),
+    (" wearable ", True),
+    ("Vehicle", True),
 ])
 def test_auto_entered(tj: Profile, kg: Profile, device_type: str, entered: bool) -> None:
     assert tj.auto_entered(device_type) is entered
@@ -399,5 +425,5 @@ def test_auto_entered(tj: Profile, kg: Profile, device_type: str, entered: bool)
 
 def test_no_automatic_entry_when_auto_enter_is_none() -> None:
     profile = parse_profile(BASE)
-    assert profile.auto_enter_except is None
+    assert profile.auto_enter == frozenset()
     assert not profile.auto_entered("WLAN Router")

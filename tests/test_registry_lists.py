@@ -178,10 +178,14 @@ def test_notification_lists_the_operators_pairs_of_grey_imeis(registry: Registry
     assert rows == [(imei15(A), MEGAFON, MSISDN, deadline,
                      "not registered; 30-day window from 2025-03-01 ends 2025-03-31")]
     assert [row[:2] for row in notification_rows(registry, TJ, "43605", at)] == [(imei15(A), TCELL)]
-    registry.put_list(ListName.GREY, [(C, "awaiting payment")], "test")  # the grey list is grey at any time
+    # the grey list is grey inside the window from its first local sight, then black: off the list
+    registry.put_list(ListName.GREY, [(C, "awaiting payment")], "test")
+    early = list(notification_rows(registry, TJ, "43601", datetime(2025, 1, 10, 12, tzinfo=UTC)))
+    assert [(row[0], row[3], row[4]) for row in early] == [
+        (imei15(C), "2025-01-31T00:00:00Z", "on the grey list (awaiting payment); the 30-day window from 2025-01-01 "
+         "ends 2025-01-31")]
     later = list(notification_rows(registry, TJ, "43601", at + 40 * DAY))
     assert [(row[0], row[4]) for row in later] == [
-        (imei15(C), "on the grey list (awaiting payment)"),
         (imei15(D), "not registered; 30-day window from 2025-04-20 ends 2025-05-20")]  # the roaming days do not count
 
 
