@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.context import DEFAULT_REGISTRY
+from registry.yamlfile import YamlFileError, read_yaml
 from sigtran.m3ua import TrafficMode
 
 TRANSPORTS = ("tcp", "sctp")
@@ -110,8 +109,10 @@ def load_config(path: str | Path | None) -> AgentConfig:
     if path is None:
         return config
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml(Path(path)) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeError, YamlFileError) as exc:  # YAML errors: line and column, in one line
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
