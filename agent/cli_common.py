@@ -1,5 +1,6 @@
-"""What several ``eir`` command groups share: opening the registry, failing with exit
-status 2, writing a file whole or not at all, reading ``--at``."""
+"""What several ``eir`` command groups share: opening and verifying the registry, failing
+with one line and an exit status, usage errors in one line, writing a file whole or not
+at all, reading ``--at``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 
@@ -22,32 +23,106 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def fail(program: str, message: str) -> NoReturn:
-    """``eir PROGRAM: message`` on stderr, exit status 2."""
+EX_USAGE = 64  # sysexits.h: a command line that is wrong (eir check)
+EX_UNAVAILABLE = 69  # sysexits.h: a registry that is missing or cannot be used (eir check)
+
+
+def fail(program: str, message: str, status: int = 2) -> NoReturn:
+    """``eir PROGRAM: message`` on stderr (one line), exit ``status`` (2 unless told)."""
+    if "\n" in message:
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     click.echo(f"eir {program}: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
-@contextmanager
-def open_registry(ctx: click.Context, program: str) -> Iterator[Registry]:
-    """The registry named by ``eir --registry`` (env EIR_REGISTRY), closed afterwards;
-    a registry that cannot be opened or used is exit status 2."""
+class OneLineCommand(click.Command):
+    """A command whose usage errors (a bad or missing option or argument, or a
+    click.UsageError raised by the command itself) are ``eir NAME: message``, one line on
+    stderr, exit ``usage_status``: no usage block, and a status of the command's own."""
+
+    def __init__(self, *args: Any, usage_status: int = EX_USAGE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.usage_status = usage_status
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            fail(self.name or "eir", error.format_message(), self.usage_status)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            fail(self.name or "eir", error.format_message(), self.usage_status)
+
+
+def registry_url(ctx: click.Context) -> str:
+    """The URL given by ``eir --registry`` (or EIR_REGISTRY, or the default)."""
+    found = ctx.find_object(CliContext)
+    return found.registry_url if found is not None else DEFAULT_REGISTRY
+
+
+def shown_url(url: str) -> str:
+    """The URL to print: its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+def connect_registry(url: str, program: str, *, create: bool = False, upgrade: bool = False,
+                     writable: bool = False, status: int = 2) -> Registry:
+    """The registry at ``url``, verified: it exists at this eir's schema version (and can be
+    written, with ``writable``). ``create``: a registry that is absent (no file, or no
+    registry table) is created; an existing one is still verified, never upgraded.
+    ``upgrade`` (``eir registry init``): created, or upgraded to this eir's schema. A
+    refusal is ``eir PROGRAM: cannot open registry URL: why`` and exit ``status``."""
     import sqlite3
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from registry.schema import RegistryError, RegistryMissing, first_line
     from registry.store import Registry
 
-    found = ctx.find_object(CliContext)
-    url = found.registry_url if found is not None else DEFAULT_REGISTRY
     try:
-        store = Registry(url)
-    except (SQLAlchemyError, sqlite3.Error, ImportError) as error:  # bad URL, no driver, cannot open
-        fail(program, f"cannot open registry {url}: {first_line(error)}")
+        if upgrade:
+            return Registry(url, create=True, writable=writable)
+        try:
+            return Registry(url, create=False, writable=writable)
+        except RegistryMissing:
+            if not create:
+                raise
+        return Registry(url, create=True, writable=writable)
+    except (RegistryError, SQLAlchemyError, sqlite3.Error, ImportError, OSError, ValueError) as error:
+        # a missing or unusable registry, a bad URL, no driver, a corrupt file
+        fail(program, f"cannot open registry {shown_url(url)}: {first_line(error)}", status)
+
+
+@contextmanager
+def open_registry(ctx: click.Context, program: str, *, create: bool = False, writable: bool = False,
+                  status: int = 2, after: str = "; nothing written") -> Iterator[Registry]:
+    """The registry named by ``eir --registry`` (env EIR_REGISTRY), verified (see
+    ``connect_registry``) and closed afterwards; one that cannot be opened or used is
+    ``eir PROGRAM: ...`` and exit ``status`` (``after`` ends the message of an error while
+    in use)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.schema import first_line
+
+    url = registry_url(ctx)
+    store = connect_registry(url, program, create=create, writable=writable, status=status)
     try:
         yield store
     except (SQLAlchemyError, sqlite3.Error) as error:
-        fail(program, f"registry {url}: {first_line(error)}; nothing written")
+        fail(program, f"registry {shown_url(url)}: {first_line(error)}{after}", status)
     finally:
         store.close()
 
@@ -78,6 +153,3 @@ def parse_at(text: str | None, option: str = "--at") -> datetime:
         raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time", param_hint=option) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
-
-def first_line(error: Exception) -> str:
-    return str(error).splitlines()[0]

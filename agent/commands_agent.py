@@ -7,13 +7,17 @@ import dataclasses
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_common import parse_at
+from agent.cli_common import EX_UNAVAILABLE, EX_USAGE, OneLineCommand, connect_registry, fail, open_registry, parse_at
 from agent.config import DEFAULT_PROFILE, AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen
 from agent.context import CliContext
-from sigtran.sctp import SctpUnavailable
+from sigtran.sctp import SctpUnavailable, check_sctp
+
+if TYPE_CHECKING:
+    from registry.policy import Decision
 
 
 @click.command()
@@ -36,7 +40,14 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
           origin_realm: str | None, profile: str | None, answer_log: str | None) -> None:
     """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
     registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
-    and closes M3UA associations). Every answered query is recorded (observations)."""
+    and closes M3UA associations). Every answered query is recorded (observations).
+
+    The registry must exist (create it with `eir registry init` or `eir registry import`),
+    be at this eir's schema version, and be writable: the observations it records must be
+    durable. Exit status 0 after SIGTERM or SIGINT; 1 when it cannot start (a bad
+    configuration or profile, a missing, unusable or read-only registry, an address it
+    cannot listen on), with one line on stderr; 2 a usage error."""
+    from agent.server import StartError
     from agent.server import serve as run
     from registry.profile import ProfileError, load_profile
 
@@ -49,18 +60,26 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
         elif m3ua_transport:
             config.m3ua.listen = [dataclasses.replace(item, transport=m3ua_transport) for item in config.m3ua.listen]
         load_profile(config.profile)  # refuse a bad profile before listening
-    except (ConfigError, ProfileError) as error:
-        raise click.ClickException(str(error)) from None
+        if _uses_sctp(config):
+            check_sctp()  # before the registry: a kernel without SCTP is the first thing to say
+    except (ConfigError, ProfileError, SctpUnavailable) as error:
+        fail("serve", str(error), 1)
     logging.getLogger().setLevel(config.log_level.upper())
     if config.log_format == "json":
         _json_logging()
+    registry = connect_registry(config.registry, "serve", writable=True, status=1)  # before any listener
     try:
-        code = asyncio.run(run(config, lambda line: click.echo(line, err=True)))
-    except SctpUnavailable as error:
-        raise click.ClickException(str(error)) from None
+        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry))
+    except (SctpUnavailable, StartError) as error:
+        fail("serve", str(error), 1)
     except OSError as error:
-        raise click.ClickException(f"cannot listen: {error.strerror or error}") from None
+        fail("serve", f"cannot start: {error.strerror or error}", 1)
     sys.exit(code)
+
+
+def _uses_sctp(config: AgentConfig) -> bool:
+    return any(item.transport == "sctp" for item in [*config.listen, *config.m3ua.listen,
+                                                     *(link.listen for link in config.m3ua.connect)])
 
 
 def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], transport: str | None,
@@ -88,7 +107,7 @@ def _json_logging() -> None:
         handler.setFormatter(JsonFormatter())
 
 
-@click.command()
+@click.command(cls=OneLineCommand, usage_status=EX_USAGE)
 @click.argument("imei")
 @click.option("--imsi", help="IMSI the device is used with.")
 @click.option("--msisdn", help="MSISDN the device is used with.")
@@ -104,22 +123,27 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
     the registry holds (lists, observations, TAC catalogue) as if asked at --at. It records
     nothing.
 
-    Exit status: 0 white, 1 black, 2 grey, 3 unknown, 4 invalid (as Equipment-Status, plus two)."""
-    from agent.service import EquipmentCheck, Interface, Query, Status
+    \b
+    Exit status:
+      0   white
+      1   black
+      2   grey
+      3   unknown
+      4   invalid: not an IMEI, a wrong check digit, or a request the network would refuse
+          (whatever the profile answers on the wire, e.g. tj: black, rule invalid-imei)
+      64  usage: a bad or missing option or argument, a bad --at or --profile
+      69  registry: missing, unopenable, corrupt, or of another schema version
+    Errors are one line on stderr: eir check: ..."""
+    from agent.service import EquipmentCheck, Interface, Query
     from registry.profile import ProfileError, load_profile
-    from registry.store import Registry
 
     try:
         rules = load_profile(profile)
     except ProfileError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.UsageError(str(error)) from None
     when = parse_at(at)
-    registry = Registry(ctx.find_object(CliContext).registry_url)  # type: ignore[union-attr]
-    try:
-        decision = EquipmentCheck(registry, rules).check(
-            Query(imei, Interface.CLI, when, imsi=imsi, msisdn=msisdn))
-    finally:
-        registry.close()
+    with open_registry(ctx, "check", status=EX_UNAVAILABLE, after="") as registry:
+        decision = EquipmentCheck(registry, rules).check(Query(imei, Interface.CLI, when, imsi=imsi, msisdn=msisdn))
     deadline = decision.deadline.isoformat(timespec="seconds") if decision.deadline else None
     if as_json:
         click.echo(json.dumps({"imei": decision.imei or imei, "status": decision.status.value,
@@ -130,5 +154,16 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
         until = f"; deadline {deadline}" if deadline else ""
         click.echo(f"{decision.imei or imei}: {decision.status.value.upper()} ({decision.rule}): "
                    f"{decision.reason}{until}")
-    codes = {Status.WHITE: 0, Status.BLACK: 1, Status.GREY: 2, Status.UNKNOWN: 3, Status.INVALID: 4}
-    sys.exit(codes[decision.status])
+    sys.exit(check_status(decision))
+
+
+INVALID_RULES = frozenset({"invalid-imei", "malformed-request"})  # input that is not a valid request
+CHECK_STATUS = {"white": 0, "black": 1, "grey": 2, "unknown": 3, "invalid": 4}
+
+
+def check_status(decision: Decision) -> int:
+    """``eir check``'s exit status: 4 for input that is not valid (Status.INVALID, or a
+    rule that says so whatever status the profile answers it with), else by status."""
+    if decision.rule in INVALID_RULES:
+        return CHECK_STATUS["invalid"]
+    return CHECK_STATUS[decision.status.value]

@@ -1,6 +1,7 @@
 """``eir notices export``: parse, call the outbox, print.
 
-Exit status: 0 written; 2 usage, file or registry errors (nothing marked exported).
+Exit status: 0 written; 2 usage, file or registry errors (nothing marked exported): a
+registry that does not exist is refused, never created.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def export_command(ctx: click.Context, out: str, everything: bool) -> None:
     the file is complete (written aside, then renamed): a failed export marks nothing.
     --all writes every notice and marks none. Columns: imei, imsi, msisdn, event, deadline,
     reason, created_at (times ISO UTC). Prints the count on stderr.
-    Exit status 0: written; 2: file or registry error, nothing marked."""
+    Exit status 0: written; 2: file or registry error (a registry that does not exist, or
+    of another schema version), nothing marked."""
     from registry.outbox import export_notices, mark_exported
 
     with open_registry(ctx, "notices") as store:

@@ -1,9 +1,13 @@
-"""``eir registry import|export|show|block|unblock``: parse, call the registry, print.
+"""``eir registry init|import|export|show|block|unblock``: parse, call the registry, print.
+
+Only ``init`` and ``import`` create a registry; every other command refuses one that does
+not exist or is not at this eir's schema version (registry/schema.py).
 
 Exit status: 0 done (import: every row was good); 1 import with bad rows (the good rows
 were imported, or with --strict nothing was), ``show`` of an IMEI the registry does not
 hold, ``unblock`` of an IMEI that is not blocked; 2 usage, file or registry errors
-(invalid IMEI, unreadable CSV, bad URL, an operator the profile lacks): nothing written.
+(invalid IMEI, unreadable CSV, bad URL, a missing registry or one of another schema
+version, an operator the profile lacks): nothing written.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import click
 
-from agent.cli_common import fail, open_registry, parse_at, write_aside
+from agent.cli_common import connect_registry, fail, open_registry, parse_at, registry_url, shown_url, write_aside
 from agent.config import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
@@ -32,7 +36,31 @@ Writer = Callable[[TextIO], int]
 
 @click.group()
 def registry() -> None:
-    """The equipment registry: import and export lists, show, block and unblock an IMEI."""
+    """The equipment registry: create it, import and export lists, show, block and unblock an
+    IMEI."""
+
+
+@registry.command("init", short_help="Create the registry, or upgrade an older one to this eir's schema.")
+@click.pass_context
+def init_command(ctx: click.Context) -> None:
+    """Create the registry named by eir --registry (env EIR_REGISTRY) with this eir's schema
+    (a SQLite file is created in a folder that must exist), or upgrade an older registry:
+    the tables and indexes it lacks, then its schema version. A registry already at this
+    eir's schema is left as it is; one made by a newer eir is refused.
+
+    No other command creates a registry, but `eir registry import` into one that does not
+    exist yet: `eir serve`, `eir check` and the others refuse a missing registry, or one of
+    another schema version.
+
+    Exit status 0: created, upgraded or already current; 2: registry error."""
+    from registry.schema import SCHEMA_VERSION
+
+    url = registry_url(ctx)
+    store = connect_registry(url, "registry init", upgrade=True)
+    done = store.schema
+    store.close()
+    said = {"created": "created with", "upgraded": "upgraded to", "current": "already at"}[done]
+    click.echo(f"registry {shown_url(url)}: {said} schema version {SCHEMA_VERSION}")
 
 
 @registry.command("import", short_help="Import a CSV file into a list, the stolen flags, the TAC catalogue or the "
@@ -51,12 +79,16 @@ def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> N
     tac: tac,brand,model,device_type
     observations: date,imei,imsi[,msisdn] (date: YYYY-MM-DD or an ISO time, UTC; imsi may be empty)
 
+    A registry that does not exist yet (no SQLite file, or a database without registry
+    tables) is created first, as `eir registry init` does; an existing one must be at this
+    eir's schema version (upgrade it with `eir registry init`).
+
     Every bad row is reported as FILE:LINE: reason. Exit status 0: all rows good;
     1: some rows bad (the good ones were imported; with --strict none were); 2: usage,
     file or registry error, nothing written."""
     from registry.imports import CsvFormatError, ImportKind, import_file
 
-    with _registry(ctx) as store:
+    with open_registry(ctx, "registry", create=True) as store:
         try:
             report = import_file(store, ImportKind(kind), file, strict=strict)
         except CsvFormatError as error:
@@ -287,7 +319,8 @@ def _reason(text: str) -> str:
 
 def _registry(ctx: click.Context) -> AbstractContextManager[Registry]:
     """The registry named by ``eir --registry`` (env EIR_REGISTRY), closed afterwards; one
-    that cannot be opened or used is exit status 2."""
+    that does not exist, is not at this eir's schema version, or cannot be opened or used
+    is exit status 2 (it is never created here)."""
     return open_registry(ctx, "registry")
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
 from agent.answer_log import AnswerLog
-from agent.config import AgentConfig
+from agent.config import AgentConfig, Listen
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
 from agent.s13 import S13Answerer
@@ -81,12 +82,37 @@ def peer_settings(config: AgentConfig) -> Callable[[], PeerSettings]:
     return make
 
 
-async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
-    """Run until SIGTERM or SIGINT; then DPR to every peer and return 0."""
+class StartError(Exception):
+    """The agent cannot start: a listener it cannot open, an answer log it cannot write.
+    The message names which, for one line on stderr."""
+
+
+def _where(listen: Listen) -> str:
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return f"{host}:{listen.port}"
+
+
+def listen_error(listen: Listen, what: str, error: OSError) -> StartError:
+    """``cannot listen on HOST:PORT (WHAT, TRANSPORT): why`` (asyncio words a bind error as a
+    sentence of its own: the errno's text is shorter)."""
+    why = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror or str(error)
+    return StartError(f"cannot listen on {_where(listen)} ({what}, {listen.transport}): {why}")
+
+
+async def serve(config: AgentConfig, announce: Callable[[str], None], registry: Registry | None = None) -> int:
+    """Run until SIGTERM or SIGINT; then DPR to every peer and return 0. ``registry``: one
+    opened (and verified) by the caller, closed here; None opens ``config.registry``, which
+    must exist at this eir's schema version and be writable (registry/schema.py). A
+    listener or answer log that cannot be opened is a StartError naming it."""
     profile = load_profile(config.profile)
-    registry = Registry(config.registry)
+    if registry is None:
+        registry = Registry(config.registry, create=False, writable=True)
+    try:
+        answer_log, owned = open_answer_log(config)
+    except OSError as error:
+        registry.close()
+        raise StartError(f"cannot open the answer log {config.answer_log}: {error.strerror or error}") from None
     recorder = Recorder(registry)
-    answer_log, owned = open_answer_log(config)
     node = local_node(config)
     service = EquipmentCheck(registry, profile, recorder)
     answerer = S13Answerer(service, node, answer_log)
@@ -95,9 +121,18 @@ async def serve(config: AgentConfig, announce: Callable[[str], None]) -> int:
     m3ua = M3uaService(config.m3ua, map_answerer, recorder.commit, config.max_message_length)
     try:
         for listen in config.listen:
-            await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
-                               settings=peer_settings(config), server=server, before_send=recorder.commit)
-        await m3ua.start()
+            try:
+                await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
+                                   settings=peer_settings(config), server=server, before_send=recorder.commit)
+            except OSError as error:
+                raise listen_error(listen, "S13 Diameter", error) from None
+        try:
+            await m3ua.start()
+        except OSError as error:  # M3uaService.start opens config.m3ua.listen in order: the next one failed
+            failed = len(m3ua.servers)
+            if failed >= len(config.m3ua.listen):
+                raise
+            raise listen_error(config.m3ua.listen[failed], "M3UA", error) from None
         for host, port in server.addresses:
             announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")

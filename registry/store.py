@@ -53,6 +53,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, ListName, utcnow
+from registry.schema import check_file, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
 PAIRING = Base.metadata.tables["pairing"]
@@ -155,10 +156,17 @@ class Counts:
 
 
 class Registry:
-    """The equipment registry at ``url`` (any SQLAlchemy URL); ``create`` makes the schema."""
+    """The equipment registry at ``url`` (any SQLAlchemy URL)."""
 
-    def __init__(self, url: str, create: bool = True, snapshot_seconds: float = SNAPSHOT_SECONDS) -> None:
-        """``snapshot_seconds``: on a SQLite file, lookups share one read snapshot for at most
+    def __init__(self, url: str, create: bool = True, snapshot_seconds: float = SNAPSHOT_SECONDS, *,
+                 writable: bool = False) -> None:
+        """``create``: make the schema (the SQLite file too) or upgrade an older one, and
+        stamp its version (registry/schema.py); ``self.schema`` says "created", "upgraded"
+        or "current". Without it the registry must exist, at this eir's schema version
+        (``self.schema`` is "verified"); ``writable`` also proves it can be written. A
+        refusal is a RegistryError that says why.
+
+        ``snapshot_seconds``: on a SQLite file, lookups share one read snapshot for at most
         this long (they see another connection's commit at most that late); 0 gives every
         lookup its own snapshot, at about twice the cost."""
         self.url: URL = make_url(url)
@@ -167,10 +175,17 @@ class Registry:
         self._version: float = 0.0  # see changed()
         self._snapshot_seconds = 0.0
         self._snapshot_until = 0.0
+        check_file(self.url, create)  # before connecting: SQLite makes a missing file on connect
         self.engine = _engine(self.url)
         try:
             if create:
-                Base.metadata.create_all(self.engine)
+                self.schema = create_schema(self.engine)
+            else:
+                with self.engine.connect() as conn:
+                    verify_schema(conn)
+                self.schema = "verified"
+            if writable:
+                verify_writable(self.engine, self.url)
             if self.url.get_dialect().name == "sqlite" and self.url.get_driver_name() == "pysqlite":
                 self._raw = _raw_sqlite(self.engine, self.url)
                 self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call

@@ -29,13 +29,27 @@ def run_eir(registry: str, *args: str, check: bool = True, timeout: float = 120)
                           timeout=timeout, check=check)
 
 
+def _missing_sqlite_file(registry: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    from registry.schema import sqlite_file
+
+    path = sqlite_file(make_url(registry))
+    return path is not None and not path.exists()
+
+
 class AgentProcess:
     """``eir serve`` as a child process on loopback; ``stop()`` sends SIGTERM and returns
     the exit code. Its JSON answer log and its own log go to files in ``folder``. ``config``
-    is a YAML file for ``--config``; the flags given here win over it."""
+    is a YAML file for ``--config``; the flags given here win over it. ``eir serve`` never
+    creates a registry: with ``init`` (the default) a SQLite registry file that does not
+    exist yet is made first with ``eir registry init``, as an operator would once."""
 
     def __init__(self, folder: Path, registry: str, *extra: str, port: int | None = None,
-                 answer_log: bool = True, m3ua: bool = False, config: Path | None = None) -> None:
+                 answer_log: bool = True, m3ua: bool = False, config: Path | None = None,
+                 init: bool = True) -> None:
+        if init and _missing_sqlite_file(registry):
+            run_eir(registry, "registry", "init")
         self.port = port or free_port()
         self.m3ua_port = free_port() if m3ua else None  # MAP CheckIMEI over M3UA/TCP, when asked for
         self.answer_log = folder / f"answers-{self.port}.jsonl"
