@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from registry.imei import Imei
     from registry.store import Registry
 
-KINDS = ["white", "grey", "black", "paired", "stolen", "tac", "observations"]
+KINDS = ["white", "grey", "black", "paired", "stolen", "tac", "observations", "subscribers"]
 LIST_FILES = ["notification", "exception"]  # exports only: the lists handed to an operator
 Writer = Callable[[TextIO], int]
 
@@ -65,7 +65,8 @@ def init_command(ctx: click.Context) -> None:
 
 @registry.command("import", short_help="Import a CSV file into a list, the stolen flags, the TAC catalogue or the "
                                       "sightings.")
-@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations}", type=click.Choice(KINDS))
+@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations|subscribers}",
+                type=click.Choice(KINDS))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad (default: keep the good rows).")
 @click.pass_context
@@ -78,6 +79,7 @@ def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> N
     paired: imei,imsi,msisdn (one of imsi, msisdn may be empty)
     tac: tac,brand,model,device_type
     observations: date,imei,imsi[,msisdn] (date: YYYY-MM-DD or an ISO time, UTC; imsi may be empty)
+    subscribers: imsi,msisdn[,date] (the HLR/HSS export: the number each IMSI holds, from date)
 
     A registry that does not exist yet (no SQLite file, or a database without registry
     tables) is created first, as `eir registry init` does; an existing one must be at this
@@ -101,7 +103,8 @@ def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> N
 
 @registry.command("export", short_help="Export a list, the stolen IMEIs, the TAC catalogue, the sightings, or an "
                                       "operator's notification or exception list as CSV.")
-@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations|notification|exception}",
+@click.argument("kind", metavar="{white|grey|black|paired|stolen|tac|observations|subscribers|notification|"
+                "exception}",
                 type=click.Choice(KINDS + LIST_FILES))
 @click.option("--out", "out", required=True, metavar="FILE", help="CSV file to write ('-' for standard output).")
 @click.option("--operator", metavar="MCC-MNC", help="notification, exception: the operator (a home PLMN).")

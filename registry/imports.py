@@ -8,10 +8,13 @@ Every file has a header row naming its columns (any order, case-insensitive):
 | paired                    | ``imei,imsi,msisdn`` (one of the last two may be empty) |
 | tac                       | ``tac,brand,model,device_type`` (brand, model, device_type optional) |
 | observations              | ``date,imei,imsi,msisdn`` (imsi may be empty; msisdn optional) |
+| subscribers               | ``imsi,msisdn`` and an optional ``date`` (the HLR/HSS export) |
 
 An observations row is a sight of an IMEI with an IMSI at ``date``: an ISO date
 (YYYY-MM-DD, 00:00 UTC) or time (UTC unless it says), not in the future. It seeds the
-agent's sightings (see ``registry.sightings``); a pair may appear on many rows.
+agent's sightings (see ``registry.sightings``); a pair may appear on many rows. A
+subscribers row says which MSISDN an IMSI holds, from ``date`` when given (see
+``registry.subscribers``); an IMSI or an MSISDN appears on one row only.
 
 Bad rows: by default the good rows are imported and every bad row is reported with its
 line number and reason; with ``strict`` any bad row refuses the whole file and nothing is
@@ -36,6 +39,7 @@ from registry.models import ListName
 from registry.observations import stamp
 from registry.sightings import SightingLoader, iso_utc, iter_observations
 from registry.store import CHUNK, Bulk, Counts, Registry
+from registry.subscribers import SubscriberLoader, iter_subscribers
 
 if TYPE_CHECKING:
     import _csv
@@ -49,6 +53,7 @@ class ImportKind(enum.StrEnum):
     STOLEN = "stolen"
     TAC = "tac"
     OBSERVATIONS = "observations"
+    SUBSCRIBERS = "subscribers"
 
 
 IMEI_KINDS = frozenset({ImportKind.WHITE, ImportKind.GREY, ImportKind.BLACK, ImportKind.STOLEN})
@@ -60,6 +65,7 @@ COLUMNS: dict[ImportKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ImportKind.PAIRED: (("imei", "imsi", "msisdn"), ()),
     ImportKind.TAC: (("tac",), ("brand", "model", "device_type")),
     ImportKind.OBSERVATIONS: (("date", "imei", "imsi"), ("msisdn",)),
+    ImportKind.SUBSCRIBERS: (("imsi", "msisdn"), ("date",)),
 }
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # an observation dated before this is a typo
 
@@ -135,7 +141,7 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
     report = ImportReport(kind, f"import:{path.name}", strict)
     parsed = ParsedRows()
     with path.open(newline="", encoding="utf-8-sig") as stream, registry.bulk() as bulk:
-        loader = SightingLoader(bulk) if kind is ImportKind.OBSERVATIONS else None
+        loader = _loader(bulk, kind, report.source)
         add = loader.add if loader is not None else _stager(bulk, kind)
 
         def sink(rows: list[Row]) -> None:
@@ -156,6 +162,15 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
             report.counts = loader.counts() if loader is not None else _put(bulk, kind, report.source)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _loader(bulk: Bulk, kind: ImportKind, source: str) -> SightingLoader | SubscriberLoader | None:
+    """The kinds written by a loader of their own rather than the registry's bulk lists."""
+    if kind is ImportKind.OBSERVATIONS:
+        return SightingLoader(bulk)
+    if kind is ImportKind.SUBSCRIBERS:
+        return SubscriberLoader(bulk, source)
+    return None
 
 
 def _stager(bulk: Bulk, kind: ImportKind) -> Sink:
@@ -247,6 +262,12 @@ class _Parser:
             if first != line:
                 parsed.bad.append(BadRow(line, f"duplicate: {_what(self.kind, row)} already on line {first}"))
                 return
+            if self.kind is ImportKind.SUBSCRIBERS:  # one IMSI holds a number at a time
+                first = self.seen.setdefault(("msisdn", row[1]), line)
+                if first != line:
+                    del self.seen[row[0]]
+                    parsed.bad.append(BadRow(line, f"duplicate: MSISDN {row[1]} already on line {first}"))
+                    return
         parsed.rows.append(row)
         if self.sink is not None and len(parsed.rows) >= self.chunk:
             self.flush()
@@ -287,6 +308,8 @@ def _what(kind: ImportKind, row: tuple[str | None, ...]) -> str:
         return f"TAC {row[0]}"
     if kind is ImportKind.PAIRED:
         return f"pairing of IMEI {row[0]} with IMSI {row[1] or '-'} and MSISDN {row[2] or '-'}"
+    if kind is ImportKind.SUBSCRIBERS:
+        return f"IMSI {row[0]}"
     return f"IMEI {row[0]}"
 
 
@@ -350,6 +373,22 @@ def _observation_row(header: list[str]) -> RowParser:
     return parse
 
 
+def _subscriber_row(header: list[str]) -> RowParser:
+    at_imsi, at_msisdn = header.index("imsi"), header.index("msisdn")
+    at_date = header.index("date") if "date" in header else None
+    stamps = _Stamps(datetime.now(UTC))
+
+    def parse(fields: list[str]) -> Row:
+        imsi = _checked("IMSI", parse_imsi, _text(fields[at_imsi]))
+        msisdn = _checked("MSISDN", parse_msisdn, _text(fields[at_msisdn]))
+        if imsi is None or msisdn is None:
+            raise IdentityError(f"{'IMSI' if imsi is None else 'MSISDN'} is empty: a subscriber row needs both")
+        date = None if at_date is None else _text(fields[at_date])
+        return imsi, msisdn, None if date is None else stamps.of(date)
+
+    return parse
+
+
 class _Stamps:
     """Dates of observation rows as the registry stores times (``observations.stamp``);
     plain dates, shared by many rows, are converted once."""
@@ -394,6 +433,7 @@ _ROW_PARSERS = {
     ImportKind.PAIRED: _paired_row,
     ImportKind.TAC: _tac_row,
     ImportKind.OBSERVATIONS: _observation_row,
+    ImportKind.SUBSCRIBERS: _subscriber_row,
 }
 
 
@@ -413,6 +453,8 @@ def export_rows(registry: Registry, kind: ImportKind) -> Iterator[tuple[str | No
     elif kind is ImportKind.OBSERVATIONS:  # one row per pair, dated at its first sight
         for key, imsi, msisdn, first in iter_observations(registry):
             yield iso_utc(first), key + luhn_check_digit(key), imsi, msisdn
+    elif kind is ImportKind.SUBSCRIBERS:  # the numbers held now, dated when the start is known
+        yield from iter_subscribers(registry)
     else:
         yield from registry.iter_tacs()
 

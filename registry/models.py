@@ -9,6 +9,8 @@
   first sight with a local SIM starts the IMEI's grace clock; pairs show SIM swaps and
   dual-SIM use.
 - ``notice``: the outbox of SMS notices to owners, at most one per IMEI, IMSI and event.
+- ``subscriber``: the operator's subscriber data (HLR/HSS export): which MSISDN an IMSI
+  held and when, every change kept as a row of its own (``valid_from``, ``valid_until``).
 
 Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
 path can read them with plain SQL.
@@ -19,7 +21,18 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -117,7 +130,13 @@ class Sighting(Base):
     """An IMEI seen with an IMSI ("" when the network did not say which)."""
 
     __tablename__ = "sighting"
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    __table_args__ = (
+        # The MSISDN of an IMSI as imported observations tell it. Partial: the agent's own
+        # sightings carry no MSISDN (S13 and MAP never do), so its writes never touch it.
+        Index("ix_sighting_imsi_msisdn", "imsi", sqlite_where=text("msisdn IS NOT NULL"),
+              postgresql_where=text("msisdn IS NOT NULL")),
+        {"sqlite_with_rowid": False},
+    )
 
     imei: Mapped[str] = mapped_column(String(14), primary_key=True)
     imsi: Mapped[str] = mapped_column(String(15), primary_key=True)
@@ -142,3 +161,20 @@ class Notice(Base):
     reason: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     exported_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Subscriber(Base):
+    """An IMSI holding an MSISDN from ``valid_from`` (None: as far back as is known) until
+    ``valid_until`` (None: it still does). An IMSI holds one MSISDN at a time and an MSISDN
+    is held by one IMSI at a time; a change closes the old row and opens a new one."""
+
+    __tablename__ = "subscriber"
+    __table_args__ = (Index("ix_subscriber_imsi", "imsi", "valid_until"),
+                      Index("ix_subscriber_msisdn", "msisdn", "valid_until"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    imsi: Mapped[str] = mapped_column(String(15))
+    msisdn: Mapped[str] = mapped_column(String(15))
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime)
+    source: Mapped[str] = mapped_column(String)  # e.g. "import:hlr.csv"
