@@ -30,8 +30,16 @@ from datetime import datetime
 
 from agent.answer_log import AnswerLog
 from agent.bad_input import BadInput
-from agent.service import Decision, EquipmentCheck, Interface, MillisecondClock, Query, Status
-from registry.imei import IdentityError, parse_imsi
+from agent.service import (
+    Decision,
+    EquipmentCheck,
+    Interface,
+    MillisecondClock,
+    Query,
+    Status,
+    malformed_imei,
+    malformed_imsi,
+)
 from sigtran import map as mapv
 from sigtran import tcap
 from sigtran.map import CHECK_IMEI, EquipmentStatus, ErrorCode, MapError
@@ -200,14 +208,14 @@ class MapAnswerer:
 
     def _query(self, argument: mapv.CheckImeiArgument) -> Query:
         digits = argument.imei
-        if len(digits) < 14:
-            raise MapError(mapv.Problem.UNEXPECTED, f"IMEI of {len(digits)} digits, TAC and SNR need 14")
-        imsi = None
-        if argument.imsi is not None:
-            try:
-                imsi = parse_imsi(argument.imsi)
-            except IdentityError as error:
-                raise MapError(mapv.Problem.UNEXPECTED, f"IMSI: {error}") from None
+        wrong = malformed_imei(digits, Interface.MAP)
+        if wrong is not None:
+            raise MapError(mapv.Problem.UNEXPECTED, wrong)
+        imsi = argument.imsi
+        if imsi is not None:
+            wrong = malformed_imsi(imsi)
+            if wrong is not None:
+                raise MapError(mapv.Problem.UNEXPECTED, f"IMSI: {wrong}")
         svn = digits[14:16] if len(digits) == 16 else None
         return Query(digits[:14], Interface.MAP, self.clock(), svn, imsi)
 

@@ -17,7 +17,16 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agent.answer_log import AnswerLog
-from agent.service import Decision, EquipmentCheck, Interface, MillisecondClock, Query, Status
+from agent.service import (
+    Decision,
+    EquipmentCheck,
+    Interface,
+    MillisecondClock,
+    Query,
+    Status,
+    malformed_imei,
+    malformed_imsi,
+)
 from diameter.answers import constant_avp, error_answer
 from diameter.avp import Avp, example_avp
 from diameter.capabilities import LocalNode
@@ -26,7 +35,7 @@ from diameter.dictionary import BASE_S13
 from diameter.errors import AvpProblem
 from diameter.message import Message
 from diameter.transport import PeerConnection
-from registry.imei import IdentityError, parse_imsi, parse_svn
+from registry.imei import IdentityError, parse_svn
 
 EQUIPMENT_STATUS = {Status.WHITE: EquipmentStatus.WHITELISTED, Status.GREY: EquipmentStatus.GREYLISTED,
                     Status.BLACK: EquipmentStatus.BLACKLISTED}
@@ -129,8 +138,9 @@ class S13Answerer:
                       if meid is not None else "IMEI missing from Terminal-Information")
             return None, AvpProblem(ResultCode.DIAMETER_MISSING_AVP, reason, example_avp(_IMEI), (terminal,))
         text = imei.value
-        if len(text) not in (14, 15) or not (text.isascii() and text.isdigit()):
-            return None, _invalid(f"IMEI must be 14 or 15 digits (TS 29.272 7.3.4), got {text!r}", imei, terminal)
+        wrong = malformed_imei(text, Interface.S13)
+        if wrong is not None:
+            return None, _invalid(wrong, imei, terminal)
         svn = None
         if version is not None:
             try:
@@ -140,10 +150,10 @@ class S13Answerer:
         user = found.user
         imsi = None
         if user is not None:
-            try:
-                imsi = _as_received(parse_imsi, user.value)
-            except IdentityError as error:
-                return None, AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE, f"User-Name: {error}", user)
+            wrong = malformed_imsi(user.value)
+            if wrong is not None:
+                return None, AvpProblem(ResultCode.DIAMETER_INVALID_AVP_VALUE, f"User-Name: {wrong}", user)
+            imsi = user.value
         return Query(text, Interface.S13, self.clock(), svn, imsi), None
 
     def _answer(self, request: Message, found: _Request, decision: Decision) -> Message:

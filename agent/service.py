@@ -9,13 +9,15 @@ import enum
 from datetime import UTC, datetime
 from time import time
 
-from registry.imei import ImeiError
+from registry.imei import IdentityError, ImeiError, parse_imsi, parse_msisdn
+from registry.models import ListName
 from registry.observations import Observations, Recorder, Sightings
 from registry.policy import Decision, Query, Status, decide, needs_device_type, needs_sightings, registry_key
 from registry.profile import Profile
 from registry.store import Registry
 
-__all__ = ["Decision", "EquipmentCheck", "Interface", "Query", "Status"]
+__all__ = ["MALFORMED", "Decision", "EquipmentCheck", "Interface", "Query", "Status", "malformed", "malformed_imei",
+           "malformed_imsi"]
 
 
 class Interface(enum.StrEnum):
@@ -42,6 +44,52 @@ class MillisecondClock:
         return self._at
 
 
+# The IMEI forms each interface carries: S13's IMEI AVP holds 14 or 15 digits (TS 29.272
+# 7.3.4; the software version is an AVP of its own); MAP's TBCD string 15 (TAC, SNR and a
+# spare or check digit) or 16 (an IMEISV), 14 as some MSCs send it; a person may type any.
+IMEI_LENGTHS = {Interface.S13: (14, 15), Interface.MAP: (14, 15, 16), Interface.CLI: (14, 15, 16)}
+MALFORMED = "malformed-request"  # the rule of a query the wire refuses (S13 5004, MAP unexpectedDataValue)
+
+
+def malformed_imei(text: str, interface: Interface) -> str | None:
+    """Why an interface refuses ``text`` as an IMEI before any decision (letters, a wrong
+    length), None when it does not: a well-formed IMEI with a bad check digit or an
+    all-zero TAC is for the decision (rule invalid-imei)."""
+    lengths = IMEI_LENGTHS[interface]
+    if len(text) in lengths and text.isascii() and text.isdigit():
+        return None
+    if interface is Interface.S13:
+        return f"IMEI must be 14 or 15 digits (TS 29.272 7.3.4), got {text!r}"
+    shown = " or ".join(str(n) for n in lengths[-2:])
+    return f"IMEI must be {lengths[0]}, {shown} digits, got {text!r}"
+
+
+def malformed_imsi(value: object) -> str | None:
+    """Why ``value`` is not an IMSI exactly as received (digits only, 6 to 15), None when it is."""
+    if not isinstance(value, str):
+        return f"IMSI is not text: {value!r}"
+    try:
+        parsed = parse_imsi(value)
+    except IdentityError as error:
+        return str(error)
+    return None if parsed == value else f"IMSI {value!r} has characters around its digits"
+
+
+def malformed(query: Query, interface: Interface) -> str | None:
+    """Why the wire would refuse this query's identities, None when it would not: one
+    validation for S13, MAP and ``eir check`` (which says what the wire would answer)."""
+    problem = malformed_imei(query.imei, interface)
+    if problem is None and query.imsi is not None:
+        problem = malformed_imsi(query.imsi)
+        problem = problem and f"User-Name (IMSI): {problem}"
+    if problem is None and query.msisdn is not None:
+        try:
+            parse_msisdn(query.msisdn)
+        except IdentityError as error:
+            problem = f"MSISDN: {error}"
+    return problem
+
+
 class EquipmentCheck:
     """Decisions from the registry under one profile. ``recorder``: where answered
     queries are recorded (None: nothing is recorded, as for ``eir check``)."""
@@ -53,7 +101,11 @@ class EquipmentCheck:
         self._reader = recorder or Observations(registry)
 
     def check(self, query: Query) -> Decision:
-        """The decision, from what the registry holds; records nothing."""
+        """The decision, from what the registry holds; records nothing. Identities the wire
+        would refuse (``malformed``) are Decision(INVALID, "malformed-request", why)."""
+        problem = malformed(query, Interface(query.interface))
+        if problem is not None:
+            return Decision(Status.INVALID, MALFORMED, problem)
         return self._decide(query)[0]
 
     def answer(self, query: Query) -> Decision:
@@ -80,4 +132,7 @@ class EquipmentCheck:
         else:
             equipment, sightings = reader.lookup(key)
         device_type = reader.device_type(key[:8]) if needs_device_type(equipment) else None
-        return decide(query, equipment, sightings or (), device_type, self.profile, key), key, sightings
+        msisdns = None
+        if equipment is not None and equipment.list is ListName.PAIRED and not query.msisdn:
+            msisdns = reader.msisdns(equipment, query.imsi, sightings or (), query.at)
+        return decide(query, equipment, sightings or (), device_type, self.profile, key, msisdns), key, sightings

@@ -35,6 +35,12 @@ from registry.store import EquipmentFacts, Registry
 log = logging.getLogger("eir.observations")
 
 _DEVICE_TYPE_SQL = "SELECT device_type FROM tac WHERE tac = ?"
+# The MSISDN an IMSI held at a time: the subscriber data (registry/subscribers.py), else the
+# last one imported observations gave it (a partial index holds only sightings with one).
+_HELD_SQL = ("SELECT msisdn FROM subscriber WHERE imsi = ? AND (valid_from IS NULL OR valid_from <= ?) "
+             "AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from DESC LIMIT 1")
+_OBSERVED_MSISDN_SQL = ("SELECT msisdn FROM sighting WHERE imsi = ? AND msisdn IS NOT NULL AND first_seen <= ? "
+                        "ORDER BY last_seen DESC LIMIT 1")
 _NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 TYPE_CACHE_LIMIT = 65536
@@ -54,6 +60,15 @@ def upsert_sql(dialect: str) -> str:
             f"first_seen = {low}(sighting.first_seen, excluded.first_seen), "
             f"last_seen = {high}(sighting.last_seen, excluded.last_seen), interface = excluded.interface")
 
+
+# An IMEI the profile enters automatically by its device type: on the white list, with its
+# history, unless the registry holds it already (an import, or another answer, came first).
+AUTO_ENTRY_SOURCE = "auto-entry"
+AUTO_HISTORY_SQL = ("INSERT INTO history (imei, at, field, old, new, reason, source) "
+                    "SELECT :imei, :at, 'list', NULL, 'white', :reason, :source "
+                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = :imei)")
+AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
+                  "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
 
 NOTICE_INSERT_SQL = ("INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
                      "VALUES (:imei, :imsi, :msisdn, :event, :deadline, :reason, :created_at) "
@@ -134,6 +149,25 @@ class Observations:
     def forget_types(self) -> None:
         self._types.clear()
 
+    def msisdn(self, imsi: str, at: datetime) -> str | None:
+        """The MSISDN ``imsi`` held at ``at``: the operator's subscriber data, else the last
+        one imported observations gave it; None when neither knows."""
+        when = stamp(at)
+        rows = self.registry.fetch(_HELD_SQL, (imsi, when, when))
+        if not rows:
+            rows = self.registry.fetch(_OBSERVED_MSISDN_SQL, (imsi, when))
+        return str(rows[0][0]) if rows else None
+
+    def msisdns(self, equipment: EquipmentFacts | None, imsi: str | None, sightings: Iterable[Sighting],
+                at: datetime) -> dict[str, str]:
+        """For a paired IMEI bound to an MSISDN: the number each IMSI the decision may use
+        held at ``at`` (the query's IMSI, or those seen with the IMEI when it carried none)."""
+        if equipment is None or not any(msisdn for _, msisdn in equipment.pairings):
+            return {}
+        imsis = {imsi} if imsi else {seen.imsi for seen in sightings if seen.imsi}
+        found = {sim: self.msisdn(sim, at) for sim in imsis}
+        return {sim: number for sim, number in found.items() if number}
+
     def known_today(self, key: str, imsi: str, at: datetime) -> bool:
         """Whether this process already recorded the pair on the UTC day of ``at`` (then
         there is nothing to record for it, and its sightings need not be read unless the
@@ -150,6 +184,8 @@ class Recorder(Observations):
         self._writer = _writer(registry, busy_seconds)
         self._first: list[dict[str, Any]] = []  # durable: first sights not yet committed
         self._notices: list[dict[str, Any]] = []  # durable: notices not yet committed
+        self._auto: dict[str, dict[str, Any]] = {}  # durable: automatic entries not yet committed
+        self.unaddressed = 0  # notices not queued: neither IMSI nor MSISDN known
         self._later: dict[tuple[str, str], dict[str, Any]] = {}  # last sights to move, written by flush()
         self._noticed: set[tuple[str, str, str]] = set()
         self._day, self._day_text = date.min, ""
@@ -172,20 +208,50 @@ class Recorder(Observations):
         self._seen_day = at.toordinal() if at.tzinfo is UTC else 0
 
     def observe(self, key: str, query: Query, sightings: Sightings | None, decision: Decision) -> bool:
-        """Record the query as a sighting, and queue the notices its decision makes due.
-        ``sightings`` None: the pair is known today (``known_today``) and was not read.
-        True when something durable was queued: ``commit()`` before answering."""
-        imsi = query.imsi or ""
+        """Record the query as a sighting, queue the notices its decision makes due and the
+        automatic entry it makes. ``sightings`` None: the pair is known today
+        (``known_today``) and was not read. A query without IMSI decided with the IMSI last
+        seen (``decision.imsi``) is no new sight of anything: only its notices are queued,
+        to that IMSI. True when something durable was queued: ``commit()`` before answering."""
         durable = False
-        if sightings is not None:
-            durable = self._sight(key, imsi, query, sightings, decision)
-        for notice in decision.notices:
-            if self._due(key, imsi, notice.event):
-                self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
-                                      "deadline": stamp(notice.deadline) if notice.deadline else None,
-                                      "reason": decision.reason, "created_at": stamp(query.at)})
-                durable = True
+        if decision.imsi:
+            durable = self._rests_on(key, decision.imsi, decision)
+        elif sightings is not None:
+            durable = self._sight(key, query.imsi or "", query, sightings, decision)
+        if decision.notices:
+            durable = self._notice(key, query.imsi or decision.imsi or "", query, decision) or durable
+        if decision.rule == "auto-entered" and key not in self._auto:
+            self._auto[key] = {"imei": key, "reason": decision.reason, "source": AUTO_ENTRY_SOURCE, "stolen": False,
+                               "at": stamp(query.at)}
+            durable = True
         return durable
+
+    def _notice(self, key: str, imsi: str, query: Query, decision: Decision) -> bool:
+        """Queue the notices due, addressed to the IMSI and the MSISDN it holds; none without
+        an addressee. True when one was queued."""
+        queued = False
+        msisdn: str | None = None
+        for notice in decision.notices:
+            if not self._due(key, imsi, notice.event):
+                continue
+            if msisdn is None:
+                msisdn = query.msisdn or (self.msisdn(imsi, query.at) if imsi else None) or ""
+            if not imsi and not msisdn:
+                self.unaddressed += 1
+                continue
+            self._notices.append({"imei": key, "imsi": imsi, "msisdn": msisdn or None, "event": notice.event,
+                                  "deadline": stamp(notice.deadline) if notice.deadline else None,
+                                  "reason": decision.reason, "created_at": stamp(query.at)})
+            queued = True
+        return queued
+
+    def _rests_on(self, key: str, imsi: str, decision: Decision) -> bool:
+        """A decision made with the IMSI last seen rests on that pair's sight: commit it now
+        if it is still kept for the flush."""
+        if decision.rule in OBSERVED_RULES and self._unwritten_first(key, imsi):
+            self._first.append(self._later.pop((key, imsi)))
+            return True
+        return False
 
     def _sight(self, key: str, imsi: str, query: Query, sightings: Sightings, decision: Decision) -> bool:
         """Record the sight of a pair read from the registry; True when it must be durable."""
@@ -233,20 +299,24 @@ class Recorder(Observations):
     @property
     def waiting(self) -> bool:
         """Durable rows are queued: ``commit()`` before the answers that depend on them."""
-        return bool(self._first or self._notices)
+        return bool(self._first or self._notices or self._auto)
 
     def commit(self) -> bool:
-        """Write the queued first sights and notices durably; True when all are on disk."""
-        if not (self._first or self._notices):
+        """Write the queued first sights, notices and automatic entries durably; True when
+        all are on disk."""
+        if not (self._first or self._notices or self._auto):
             return True
+        auto = list(self._auto.values())
         try:
-            self._write([(self._upsert, self._first), (NOTICE_INSERT_SQL, self._notices)])
+            self._write([(self._upsert, self._first), (NOTICE_INSERT_SQL, self._notices), (AUTO_HISTORY_SQL, auto),
+                         (AUTO_ENTRY_SQL, auto)])
         except (sqlite3.Error, SQLAlchemyError) as error:
-            self._failed(f"{len(self._first)} first sights and {len(self._notices)} notices not written "
-                         f"(kept, retried at the next commit): {error}")
+            self._failed(f"{len(self._first)} first sights, {len(self._notices)} notices and {len(auto)} automatic "
+                         f"entries not written (kept, retried at the next commit): {error}")
             return False
         self.commits += 1
         self._first, self._notices = [], []
+        self._auto.clear()
         self.registry.renew()  # the next reads see what was just written
         return True
 

@@ -212,5 +212,13 @@ def test_cli_check_gives_the_same_decision_with_its_reason(registry: str) -> Non
     assert decision["status"] == "black" and decision["rule"] == "paired-mismatch"
     assert OTHER_IMSI in decision["reason"]
     assert eir(registry, "check", UNKNOWN, "--imsi", OTHER_IMSI, check=False).returncode == 2  # grey: grace
-    invalid = json.loads(eir(registry, "check", "35209900176A48", "--json", check=False).stdout)
-    assert (invalid["status"], invalid["rule"]) == ("black", "invalid-imei")
+    # what the wire refuses (S13 5004, MAP unexpectedDataValue), check refuses the same way, exit 4
+    for args in (["35209900176A48"], [WHITE, "--imsi", "abc"], [WHITE, "--imsi", "43601"]):
+        result = eir(registry, "check", *args, "--json", check=False)
+        invalid = json.loads(result.stdout)
+        assert (invalid["status"], invalid["rule"], result.returncode) == ("invalid", "malformed-request", 4), args
+    # a well-formed IMEI with a bad check digit: the profile answers it black on the wire; check exits 4
+    bad_luhn = WHITE[:14] + str((int(imei15(WHITE)[14]) + 1) % 10)
+    result = eir(registry, "check", bad_luhn, "--json", check=False)
+    assert (json.loads(result.stdout)["status"], json.loads(result.stdout)["rule"]) == ("black", "invalid-imei")
+    assert result.returncode == 4, result.stderr
