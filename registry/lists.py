@@ -2,7 +2,8 @@
 
 - notification: one row per (IMEI, IMSI) sighting with an IMSI of the operator, where
   the IMEI is grey under the country profile at the given time: the operator tells the
-  subscriber the deadline. Columns ``imei,imsi,msisdn,deadline,reason``.
+  subscriber the deadline. Columns ``imei,imsi,msisdn,deadline,reason``; the MSISDN is the
+  sighting's, else the one the subscriber data give the IMSI at that time.
 - exception: the paired-white IMEIs with their bound IMSIs of the operator, which the
   operator must let through with those SIMs only. Columns ``imei,imsi``.
 
@@ -78,7 +79,7 @@ def _grey_pairs(key: str, pairs: list[tuple[str, str | None]], sightings: list[S
                           profile)
         if decision.status is Status.GREY:
             deadline = iso_utc(decision.deadline) if decision.deadline else None
-            yield imei15, imsi, msisdn, deadline, decision.reason
+            yield imei15, imsi, msisdn or observations.msisdn(imsi, at), deadline, decision.reason
 
 
 def exception_rows(registry: Registry, prefix: str) -> Iterator[tuple[str, str]]:
