@@ -5,7 +5,8 @@ upgraded to (a table, not SQLite's ``user_version``, so that it works on any dat
 ``create_schema`` makes what ``registry/models.py`` declares, or upgrades an older
 registry: the missing tables, the missing indexes of existing tables, then the version.
 ``verify_schema`` refuses a registry that is missing, empty, unversioned (older), of
-another version, or lacks a table; ``verify_writable`` one that cannot be written.
+another version, or lacks a table; ``check_writable_files`` and ``verify_writable`` one
+that cannot be written.
 
 Every refusal is a RegistryError whose message says what to do, for a person.
 """
@@ -147,23 +148,28 @@ def create_schema(engine: Engine) -> str:
     return "upgraded" if tables & set(Base.metadata.tables) else "created"
 
 
-def verify_writable(engine: Engine, url: URL) -> None:
-    """The registry can be written: on SQLite its file, the file's folder (where the -wal
-    and -shm files are made) and those files when they exist; then, on any database, a
-    write in a transaction that is rolled back (BEGIN IMMEDIATE alone succeeds on a
-    read-only SQLite database)."""
+def check_writable_files(url: URL) -> None:
+    """Before connecting (SQLite cannot even open a WAL database for reading where it cannot
+    make the -shm file): a SQLite registry's file, its folder (where the -wal and -shm
+    files are made) and those files when they exist are writable."""
     path = sqlite_file(url)
-    if path is not None:
-        folder = path.absolute().parent
-        if not os.access(path, os.W_OK):
-            raise RegistryError(f"{path} is not writable")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise RegistryError(f"folder {folder} is not writable (SQLite makes {path.name}-wal and "
-                                f"{path.name}-shm there)")
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists() and not os.access(side, os.W_OK):
-                raise RegistryError(f"{side} is not writable")
+    if path is None:
+        return
+    folder = path.absolute().parent
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RegistryError(f"{path} is not writable")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RegistryError(f"folder {folder} is not writable (SQLite makes {path.name}-wal and "
+                            f"{path.name}-shm there)")
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and not os.access(side, os.W_OK):
+            raise RegistryError(f"{side} is not writable")
+
+
+def verify_writable(engine: Engine) -> None:
+    """The registry takes a write: one in a transaction that is rolled back (on SQLite,
+    BEGIN IMMEDIATE alone succeeds on a read-only database)."""
     with engine.connect() as conn:
         conn = conn.execution_options(eir_write=True)
         transaction = conn.begin()

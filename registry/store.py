@@ -53,7 +53,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, ListName, utcnow
-from registry.schema import check_file, create_schema, verify_schema, verify_writable
+from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
 PAIRING = Base.metadata.tables["pairing"]
@@ -176,6 +176,8 @@ class Registry:
         self._snapshot_seconds = 0.0
         self._snapshot_until = 0.0
         check_file(self.url, create)  # before connecting: SQLite makes a missing file on connect
+        if writable:
+            check_writable_files(self.url)
         self.engine = _engine(self.url)
         try:
             if create:
@@ -185,7 +187,7 @@ class Registry:
                     verify_schema(conn)
                 self.schema = "verified"
             if writable:
-                verify_writable(self.engine, self.url)
+                verify_writable(self.engine)
             if self.url.get_dialect().name == "sqlite" and self.url.get_driver_name() == "pysqlite":
                 self._raw = _raw_sqlite(self.engine, self.url)
                 self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call
