@@ -58,6 +58,8 @@ def test_import_observations_reports_bad_rows_and_exports_them_back(tmp_path: Pa
 
 
 def test_block_and_unblock_show_in_history_with_exit_statuses(url: str) -> None:
+    assert eir(url, "registry", "block", imei15(A), "--reason", "x").returncode == 2  # no registry: none is made
+    assert eir(url, "registry", "init").returncode == 0
     blocked = eir(url, "registry", "block", imei15(A), "--reason", "police request 42")
     assert blocked.returncode == 0, blocked.stderr
     assert blocked.stdout == f"IMEI {A} blocked: stolen (police request 42); it was not in the registry\n"
