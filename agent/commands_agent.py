@@ -119,9 +119,9 @@ def _json_logging() -> None:
 @click.pass_context
 def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, at: str | None, profile: str,
           as_json: bool) -> None:
-    """The agent's decision for IMEI, with its explanation, without the network: from what
-    the registry holds (lists, observations, TAC catalogue) as if asked at --at. It records
-    nothing.
+    """The agent's decision for IMEI, with its explanation and what S13 and MAP would
+    answer, without the network: from what the registry holds (lists, observations, TAC
+    catalogue, subscriber data) as if asked at --at. It records nothing.
 
     \b
     Exit status:
@@ -134,6 +134,8 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
       64  usage: a bad or missing option or argument, a bad --at or --profile
       69  registry: missing, unopenable, corrupt, or of another schema version
     Errors are one line on stderr: eir check: ..."""
+    from agent.map import wire_answer as map_answer
+    from agent.s13 import wire_answer as s13_answer
     from agent.service import EquipmentCheck, Interface, Query
     from registry.profile import ProfileError, load_profile
 
@@ -145,15 +147,17 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
     with open_registry(ctx, "check", status=EX_UNAVAILABLE, after="") as registry:
         decision = EquipmentCheck(registry, rules).check(Query(imei, Interface.CLI, when, imsi=imsi, msisdn=msisdn))
     deadline = decision.deadline.isoformat(timespec="seconds") if decision.deadline else None
+    wire = {"s13": s13_answer(decision.status), "map": map_answer(decision.status)}
     if as_json:
         click.echo(json.dumps({"imei": decision.imei or imei, "status": decision.status.value,
                                "rule": decision.rule, "reason": decision.reason, "deadline": deadline,
                                "at": when.isoformat(timespec="seconds"), "profile": rules.name,
-                               "notices": [notice.event for notice in decision.notices]}))
+                               "notices": [notice.event for notice in decision.notices], "wire": wire}))
     else:
         until = f"; deadline {deadline}" if deadline else ""
         click.echo(f"{decision.imei or imei}: {decision.status.value.upper()} ({decision.rule}): "
                    f"{decision.reason}{until}")
+        click.echo(f"  on the wire: S13 {wire['s13']}; MAP {wire['map']}")
     sys.exit(check_status(decision))
 
 

@@ -76,6 +76,15 @@ _RESULTS = {(version, status): mapv.encode_check_imei_result(version, code)
 _RESPONSES = {version: DialogueResponse(mapv.equipment_context(version)) for version in (2, 3)}
 
 
+def wire_answer(status: Status) -> str:
+    """What a CheckIMEI End says for a decision of ``status`` (``eir check`` prints it)."""
+    if status is Status.UNKNOWN:
+        return f"returnError unknownEquipment ({int(ErrorCode.UNKNOWN_EQUIPMENT)})"
+    if status is Status.INVALID:
+        return f"returnError unexpectedDataValue ({int(ErrorCode.UNEXPECTED_DATA_VALUE)})"
+    return f"EquipmentStatus {EQUIPMENT_STATUS[status].name}"
+
+
 class _Outcome:
     """What one invoke got, for the answer log."""
 

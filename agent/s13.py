@@ -57,6 +57,15 @@ _SESSION_ID, _ORIGIN_HOST, _USER_NAME, _PROXY_INFO, _TERMINAL, _IMEI, _SOFTWARE_
                                         "Terminal-Information", "IMEI", "Software-Version", "3GPP2-MEID"))
 
 
+def wire_answer(status: Status) -> str:
+    """What an ECA says for a decision of ``status`` (``eir check`` prints it)."""
+    if status is Status.UNKNOWN:
+        return f"{int(ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)} DIAMETER_ERROR_EQUIPMENT_UNKNOWN"
+    if status is Status.INVALID:
+        return f"{int(ResultCode.DIAMETER_INVALID_AVP_VALUE)} DIAMETER_INVALID_AVP_VALUE"
+    return f"{int(ResultCode.DIAMETER_SUCCESS)} {EQUIPMENT_STATUS[status].name}"
+
+
 class _Request:
     """The AVPs of a clean ECR the adapter reads, found in one pass over the message."""
 

@@ -128,6 +128,7 @@ def test_a_grey_list_entry_past_its_window_is_black_with_the_black_notice(agent:
     # eir check says the same, and what it said inside the window
     later = run_eir(registry, "check", GREY_EXPIRED, "--imsi", LOCAL, check=False)
     assert later.returncode == 1 and "BLACK (grey-list-expired)" in later.stdout, later.stdout
+    assert "on the wire: S13 2001 BLACKLISTED; MAP EquipmentStatus BLACK_LISTED" in later.stdout
     inside = (datetime.now(UTC) - timedelta(days=20)).date().isoformat()
     earlier = run_eir(registry, "check", GREY_EXPIRED, "--imsi", LOCAL, "--at", inside, check=False)
     assert earlier.returncode == 2 and "GREY (grey-list)" in earlier.stdout, earlier.stdout
@@ -200,3 +201,4 @@ def test_check_and_the_wire_refuse_the_same_user_name(agent: AgentProcess, regis
     assert answer.result_code == 5004 and any("User-Name" in avp for avp in answer.failed_avps), answer
     check = run_eir(registry, "check", TAC + "100099", "--imsi", "43601abc", check=False)
     assert check.returncode == 4 and "INVALID (malformed-request)" in check.stdout, check.stdout
+    assert "on the wire: S13 5004 DIAMETER_INVALID_AVP_VALUE; MAP returnError unexpectedDataValue (36)" in check.stdout
