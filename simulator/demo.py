@@ -108,7 +108,7 @@ MAP_CASES = [
     MapCase("reported stolen", STOLEN, 3, None, "BLACK_LISTED"),
     MapCase("paired, with its bound IMSI", PAIRED, 2, PAIRED_IMSI, "WHITE_LISTED"),
     MapCase("paired, with another IMSI", PAIRED, 2, OTHER_IMSI, "BLACK_LISTED"),
-    MapCase("unregistered, no IMSI: last SIM", UNKNOWN, 3, None, "GREY_LISTED"),
+    MapCase("unregistered, no IMSI", UNKNOWN, 3, None, "GREY_LISTED"),
     MapCase("roamer over S13, no IMSI", ROAMER, 3, None, "WHITE_LISTED"),
 ]
 
