@@ -27,6 +27,7 @@ from diameter.peer import PeerSettings
 from diameter.transport import DiameterServer, start_server
 from registry.observations import Recorder
 from registry.profile import load_profile
+from registry.schema import sqlite_file
 from registry.store import Registry
 
 log = logging.getLogger("eir.agent")
@@ -168,11 +169,58 @@ def _m3ua_lines(config: AgentConfig, m3ua: M3uaService) -> list[str]:
     return lines
 
 
+class RegistryFileWatch:
+    """Notices a SQLite registry file deleted or replaced under the running agent. SQLite
+    goes on reading and writing the file it opened, so answers go on; but a deleted file's
+    sightings and notices are gone at the next start (which then refuses to run), and a
+    replaced one is not what imports write to: say so loudly, at most once a minute, and
+    count it. Other databases have no file to watch."""
+
+    LOG_EVERY = 60.0
+
+    def __init__(self, registry: Registry) -> None:
+        self.path = sqlite_file(registry.url)
+        self.identity = self._identity()
+        self.events = 0  # times the file was found deleted or replaced
+        self._problem: str | None = None
+        self._quiet_until = 0.0
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def check(self, now: float) -> str | None:
+        """The problem with the file now (None: it is the one the agent opened)."""
+        if self.path is None:
+            return None
+        current = self._identity()
+        problem = None if current == self.identity else "deleted" if current is None else "replaced by another file"
+        if problem != self._problem:
+            if problem is None:
+                log.warning("registry file %s is back: the agent's own file again", self.path)
+            else:
+                self.events += 1
+                self._quiet_until = 0.0
+            self._problem = problem
+        if problem is not None and now >= self._quiet_until:
+            log.error("registry file %s was %s while the agent runs: answers go on from the file it opened, but "
+                      "what it records is lost at the next start; restore it, or restart on the right --registry",
+                      self.path, problem)
+            self._quiet_until = now + self.LOG_EVERY
+        return problem
+
+
 async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, registry: Registry) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
+    watch = RegistryFileWatch(registry)
     flushed = loop.time()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -183,4 +231,8 @@ async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, re
             recorder.flush()
             if registry.changed():  # an import may have changed the TAC catalogue
                 recorder.forget_types()
+            watch.check(loop.time())
             flushed = loop.time()
+    if watch.events:
+        log.error("registry file %s was deleted or replaced %d time(s) while the agent ran", watch.path,
+                  watch.events)

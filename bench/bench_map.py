@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_agent import PREFIX, line, load, parse_arguments, prepare, rss_mib, seed_observations
+from bench_agent import PREFIX, line, load, parse_arguments, prepare, rss_mib, seed_observations, warm_up
 
 from simulator.agent_process import EIR, AgentProcess
 
@@ -42,7 +42,8 @@ def main() -> None:
         agent = AgentProcess(folder, url, m3ua=True)
         try:
             port = agent.m3ua_address[1]
-            load_map(port, imeis, args.warmup, args.inflight, 3, False)  # page cache, memo
+            warm_up(lambda seconds: load_map(port, imeis, seconds, args.inflight, 3, False), len(sample),
+                    args.warmup)
             v3 = load_map(port, imeis, args.duration, args.inflight, 3, False)
             v2 = load_map(port, imeis, args.duration, args.inflight, 2, True)
             s13 = load(agent.port, imeis, args.duration, args.inflight)

@@ -38,7 +38,7 @@ _DEVICE_TYPE_SQL = "SELECT device_type FROM tac WHERE tac = ?"
 # The MSISDN an IMSI held at a time: the subscriber data (registry/subscribers.py), else the
 # last one imported observations gave it (a partial index holds only sightings with one).
 _HELD_SQL = ("SELECT msisdn FROM subscriber WHERE imsi = ? AND (valid_from IS NULL OR valid_from <= ?) "
-             "AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from DESC LIMIT 1")
+             "AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from DESC NULLS LAST LIMIT 1")
 _OBSERVED_MSISDN_SQL = ("SELECT msisdn FROM sighting WHERE imsi = ? AND msisdn IS NOT NULL AND first_seen <= ? "
                         "ORDER BY last_seen DESC LIMIT 1")
 _NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
@@ -70,9 +70,18 @@ AUTO_HISTORY_SQL = ("INSERT INTO history (imei, at, field, old, new, reason, sou
 AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
                   "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
 
-NOTICE_INSERT_SQL = ("INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
-                     "VALUES (:imei, :imsi, :msisdn, :event, :deadline, :reason, :created_at) "
-                     "ON CONFLICT (imei, imsi, event) DO NOTHING")
+# A notice is addressed to its IMSI and the MSISDN the IMSI held when it was made due (the
+# query's, else the subscriber data's, else the last one imported observations gave it),
+# looked up by the database as it writes the batch.
+NOTICE_INSERT_SQL = (
+    "INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
+    "VALUES (:imei, :imsi, coalesce(:msisdn, "
+    "(SELECT s.msisdn FROM subscriber AS s WHERE s.imsi = :imsi AND (s.valid_from IS NULL OR "
+    "s.valid_from <= :created_at) AND (s.valid_until IS NULL OR s.valid_until > :created_at) "
+    "ORDER BY s.valid_from DESC NULLS LAST LIMIT 1), "
+    "(SELECT o.msisdn FROM sighting AS o WHERE o.imsi = :imsi AND o.msisdn IS NOT NULL AND "
+    "o.first_seen <= :created_at ORDER BY o.last_seen DESC LIMIT 1)), "
+    ":event, :deadline, :reason, :created_at) ON CONFLICT (imei, imsi, event) DO NOTHING")
 
 
 def stamp(at: datetime) -> str:
@@ -227,19 +236,17 @@ class Recorder(Observations):
         return durable
 
     def _notice(self, key: str, imsi: str, query: Query, decision: Decision) -> bool:
-        """Queue the notices due, addressed to the IMSI and the MSISDN it holds; none without
-        an addressee. True when one was queued."""
+        """Queue the notices due, addressed to the IMSI (the database adds the MSISDN it
+        holds as it writes them: NOTICE_INSERT_SQL); none without an IMSI or an MSISDN.
+        True when one was queued."""
         queued = False
-        msisdn: str | None = None
         for notice in decision.notices:
             if not self._due(key, imsi, notice.event):
                 continue
-            if msisdn is None:
-                msisdn = query.msisdn or (self.msisdn(imsi, query.at) if imsi else None) or ""
-            if not imsi and not msisdn:
+            if not imsi and not query.msisdn:
                 self.unaddressed += 1
                 continue
-            self._notices.append({"imei": key, "imsi": imsi, "msisdn": msisdn or None, "event": notice.event,
+            self._notices.append({"imei": key, "imsi": imsi, "msisdn": query.msisdn, "event": notice.event,
                                   "deadline": stamp(notice.deadline) if notice.deadline else None,
                                   "reason": decision.reason, "created_at": stamp(query.at)})
             queued = True

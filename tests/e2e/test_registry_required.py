@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -150,3 +151,28 @@ def test_agent_process_inits_a_new_registry_then_serves(tmp_path: Path) -> None:
         assert agent.stop() == 0
     with pytest.raises(RuntimeError, match="does not exist"):
         AgentProcess(tmp_path, f"sqlite:///{tmp_path / 'other.db'}", init=False)
+
+
+def test_a_registry_file_deleted_under_the_running_agent_is_noticed(tmp_path: Path) -> None:
+    """SQLite goes on with the file it opened, so answers go on; but what the agent records
+    would be lost at the next start: it says so in its log (once a minute), and counts it."""
+    import asyncio
+
+    from simulator.mme import send_ecr
+
+    path = tmp_path / "eir.db"
+    url = made(f"sqlite:///{path}")
+    agent = AgentProcess(tmp_path, url, answer_log=False)
+    try:
+        for name in ("eir.db", "eir.db-wal", "eir.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        answer = asyncio.run(send_ecr(*agent.address, "35209900176148", imsi="436011234567890"))
+        assert answer.equipment_status == "GREYLISTED"  # it keeps serving
+        deadline = time.monotonic() + 5
+        while "was deleted while the agent runs" not in agent.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"registry file {path} was deleted while the agent runs" in agent.log(), agent.log()
+    finally:
+        assert agent.stop() == 0
+    assert agent.log().count("was deleted while the agent runs") == 1  # not a line every 0.2 s
+    assert f"registry file {path} was deleted or replaced 1 time(s)" in agent.log()
