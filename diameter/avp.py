@@ -67,10 +67,9 @@ class Avp:
     @classmethod
     def constant(cls, definition: AvpDef, value: Any) -> Avp:
         """An AVP built once and sent many times (Origin-Host, a Result-Code): its encoding
-        is kept with it. Such an AVP must never be changed after it is built."""
+        is kept with it, and it cannot be changed (a SharedAvp)."""
         avp = cls.of(definition, value)
-        avp.wire = avp.to_bytes()
-        return avp
+        return SharedAvp.freeze(avp, avp.to_bytes())
 
     def to_bytes(self) -> bytes:
         if self.wire is not None:
@@ -110,3 +109,27 @@ def example_avp(definition: AvpDef) -> Avp:
     """An AVP with a zero-filled value, for Failed-AVP when the AVP was missing (5005)."""
     data = b"\0" * MINIMUM_DATA_LENGTH.get(definition.type, 0)
     return Avp(definition.code, definition.flags, definition.vendor_id, data, None, definition)
+
+
+class SharedAvp(Avp):
+    """An AVP that many messages hold at once (a constant of ours, or a decoded AVP the
+    codec's memo hands to every message carrying the same octets): changing it would change
+    them all, so it cannot be changed. Copy it (``Avp(avp.code, ...)``) to build another.
+    A Grouped one holds its members as a tuple of SharedAvp."""
+
+    __slots__ = ()
+
+    @classmethod
+    def freeze(cls, avp: Avp, wire: bytes) -> SharedAvp:
+        shared = object.__new__(cls)
+        value = avp.value
+        if isinstance(value, list | tuple):
+            value = tuple(member if isinstance(member, SharedAvp) else cls.freeze(member, member.to_bytes())
+                          for member in value)
+        for name, held in (("code", avp.code), ("flags", avp.flags), ("vendor_id", avp.vendor_id),
+                           ("data", avp.data), ("value", value), ("definition", avp.definition), ("wire", wire)):
+            object.__setattr__(shared, name, held)
+        return shared
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self.name} is shared by many messages and cannot be changed; build a new Avp")

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from diameter.avp import Avp, example_avp
+from diameter.avp import Avp, SharedAvp, example_avp
 from diameter.constants import (
     AVP_FLAG_M,
     AVP_FLAG_V,
@@ -257,7 +257,7 @@ def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
                 before = len(problems)
                 avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
                 if len(problems) == before:
-                    _memoize(memo, dictionary.decoded_limit, raw, avp)
+                    avp = _memoize(memo, dictionary.decoded_limit, raw, avp)
         else:
             avp = _decode_one(data, offset, header, length, code, flags, vendor, dictionary, problems, path)
         append(avp)
@@ -265,13 +265,14 @@ def _decode_avps(data: bytes, offset: int, end: int, dictionary: Dictionary,
     return avps
 
 
-def _memoize(decoded: dict[bytes, Avp], limit: int, raw: bytes, avp: Avp) -> None:
-    """Keep a cleanly decoded stable AVP, shared from now on: it gets its wire form and is
-    never changed again."""
+def _memoize(decoded: dict[bytes, Avp], limit: int, raw: bytes, avp: Avp) -> Avp:
+    """Keep a cleanly decoded stable AVP, shared from now on: a SharedAvp with its wire
+    form, which cannot be changed (a change would reach every later message)."""
     if len(decoded) >= limit:
         decoded.clear()
-    avp.wire = raw + b"\0" * (-len(raw) & 3)
-    decoded[raw] = avp
+    shared = SharedAvp.freeze(avp, raw + b"\0" * (-len(raw) & 3))
+    decoded[raw] = shared
+    return shared
 
 
 def _decode_one(data: bytes, offset: int, header: int, length: int, code: int, flags: int, vendor: int,

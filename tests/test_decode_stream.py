@@ -196,3 +196,27 @@ def test_reader_takes_bytearray_and_memoryview() -> None:
     frames = reader.feed(memoryview(stream)[30:])
     assert frames == [DWR, DWR]
     assert all(type(frame) is bytes for frame in frames)
+
+
+def test_decoded_avps_shared_through_the_memo_cannot_be_changed() -> None:
+    """Issue 12, item 14: a stable AVP (Origin-Host, Vendor-Specific-Application-Id...) is
+    decoded once and the same object is handed to every later message with the same octets,
+    so changing it in one message would change the next ones: it is a SharedAvp, which
+    refuses any change, its Grouped members included."""
+    from diameter.avp import SharedAvp
+    from diameter.capabilities import LocalNode, build_cer
+
+    wire = build_cer(LocalNode("mme-memo.localdomain", "localdomain")).to_bytes()
+    first, second = decode_message(wire), decode_message(wire)
+    host = first.find("Origin-Host")
+    assert isinstance(host, SharedAvp) and second.find("Origin-Host") is host
+    with pytest.raises(AttributeError, match="cannot be changed"):
+        host.value = "spoofed.localdomain"
+    with pytest.raises(AttributeError):
+        host.flags = 0
+    grouped = first.find("Vendor-Specific-Application-Id")  # our CER advertises S13 in one
+    assert isinstance(grouped, SharedAvp) and isinstance(grouped.value, tuple)
+    with pytest.raises(AttributeError):
+        grouped.value[0].value = 1
+    assert decode_message(wire).value("Origin-Host") == "mme-memo.localdomain"
+    assert first.to_bytes() == wire  # a shared AVP still encodes as it came
