@@ -41,7 +41,7 @@ from diameter.errors import AvpProblem, FramingError
 from diameter.message import DEFAULT_MAX_MESSAGE_LENGTH, Message, MessageReader, decode_message, make_message
 from diameter.watchdog import Watchdog, WatchdogAction, WatchdogState
 
-_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM = 282, 293, 283
+_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM, _ORIGIN_HOST_CODE, _SESSION_ID_CODE = 282, 293, 283, 264, 263
 _ROUTING_AVPS = frozenset({_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM})
 _BASE_COMMANDS = frozenset({Command.DEVICE_WATCHDOG, Command.DISCONNECT_PEER, Command.CAPABILITIES_EXCHANGE})
 _U32 = struct.Struct(">I")
@@ -89,12 +89,15 @@ class RequestTimedOut:
 
 @dataclass(frozen=True)
 class BadMessage:
-    """Bad input we answered (or dropped); for the log line and the counter."""
+    """Bad input we answered (or dropped); for the log line, the counter and, when answered,
+    the answer log (``session`` and ``origin_host``: the request's, when they decoded)."""
 
     result_code: int
     reason: str
     command: str
     answered: bool
+    session: str | None = None
+    origin_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,20 @@ class DuplicateCache:
         return self._answers.get((origin_host, end_to_end))
 
 
+def _origin_host(message: Message) -> str | None:
+    """The Origin-Host AVP's value (base AVP 264), None when it has none."""
+    return _text_of(message, _ORIGIN_HOST_CODE)
+
+
+def _text_of(message: Message, code: int) -> str | None:
+    """The text value of a base AVP of ``message``, None when it has none that decoded."""
+    for avp in message.avps:
+        if avp.code == code and not avp.vendor_id:
+            value = avp.value
+            return value if isinstance(value, str) else None
+    return None
+
+
 class IdGenerator:
     """Hop-by-Hop ids count from a random start; End-to-End ids put the low 12 bits of
     the start time in the high bits and a counter in the low 20 (RFC 6733 3)."""
@@ -202,6 +219,7 @@ class Peer:
         self._pending: dict[int, _Pending] = {}
         self._retransmit: list[Message] = []
         self._state_deadline: float | None = None
+        self._peer_left = False  # the peer sent DPR (we answered DPA): Closing, closed by it or by the timer
         self._watchdog_seen = self.watchdog.state
         self.cea_result: int | None = None  # Result-Code of the CEA, for an initiator
         self.remote_address: Any = None  # set by the I/O layer: the peer's transport address
@@ -212,6 +230,7 @@ class Peer:
     def connection_made(self, now: float) -> list[Event]:
         self._reader = MessageReader(self.settings.max_message_length)
         self._state_deadline = now + self.settings.cer_timeout
+        self._peer_left = False
         if self.role is Role.INITIATOR:
             self.state = PeerState.WAIT_CEA
             self._send_request(build_cer(self.node), now, internal=True)
@@ -257,11 +276,14 @@ class Peer:
         return self._send_request(request, now, internal=False)
 
     def send_answer(self, request: Message, answer: Message) -> None:
-        """Queue the application's answer to ``request``; remembered for duplicates."""
+        """Queue the application's answer to ``request``; remembered for duplicates by the
+        request's own Origin-Host and End-to-End id (RFC 6733 6.5), not the peer's: behind a
+        relay, one peer carries the requests of many origins."""
         wire = answer.to_bytes()
         self._out.append(wire)
-        if self.remote is not None:
-            self.duplicates.remember(self.remote.origin_host, request.end_to_end, wire)
+        origin = _origin_host(request) or (self.remote.origin_host if self.remote is not None else None)
+        if origin is not None:
+            self.duplicates.remember(origin, request.end_to_end, wire)
 
     def data_to_send(self) -> bytes:
         data = b"".join(self._out)
@@ -294,6 +316,8 @@ class Peer:
             self._state_deadline = None
             reason = {PeerState.WAIT_CER: "no CER in time", PeerState.WAIT_CEA: "no CEA in time",
                       PeerState.CLOSING: "no DPA in time"}.get(self.state)
+            if self._peer_left and self.state is PeerState.CLOSING:
+                reason = "the peer sent DPR but did not close the connection in time"
             if reason:
                 self.state = PeerState.CLOSED
                 events.append(CloseConnection(reason))
@@ -341,8 +365,17 @@ class Peer:
         problem = self._request_problem(request)
         if problem is not None:
             self._answer_error(request, problem)
-            return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True)]
+            return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True,
+                                        session=_text_of(request, _SESSION_ID_CODE),
+                                        origin_host=_origin_host(request))]
         code = request.command_code
+        if self._peer_left and code != Command.DEVICE_WATCHDOG:  # after its DPR the peer has no more to ask
+            problem = AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER,
+                                 f"{request.name} after the peer's own DPR: the connection is closing")
+            self._answer_error(request, problem)
+            return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True,
+                                        session=_text_of(request, _SESSION_ID_CODE),
+                                        origin_host=_origin_host(request))]
         if code not in _BASE_COMMANDS:
             cached = self._duplicate_of(request) if request.flags & FLAG_T else None
             if cached is not None:
@@ -354,6 +387,10 @@ class Peer:
         elif code == Command.DISCONNECT_PEER:
             self._answer_base(request)
             cause = request.value("Disconnect-Cause")
+            # RFC 6733 5.6 R-Rcv-DPR: DPA sent, Closing; the peer closes the connection, and
+            # if it does not within dpa_timeout, we do.
+            self.state = PeerState.CLOSING
+            self._peer_left = True
             self._state_deadline = now + self.settings.dpa_timeout
             events.append(PeerDisconnecting(cause))
         elif code == Command.CAPABILITIES_EXCHANGE:
@@ -400,10 +437,10 @@ class Peer:
         return None
 
     def _duplicate_of(self, request: Message) -> bytes | None:
-        """The answer already sent to this T-flagged request, as it went on the wire."""
-        if self.remote is None:
-            return None
-        return self.duplicates.lookup(self.remote.origin_host, request.end_to_end)
+        """The answer already sent to this T-flagged request (same Origin-Host and
+        End-to-End id), as it went on the wire."""
+        origin = _origin_host(request) or (self.remote.origin_host if self.remote is not None else None)
+        return None if origin is None else self.duplicates.lookup(origin, request.end_to_end)
 
     def _receive_answer(self, answer: Message, now: float) -> list[Event]:
         pending = self._pending.pop(answer.hop_by_hop, None)

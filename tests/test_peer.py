@@ -8,7 +8,7 @@ import pytest
 
 from diameter.answers import answer_to, finish_answer, result_code_of
 from diameter.capabilities import LocalNode
-from diameter.constants import APP_RELAY, APP_S13, FLAG_T, Command, DisconnectCause, ResultCode
+from diameter.constants import APP_RELAY, APP_S13, FLAG_E, FLAG_T, Command, DisconnectCause, ResultCode
 from diameter.message import Message, decode_message, make_message
 from diameter.peer import (
     AnswerReceived,
@@ -271,6 +271,27 @@ def test_dpr_from_responder_gets_dpa_and_closes() -> None:
     assert of(CloseConnection, wire.server_events) and wire.server.state is PeerState.CLOSED
 
 
+def test_after_its_dpr_a_peer_is_closing_its_requests_get_3002_and_it_is_closed_if_it_stays() -> None:
+    """RFC 6733 5.6: R-Rcv-DPR leads to Closing. A peer that sent DPR, got DPA and keeps the
+    connection (and its ECRs coming) is answered 3002 and closed after dpa_timeout."""
+    wire = open_wire(server_settings=settings(dpa_timeout=2.0))
+    wire.client.disconnect(5.0, DisconnectCause.DO_NOT_WANT_TO_TALK_TO_YOU)  # and then never closes
+    wire.pump(5.0)
+    assert of(PeerDisconnecting, wire.server_events) and wire.server.state is PeerState.CLOSING
+    request = ecr("after-dpr")
+    request.hop_by_hop, request.end_to_end = 77, 78
+    events = wire.server.receive_data(request.to_bytes(), 5.5)
+    assert not of(RequestReceived, events)
+    (bad,) = of(BadMessage, events)
+    assert (bad.result_code, bad.answered, bad.session) == (ResultCode.DIAMETER_UNABLE_TO_DELIVER, True,
+                                                            "mme.localdomain;after-dpr")
+    answer = decode_message(wire.server.data_to_send())
+    assert result_code_of(answer) == ResultCode.DIAMETER_UNABLE_TO_DELIVER and answer.flags & FLAG_E
+    assert not of(CloseConnection, wire.server.handle_timer(6.9))
+    (closing,) = of(CloseConnection, wire.server.handle_timer(7.0))
+    assert "did not close the connection" in closing.reason and wire.server.state is PeerState.CLOSED
+
+
 def test_missing_dpa_closes_after_the_timeout() -> None:
     wire = open_wire(client_settings=settings(dpa_timeout=2.0))
     wire.cut = True
@@ -308,6 +329,38 @@ def test_lost_connection_retransmits_pending_requests_with_t_flag_after_reopen()
     assert answers[0].request.flags & FLAG_T and answers[0].request.end_to_end == e2e
     assert answers[0].message.find("Equipment-Status").value == 1  # the cached answer, not a new decision
     assert not of(RequestReceived, wire2.server_events)
+
+
+def relayed_ecr(origin: str, end_to_end: int, session: str, retransmitted: bool = False) -> Message:
+    """An ECR from ``origin`` as a relay (DRA) forwards it, with its Route-Record."""
+    m = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
+    m.add("Session-Id", f"{origin};{session}").add("Auth-Session-State", 1)
+    m.add("Origin-Host", origin).add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
+    m.avps.append(m.group("Terminal-Information", ("IMEI", "35209900176148")))
+    m.add("Route-Record", "dra.localdomain")
+    m.end_to_end = end_to_end
+    if retransmitted:
+        m.flags |= FLAG_T
+    return m
+
+
+def test_duplicates_are_known_by_the_requests_origin_host_not_the_peers() -> None:
+    """RFC 6733 6.5: behind a relay, MME Y's T-flagged request with the End-to-End id that
+    MME X used is a request of its own, never X's cached answer; X's retransmission is."""
+    wire = open_wire()
+    server = wire.server
+    x = relayed_ecr("mme-x.localdomain", 0x1234, "x")
+    server.receive_data(x.to_bytes(), 1.0)
+    server.send_answer(x, eca_for(x, status=1))
+    server.data_to_send()
+    y = relayed_ecr("mme-y.localdomain", 0x1234, "y", retransmitted=True)
+    events = server.receive_data(y.to_bytes(), 2.0)
+    assert [e.message.value("Session-Id") for e in of(RequestReceived, events)] == ["mme-y.localdomain;y"]
+    assert server.data_to_send() == b""  # nothing re-sent: Y's request goes to the application
+    again = relayed_ecr("mme-x.localdomain", 0x1234, "x", retransmitted=True)
+    assert not of(RequestReceived, server.receive_data(again.to_bytes(), 3.0))
+    resent = server.data_to_send()
+    assert b"mme-x.localdomain;x" in resent and resent[12:16] == again.hop_by_hop.to_bytes(4, "big")
 
 
 def test_application_requests_are_thrown_away_while_reopening_but_dwr_is_answered() -> None:
