@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import NoReturn, TextIO
 
 from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
 from registry.models import ListName
@@ -40,9 +40,6 @@ from registry.observations import stamp
 from registry.sightings import SightingLoader, iso_utc, iter_observations
 from registry.store import CHUNK, Bulk, Counts, Registry
 from registry.subscribers import SubscriberLoader, iter_subscribers
-
-if TYPE_CHECKING:
-    import _csv
 
 
 class ImportKind(enum.StrEnum):
@@ -191,19 +188,86 @@ def _put(bulk: Bulk, kind: ImportKind, source: str) -> Counts:
     return bulk.put_tacs()
 
 
+MAX_LINE = 65536  # characters: a longer line is a bad row, read past without being held whole
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+class _SpansLines(Exception):
+    pass
+
+
+class CsvLines:
+    """The physical lines of a CSV text for ``csv.reader``, one record per line: none of
+    the files spans a field over lines, so a quote left open (which would swallow every
+    following row into one field) or a line over MAX_LINE characters (read past in pieces,
+    never held whole) is one bad row, reported with its line number, and the next line is
+    read afresh. ``number`` is the line last read."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.number = 0
+        self.in_record = False  # the reader has a line of the current record already
+        self._readline = getattr(lines, "readline", None)
+        self._lines = iter(lines)
+
+    def __iter__(self) -> CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if self.in_record:  # the reader wants a second line for one record: a quote left open
+            raise _SpansLines
+        text = self._readline(MAX_LINE + 1) if self._readline is not None else next(self._lines, "")
+        if not text:
+            raise StopIteration
+        self.number += 1
+        if len(text) > MAX_LINE and not (len(text) == MAX_LINE + 1 and text.endswith("\n")):
+            if self._readline is not None:
+                while text and not text.endswith("\n"):  # the rest of the line, a piece at a time
+                    text = self._readline(1 << 20)
+            raise _LineTooLong
+        self.in_record = True
+        return text
+
+    def records(self, bad: Callable[[int, str], None]) -> Iterator[list[str]]:
+        """The records, one a line; a line that is not one goes to ``bad(line, reason)``."""
+        reader = csv.reader(self, strict=True)
+        while True:
+            self.in_record = False
+            try:
+                yield next(reader)
+            except StopIteration:
+                return
+            except _SpansLines:
+                bad(self.number, "a quote is opened and not closed on this line (fields cannot span lines)")
+            except _LineTooLong:
+                bad(self.number, f"line longer than {MAX_LINE:,} characters")
+            except csv.Error as error:
+                bad(self.number, f"not readable as CSV: {error}")
+            reader = csv.reader(self, strict=True)
+
+
 def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None = None, sink: Sink | None = None,
                chunk: int = CHUNK) -> ParsedRows:
-    """Validate a whole CSV text (header first). Good rows (IMEIs as 14-digit keys) go to
-    ``sink`` every ``chunk`` rows and at the end; without a sink they stay in ``rows``."""
-    reader = csv.reader(lines)
-    header, header_line = _header(kind, reader)
-    parser = _Parser(kind, header, parsed if parsed is not None else ParsedRows(), sink, chunk)
-    previous = header_line
+    """Validate a whole CSV text (header first), one record a line (``CsvLines``). Good rows
+    (IMEIs as 14-digit keys) go to ``sink`` every ``chunk`` rows and at the end; without a
+    sink they stay in ``rows``; bad ones, with their line, in ``bad``."""
+    parsed = parsed if parsed is not None else ParsedRows()
+    source = CsvLines(lines)
+    header = _header(kind, source)
+
+    def bad(line: int, reason: str) -> None:
+        parsed.read += 1
+        parsed.bad.append(BadRow(line, reason))
+
+    records = source.records(bad)
+    parser = _Parser(kind, header, parsed, sink, chunk)
     if kind in IMEI_KINDS and header == ["imei", "reason"]:
-        previous = parser.fast_imei_rows(reader, previous)
-    for fields in reader:
-        line, previous = previous + 1, reader.line_num
-        parser.row(fields, line)
+        parser.fast_imei_rows(records, source)
+    else:
+        for fields in records:
+            parser.row(fields, source.number)
     parser.flush()
     return parser.parsed
 
@@ -221,14 +285,14 @@ class _Parser:
             self.sink(self.parsed.rows[:])
             self.parsed.rows.clear()
 
-    def fast_imei_rows(self, reader: _csv.Reader, previous: int) -> int:
+    def fast_imei_rows(self, records: Iterator[list[str]], source: CsvLines) -> None:
         """The whole of an ``imei,reason`` file, with its common row (a valid 15-digit IMEI
-        and a reason) inlined; any other row goes to ``row``. Returns the last line read."""
+        and a reason) inlined; any other row goes to ``row``."""
         parsed = self.parsed
         add, append, key_of, read = self.seen.setdefault, parsed.rows.append, imei15_key, 0
         limit = self.chunk if self.sink is not None else -1
-        for fields in reader:
-            line, previous = previous + 1, reader.line_num
+        for fields in records:
+            line = source.number
             if len(fields) == 2:
                 key = key_of(fields[0])
                 if key is not None and add(key, line) == line:
@@ -239,7 +303,6 @@ class _Parser:
                     continue
             self.row(fields, line)
         parsed.read += read
-        return previous
 
     def row(self, fields: list[str], line: int) -> None:
         """Judge one row: blank, bad (with the reason) or good."""
@@ -273,28 +336,32 @@ class _Parser:
             self.flush()
 
 
-def _header(kind: ImportKind, reader: _csv.Reader) -> tuple[list[str], int]:
+def _header(kind: ImportKind, source: CsvLines) -> list[str]:
     required, optional = COLUMNS[kind]
     expected = ",".join((*required, *optional))
-    for fields in reader:
+    for fields in source.records(lambda line, why: _refuse(f"line {line}: {why}; the header row must be one line")):
+        line = source.number
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         names = [name.strip().lower() for name in fields]
         if any(name.isdigit() for name in names):
-            raise CsvFormatError(f"line {reader.line_num}: no header row; the first row must name the columns "
-                                 f"({expected})")
+            raise CsvFormatError(f"line {line}: no header row; the first row must name the columns ({expected})")
         for name in names:
             if name not in required and name not in optional:
-                raise CsvFormatError(f"line {reader.line_num}: unknown column {name!r}; {kind.value} files have "
+                raise CsvFormatError(f"line {line}: unknown column {name!r}; {kind.value} files have "
                                      f"columns {expected}")
             if names.count(name) > 1:
-                raise CsvFormatError(f"line {reader.line_num}: column {name!r} appears twice")
+                raise CsvFormatError(f"line {line}: column {name!r} appears twice")
         missing = [name for name in required if name not in names]
         if missing:
-            raise CsvFormatError(f"line {reader.line_num}: missing column {missing[0]!r}; {kind.value} files have "
+            raise CsvFormatError(f"line {line}: missing column {missing[0]!r}; {kind.value} files have "
                                  f"columns {expected}")
-        return names, reader.line_num
+        return names
     raise CsvFormatError(f"empty file: no header row ({expected})")
+
+
+def _refuse(message: str) -> NoReturn:
+    raise CsvFormatError(message)
 
 
 def _field_count(header: list[str], fields: list[str]) -> str:
