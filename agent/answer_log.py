@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from json.encoder import encode_basestring_ascii
@@ -11,6 +12,8 @@ from typing import TextIO, TypeVar
 # once; the memo starts again when it holds this many, so odd inputs cannot grow it.
 FRAGMENT_LIMIT = 4096
 TICK = 0.001  # seconds: the precision of "ts" (latency_us is the precise figure)
+VALUE_LIMIT = 256  # characters of a value from the wire (peer, session, reason) a line keeps
+_NUMBERS = re.compile(r"(?<!\d)\d{10,15}(?!\d)")  # IMSIs and MSISDNs in a reason
 
 
 K = TypeVar("K")
@@ -34,12 +37,28 @@ def mask_imsi(imsi: str | None) -> str | None:
     return imsi[:5] + "*" * (len(imsi) - 7) + imsi[-2:]
 
 
+def mask_numbers(text: str) -> str:
+    """A reason with every subscriber number in it (10 to 15 digits: an IMSI, an MSISDN)
+    masked as ``mask_imsi`` does."""
+    return _NUMBERS.sub(lambda found: mask_imsi(found[0]) or "", text)
+
+
+def cut(text: str | None, limit: int = VALUE_LIMIT) -> str | None:
+    """A value from the wire as a log line keeps it: at most ``limit`` characters, and how
+    many were left out."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more]"
+
+
 class AnswerLog:
     """Buffered JSON Lines writer. ``flush()`` is called by the server on a timer and at exit,
     so a line costs a format and a buffered write, not a system call. Each line holds
     ts (Unix time, to the millisecond), interface, peer (the asking node's Origin-Host),
-    session, imei (the registry key), imsi (masked when configured), status, rule,
-    reason, result (the Diameter result code) and latency_us (from receipt to answer)."""
+    session, imei (the registry key), imsi (masked when configured, and with it every
+    IMSI and MSISDN in the reason), status, rule, reason, result (the Diameter result code)
+    and latency_us (from receipt to answer). Values from the wire are cut at VALUE_LIMIT
+    characters; the JSON encoder escapes control characters, so a value never breaks a line."""
 
     def __init__(self, stream: TextIO | None = None, mask: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -56,9 +75,12 @@ class AnswerLog:
         if self.mask:
             imsi = mask_imsi(imsi)
         origin = self._origin.get((interface, peer)) or _remember(
-            self._origin, (interface, peer), f'"interface":{_q(interface)},"peer":{_q(peer)}')
+            self._origin, (interface, peer), f'"interface":{_q(interface)},"peer":{_q(cut(peer))}')
         outcome = self._outcome.get((status, rule, reason)) or _remember(
-            self._outcome, (status, rule, reason), f'"status":{_q(status)},"rule":{_q(rule)},"reason":{_q(reason)}')
+            self._outcome, (status, rule, reason), f'"status":{_q(status)},"rule":{_q(rule)},'
+                                                   f'"reason":{_q(self._reason(reason))}')
+        if session is not None and len(session) > VALUE_LIMIT:
+            session = cut(session)
         now = time.time()
         if now >= self._tick_end:  # "ts" has millisecond precision: format it once per millisecond
             self._tick_end = (now // TICK + 1) * TICK
@@ -67,6 +89,10 @@ class AnswerLog:
             f'{{"ts":{self._tick},{origin},"session":{_q(session)},"imei":{_q(imei)},"imsi":{_q(imsi)},'
             f'{outcome},"result":{int(result)},"latency_us":{int(latency_us)}}}\n')
         self.lines += 1
+
+    def _reason(self, reason: str) -> str | None:
+        """The reason as logged: cut, and its subscriber numbers masked when IMSIs are."""
+        return cut(mask_numbers(reason) if self.mask else reason)
 
     def flush(self) -> None:
         self.stream.flush()

@@ -1,6 +1,7 @@
 """Bad input from the network: every case counted, at most ``LOG_LIMIT`` warnings a second
 logged. A peer sending garbage at line rate must neither fill the disk with log lines nor
-slow the answers to the peers that behave; the counters still say how much came."""
+slow the answers to the peers that behave; the counters still say how much came. Values
+from the wire are escaped and cut before they reach a line (``printable``)."""
 
 from __future__ import annotations
 
@@ -31,4 +32,15 @@ class BadInput:
             self._second_began, self._warnings = now, 0
         self._warnings += 1
         if self._warnings <= self.limit:
-            self.log.warning("from %s: %s", peer, reason)
+            self.log.warning("from %s: %s", printable(peer, 128), printable(reason, TEXT_LIMIT))
+
+
+TEXT_LIMIT = 300  # characters of a reason a line keeps
+
+
+def printable(text: str, limit: int) -> str:
+    """Text from the wire as one log line may hold it: control characters escaped (a newline
+    in an AVP must not forge a line), at most ``limit`` characters, and how many were cut."""
+    if not text.isprintable():
+        text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more]"

@@ -198,9 +198,10 @@ class MapAnswerer:
             return self._bad_argument(invoke_id, error, peer)
         try:
             decision = self.service.answer(query)
-        except Exception:  # the registry failed: the MSC hears systemFailure, the agent goes on
-            log.exception("CheckIMEI %s: the decision failed", query.imei)
+        except Exception as error:  # MAP's failure boundary: the MSC hears systemFailure, the agent goes on
             self.counters["system_failure"] += 1
+            self._bad("decision", f"CheckIMEI for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
+                      f"{str(error)[:200]}): answered systemFailure", peer)
             failed = Decision(Status.INVALID, "system-failure", "the decision failed", query.imei)
             return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
                 failed, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)

@@ -11,12 +11,14 @@ recorded by the service; the server commits what must be durable before the answ
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
 from agent.answer_log import AnswerLog
+from agent.bad_input import BadInput
 from agent.service import (
     Decision,
     EquipmentCheck,
@@ -34,6 +36,7 @@ from diameter.constants import APP_S13, FLAG_P, VENDOR_3GPP, EquipmentStatus, Re
 from diameter.dictionary import BASE_S13
 from diameter.errors import AvpProblem
 from diameter.message import Message
+from diameter.peer import BadMessage
 from diameter.transport import PeerConnection
 from registry.imei import IdentityError, parse_svn
 
@@ -103,6 +106,7 @@ class S13Answerer:
         self.log = log
         self.clock = clock or MillisecondClock()
         self.counters: Counter[str] = Counter()
+        self._bad = BadInput(logging.getLogger("eir.s13"), self.counters)
         # The AVPs that follow Session-Id in an ECA, in the order of TS 29.272 7.2.10, built once.
         host = constant_avp(BASE_S13, "Origin-Host", node.origin_host)
         realm = constant_avp(BASE_S13, "Origin-Realm", node.origin_realm)
@@ -119,12 +123,44 @@ class S13Answerer:
             decision = Decision(Status.INVALID, "malformed-request", problem.reason)
         else:
             assert query is not None
-            decision = self.service.answer(query)
-            answer = self._answer(request, found, decision)
+            try:
+                decision = self.service.answer(query)
+            except Exception as error:  # S13's failure boundary: the MME hears 5012, the connection stays up
+                decision, answer = self._failed(request, query, error, connection)
+            else:
+                answer = self._answer(request, found, decision)
         self.counters[_NAME[decision.status]] += 1
         if self.log is not None:
             self._log(found, query, decision, answer, connection, started)
         return answer
+
+    def _failed(self, request: Message, query: Query, error: Exception,
+                connection: PeerConnection | None) -> tuple[Decision, Message]:
+        """A decision that failed (the registry could not be read, a bug): answered 5012
+        DIAMETER_UNABLE_TO_COMPLY, counted, logged at most LOG_LIMIT times a second."""
+        self.counters["system_failure"] += 1
+        peer = getattr(connection, "peername", None) or "?"
+        self._bad("decision", f"ECR for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
+                  f"{str(error)[:200]}): answered 5012", str(peer))
+        reason = "the decision failed: the EIR cannot judge this request now"
+        failed = Decision(Status.INVALID, "system-failure", reason, query.imei)
+        return failed, error_answer(request, self.node.origin_host, self.node.origin_realm,
+                                    AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason))
+
+    def bad_message(self, connection: PeerConnection, event: BadMessage) -> None:
+        """Bad input the Diameter peer answered itself (a missing or unknown M-bit AVP, an
+        unknown command, bad header bits...) or dropped: counted and logged at most
+        LOG_LIMIT times a second like every bad input, and an answered one is a line of the
+        answer log too, as every answer is."""
+        peer = event.origin_host or (connection.remote.origin_host if connection.remote else None) \
+            or str(connection.peername)
+        outcome = "answered" if event.answered else "not answered"
+        self._bad(f"diameter_{event.result_code}", f"{event.command}: {event.reason} (result {event.result_code}, "
+                  f"{outcome})", peer)
+        if event.answered and self.log is not None:
+            interface = "s13" if event.command.startswith("ME-Identity-Check") else "diameter"
+            self.log.write(interface, peer, event.session, None, None, _NAME[Status.INVALID], "protocol-error",
+                           f"{event.command}: {event.reason}", event.result_code, 0)
 
     def query(self, request: Message) -> tuple[Query | None, AvpProblem | None]:
         """The query a clean ECR asks, or the problem that makes it unanswerable."""

@@ -119,6 +119,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
     answerer = S13Answerer(service, node, answer_log)
     map_answerer = MapAnswerer(service, answer_log)
     server = DiameterServer(node)
+    server.on_bad = answerer.bad_message  # one rate-limited reporter; answered errors in the answer log
     m3ua = M3uaService(config.m3ua, map_answerer, recorder.commit, config.max_message_length)
     try:
         for listen in config.listen:

@@ -72,9 +72,13 @@ class PeerConnection(asyncio.Protocol):
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
-                 before_send: Callable[[], object] | None = None) -> None:
+                 before_send: Callable[[], object] | None = None,
+                 on_bad: Callable[[PeerConnection, BadMessage], object] | None = None) -> None:
         self.peer = peer
         self.handler = handler
+        # Told of every bad message (the application's rate-limited log line and answer log);
+        # without it, a warning per message.
+        self.on_bad = on_bad
         # Called after the requests of one read were handled, before their answers are
         # sent: the application's group commit of what the answers depend on.
         self.before_send = before_send
@@ -194,8 +198,11 @@ class PeerConnection(asyncio.Protocol):
     def _on_other(self, event: Event) -> None:
         if isinstance(event, BadMessage):
             self.counters[f"bad_input_{event.result_code}"] += 1
-            log.warning("bad input from %s: %s: %s (result %s, %s)", self.peername, event.command, event.reason,
-                        event.result_code, "answered" if event.answered else "not answered")
+            if self.on_bad is not None:
+                self.on_bad(self, event)
+            else:
+                log.warning("bad input from %s: %s: %s (result %s, %s)", self.peername, event.command,
+                            event.reason[:300], event.result_code, "answered" if event.answered else "not answered")
         elif isinstance(event, CloseConnection):
             log.info("closing connection to %s: %s", self.peername, event.reason)
             if self.transport is not None:
@@ -271,6 +278,7 @@ class DiameterServer:
         self.connections: set[PeerConnection] = set()
         self.counters: Counter[str] = Counter()
         self.duplicates = DuplicateCache(4096)
+        self.on_bad: Callable[[PeerConnection, BadMessage], object] | None = None  # see PeerConnection
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -301,7 +309,7 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
 
     def factory() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
-        connection = PeerConnection(peer, handler, server.counters, before_send=before_send)
+        connection = PeerConnection(peer, handler, server.counters, before_send=before_send, on_bad=server.on_bad)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection

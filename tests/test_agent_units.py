@@ -39,6 +39,25 @@ def test_answer_log_lines_are_json_whatever_the_peer_sends(peer: str, session: s
     assert (record["peer"], record["session"], record["result"], record["imsi"]) == (peer, session, 2001, None)
 
 
+def test_answer_log_cuts_long_wire_values_and_masks_every_number_in_the_reason() -> None:
+    buffer = io.StringIO()
+    log = AnswerLog(buffer, mask=True)
+    log.write("s13", "mme" * 30000, "s;" + "x" * 60000, "35209900176148", "250011234567890", "black",
+              "paired-mismatch", "paired white, but used with 250011234567890 (MSISDN 992901234567), which is not "
+              "bound to it [the query carried no IMSI; 436011234567890 was last seen]", 2001, 12)
+    line = buffer.getvalue()
+    assert len(line) < 1200 and line.count("\n") == 1
+    record = json.loads(line)
+    assert record["session"].endswith("...[59746 more]") and len(record["peer"]) < 300
+    assert record["imsi"] == "25001********90"
+    assert "250011234567890" not in line and "992901234567" not in line and "436011234567890" not in line
+    assert "25001********90" in record["reason"] and "99290*****67" in record["reason"]
+    plain = io.StringIO()
+    AnswerLog(plain).write("s13", "mme", "s", "35209900176148", "250011234567890", "white", "roamer",
+                           "inbound roamer (IMSI 250011234567890)", 2001, 1)
+    assert json.loads(plain.getvalue())["reason"] == "inbound roamer (IMSI 250011234567890)"  # mask off: as is
+
+
 def test_imsi_masking_keeps_the_network_and_the_last_digits() -> None:
     assert mask_imsi("437011234567890") == "43701********90"
     assert mask_imsi(None) is None and mask_imsi("4370") == "4370"

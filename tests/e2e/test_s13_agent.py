@@ -173,6 +173,24 @@ def test_malformed_requests_get_precise_answers_and_the_agent_keeps_serving(agen
     assert (failed[2].code, failed[2].vendor_id) == (4242, VENDOR_3GPP)
     assert failed[3].value[0].name == "Software-Version"
     assert answers[-1].value("Equipment-Status") == EquipmentStatus.WHITELISTED
+    # every answer is a line of the answer log, those the Diameter peer gave itself too (issue 12)
+    sessions = [str(a.value("Session-Id")) for a in answers]
+    logged = [agent.answer_for(session) for session in sessions]
+    assert [line["result"] if line else None for line in logged] == codes
+    assert logged[0] is not None and logged[0]["rule"] == "protocol-error" and "Terminal-Information" in \
+        logged[0]["reason"]
+
+
+def test_an_unknown_command_gets_3001_and_its_answer_log_line(agent: AgentProcess) -> None:
+    unknown = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
+    unknown.command_code = 8388650  # not a command of S13 (a vendor-specific range code)
+    unknown.add("Session-Id", "mme01.localdomain;e2e;3001").add("Origin-Host", MME.origin_host)
+    unknown.add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
+    (answer,) = ask(agent, unknown)
+    assert result_code_of(answer) == ResultCode.DIAMETER_COMMAND_UNSUPPORTED
+    logged = agent.answer_for("mme01.localdomain;e2e;3001")
+    assert logged is not None and (logged["result"], logged["rule"], logged["peer"]) == (
+        3001, "protocol-error", MME.origin_host)
 
 
 def test_peer_not_allowed_gets_3010(tmp_path: Path, registry: str) -> None:
