@@ -191,61 +191,45 @@ def _put(bulk: Bulk, kind: ImportKind, source: str) -> Counts:
 MAX_LINE = 65536  # characters: a longer line is a bad row, read past without being held whole
 
 
-class _LineTooLong(Exception):
-    pass
-
-
-class _SpansLines(Exception):
-    pass
-
-
 class CsvLines:
-    """The physical lines of a CSV text for ``csv.reader``, one record per line: none of
-    the files spans a field over lines, so a quote left open (which would swallow every
-    following row into one field) or a line over MAX_LINE characters (read past in pieces,
-    never held whole) is one bad row, reported with its line number, and the next line is
-    read afresh. ``number`` is the line last read."""
+    """The records of a CSV text, one a physical line: none of the files spans a field over
+    lines, so a quote left open (which would swallow every following row into one field),
+    bad quoting, or a line over MAX_LINE characters (read past in pieces, never held
+    whole) is one bad row, reported with its line number, and the next line is read
+    afresh. A line without a quote is split on commas; one with quotes goes through
+    csv.reader (strict). ``number`` is the line last read."""
 
     def __init__(self, lines: Iterable[str]) -> None:
         self.number = 0
-        self.in_record = False  # the reader has a line of the current record already
         self._readline = getattr(lines, "readline", None)
         self._lines = iter(lines)
 
-    def __iter__(self) -> CsvLines:
-        return self
-
-    def __next__(self) -> str:
-        if self.in_record:  # the reader wants a second line for one record: a quote left open
-            raise _SpansLines
-        text = self._readline(MAX_LINE + 1) if self._readline is not None else next(self._lines, "")
-        if not text:
-            raise StopIteration
-        self.number += 1
-        if len(text) > MAX_LINE and not (len(text) == MAX_LINE + 1 and text.endswith("\n")):
-            if self._readline is not None:
-                while text and not text.endswith("\n"):  # the rest of the line, a piece at a time
-                    text = self._readline(1 << 20)
-            raise _LineTooLong
-        self.in_record = True
-        return text
-
     def records(self, bad: Callable[[int, str], None]) -> Iterator[list[str]]:
-        """The records, one a line; a line that is not one goes to ``bad(line, reason)``."""
-        reader = csv.reader(self, strict=True)
-        while True:
-            self.in_record = False
-            try:
-                yield next(reader)
-            except StopIteration:
-                return
-            except _SpansLines:
-                bad(self.number, "a quote is opened and not closed on this line (fields cannot span lines)")
-            except _LineTooLong:
+        """The records, one a line; a line that is not one goes to ``bad(line, reason)``.
+        (One loop, kept flat: it runs once per row of files of millions of rows.)"""
+        readline = self._readline
+        if readline is None:
+            lines = self._lines
+            readline = lambda _limit: next(lines, "")  # noqa: E731 - the same call for both sources
+        limit = MAX_LINE + 1
+        while text := readline(limit):
+            self.number += 1
+            if len(text) > MAX_LINE and (len(text) > limit or text[-1] != "\n"):  # over MAX_LINE
+                while text and text[-1] != "\n" and self._readline is not None:  # read past it, in pieces
+                    text = readline(1 << 20)
                 bad(self.number, f"line longer than {MAX_LINE:,} characters")
+                continue
+            if '"' not in text:
+                body = text.rstrip("\r\n")
+                yield body.split(",") if body else []
+                continue
+            try:
+                yield next(csv.reader((text,), strict=True), [])
             except csv.Error as error:
-                bad(self.number, f"not readable as CSV: {error}")
-            reader = csv.reader(self, strict=True)
+                if "unexpected end of data" in str(error):
+                    bad(self.number, "a quote is opened and not closed on this line (fields cannot span lines)")
+                else:
+                    bad(self.number, f"not readable as CSV: {error}")
 
 
 def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None = None, sink: Sink | None = None,
