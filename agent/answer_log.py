@@ -8,6 +8,8 @@ import time
 from json.encoder import encode_basestring_ascii
 from typing import TextIO, TypeVar
 
+from agent.bad_input import cut
+
 # Fragments for values that repeat (interface and peer, status, rule and reason), escaped
 # once; the memo starts again when it holds this many, so odd inputs cannot grow it.
 FRAGMENT_LIMIT = 4096
@@ -43,12 +45,9 @@ def mask_numbers(text: str) -> str:
     return _NUMBERS.sub(lambda found: mask_imsi(found[0]) or "", text)
 
 
-def cut(text: str | None, limit: int = VALUE_LIMIT) -> str | None:
-    """A value from the wire as a log line keeps it: at most ``limit`` characters, and how
-    many were left out."""
-    if text is None or len(text) <= limit:
-        return text
-    return f"{text[:limit]}...[{len(text) - limit} more]"
+def _kept(text: str | None) -> str | None:
+    """A value from the wire as a line keeps it: at most VALUE_LIMIT characters (``cut``)."""
+    return None if text is None else cut(text, VALUE_LIMIT)
 
 
 class AnswerLog:
@@ -75,12 +74,12 @@ class AnswerLog:
         if self.mask:
             imsi = mask_imsi(imsi)
         origin = self._origin.get((interface, peer)) or _remember(
-            self._origin, (interface, peer), f'"interface":{_q(interface)},"peer":{_q(cut(peer))}')
+            self._origin, (interface, peer), f'"interface":{_q(interface)},"peer":{_q(_kept(peer))}')
         outcome = self._outcome.get((status, rule, reason)) or _remember(
             self._outcome, (status, rule, reason), f'"status":{_q(status)},"rule":{_q(rule)},'
                                                    f'"reason":{_q(self._reason(reason))}')
         if session is not None and len(session) > VALUE_LIMIT:
-            session = cut(session)
+            session = _kept(session)
         now = time.time()
         if now >= self._tick_end:  # "ts" has millisecond precision: format it once per millisecond
             self._tick_end = (now // TICK + 1) * TICK
@@ -92,7 +91,7 @@ class AnswerLog:
 
     def _reason(self, reason: str) -> str | None:
         """The reason as logged: cut, and its subscriber numbers masked when IMSIs are."""
-        return cut(mask_numbers(reason) if self.mask else reason)
+        return _kept(mask_numbers(reason) if self.mask else reason)
 
     def flush(self) -> None:
         self.stream.flush()

@@ -40,7 +40,12 @@ TEXT_LIMIT = 300  # characters of a reason a line keeps
 
 def printable(text: str, limit: int) -> str:
     """Text from the wire as one log line may hold it: control characters escaped (a newline
-    in an AVP must not forge a line), at most ``limit`` characters, and how many were cut."""
+    in an AVP must not forge a line), at most ``limit`` characters (``cut``)."""
     if not text.isprintable():
         text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, and how many were left out."""
     return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more]"

@@ -26,6 +26,7 @@ from agent.service import (
     MillisecondClock,
     Query,
     Status,
+    as_received,
     malformed_imei,
     malformed_imsi,
 )
@@ -189,7 +190,7 @@ class S13Answerer:
         svn = None
         if version is not None:
             try:
-                svn = _as_received(parse_svn, version.value)
+                svn = as_received(parse_svn, version.value)
             except IdentityError as error:
                 return None, _invalid(f"Software-Version: {error}", version, terminal)
         user = found.user
@@ -229,17 +230,6 @@ class S13Answerer:
 
 def _value(avp: Avp | None) -> str | None:
     return None if avp is None else avp.value
-
-
-def _as_received(parse: Callable[[str], str], value: object) -> str:
-    """The registry's own parser, on a value exactly as it came: the parsers forgive
-    surrounding whitespace in files; an AVP value with any is refused."""
-    if not isinstance(value, str):
-        raise IdentityError(f"not text: {value!r}")
-    parsed = parse(value)
-    if parsed != value:
-        raise IdentityError(f"{value!r} has characters around its digits")
-    return parsed
 
 
 def _invalid(reason: str, avp: Avp | None, terminal: Avp) -> AvpProblem:

@@ -6,6 +6,7 @@ records it (``answer``), checking one does not (``check``)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, datetime
 from time import time
 
@@ -16,8 +17,8 @@ from registry.policy import Decision, Query, Status, decide, needs_device_type, 
 from registry.profile import Profile
 from registry.store import Registry
 
-__all__ = ["MALFORMED", "Decision", "EquipmentCheck", "Interface", "Query", "Status", "malformed", "malformed_imei",
-           "malformed_imsi"]
+__all__ = ["MALFORMED", "Decision", "EquipmentCheck", "Interface", "Query", "Status", "as_received", "malformed",
+           "malformed_imei", "malformed_imsi"]
 
 
 class Interface(enum.StrEnum):
@@ -64,15 +65,25 @@ def malformed_imei(text: str, interface: Interface) -> str | None:
     return f"IMEI must be {lengths[0]}, {shown} digits, got {text!r}"
 
 
+def as_received(parse: Callable[[str], str], value: object) -> str:
+    """The registry's own parser, on a value exactly as it came from the wire: the parsers
+    forgive surrounding whitespace in files; a wire value with any is refused."""
+    if not isinstance(value, str):
+        raise IdentityError(f"not text: {value!r}")
+    parsed = parse(value)
+    if parsed != value:
+        raise IdentityError(f"{value!r} has characters around its digits")
+    return parsed
+
+
 def malformed_imsi(value: object) -> str | None:
     """Why ``value`` is not an IMSI exactly as received (digits only, 6 to 15), None when it is."""
-    if not isinstance(value, str):
-        return f"IMSI is not text: {value!r}"
     try:
-        parsed = parse_imsi(value)
+        as_received(parse_imsi, value)
     except IdentityError as error:
-        return str(error)
-    return None if parsed == value else f"IMSI {value!r} has characters around its digits"
+        why = str(error)  # parse_imsi names the IMSI; as_received's own refusals do not
+        return why if why.startswith("IMSI") else f"IMSI {why}"
+    return None
 
 
 def malformed(query: Query, interface: Interface) -> str | None:

@@ -281,7 +281,7 @@ class Peer:
         relay, one peer carries the requests of many origins."""
         wire = answer.to_bytes()
         self._out.append(wire)
-        origin = _origin_host(request) or (self.remote.origin_host if self.remote is not None else None)
+        origin = self._origin_of(request)
         if origin is not None:
             self.duplicates.remember(origin, request.end_to_end, wire)
 
@@ -364,18 +364,12 @@ class Peer:
             return events  # RFC 3539 REOPEN: no application traffic yet; base requests are still answered
         problem = self._request_problem(request)
         if problem is not None:
-            self._answer_error(request, problem)
-            return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True,
-                                        session=_text_of(request, _SESSION_ID_CODE),
-                                        origin_host=_origin_host(request))]
+            return [*events, self._refuse(request, problem)]
         code = request.command_code
         if self._peer_left and code != Command.DEVICE_WATCHDOG:  # after its DPR the peer has no more to ask
-            problem = AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER,
-                                 f"{request.name} after the peer's own DPR: the connection is closing")
-            self._answer_error(request, problem)
-            return [*events, BadMessage(problem.result_code, problem.reason, request.name, answered=True,
-                                        session=_text_of(request, _SESSION_ID_CODE),
-                                        origin_host=_origin_host(request))]
+            return [*events, self._refuse(request, AvpProblem(
+                ResultCode.DIAMETER_UNABLE_TO_DELIVER,
+                f"{request.name} after the peer's own DPR: the connection is closing"))]
         if code not in _BASE_COMMANDS:
             cached = self._duplicate_of(request) if request.flags & FLAG_T else None
             if cached is not None:
@@ -395,8 +389,7 @@ class Peer:
             events.append(PeerDisconnecting(cause))
         elif code == Command.CAPABILITIES_EXCHANGE:
             problem = AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, "CER on an open connection")
-            self._answer_error(request, problem, capability_avp_list(self.node))
-            events.append(BadMessage(problem.result_code, problem.reason, request.name, answered=True))
+            events.append(self._refuse(request, problem, capability_avp_list(self.node)))
         return events
 
     def _watchdog_moved(self) -> bool:
@@ -436,10 +429,20 @@ class Peer:
                 return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {value} is not served here", avp)
         return None
 
+    def _refuse(self, request: Message, problem: AvpProblem, extra: list[Avp] | None = None) -> BadMessage:
+        """Answer ``request`` with ``problem``'s error; the event that tells the application."""
+        self._answer_error(request, problem, extra)
+        return BadMessage(problem.result_code, problem.reason, request.name, answered=True,
+                          session=_text_of(request, _SESSION_ID_CODE), origin_host=_origin_host(request))
+
+    def _origin_of(self, request: Message) -> str | None:
+        """Whose request this is, for duplicate detection: its Origin-Host, else the peer's."""
+        return _origin_host(request) or (self.remote.origin_host if self.remote is not None else None)
+
     def _duplicate_of(self, request: Message) -> bytes | None:
         """The answer already sent to this T-flagged request (same Origin-Host and
         End-to-End id), as it went on the wire."""
-        origin = _origin_host(request) or (self.remote.origin_host if self.remote is not None else None)
+        origin = self._origin_of(request)
         return None if origin is None else self.duplicates.lookup(origin, request.end_to_end)
 
     def _receive_answer(self, answer: Message, now: float) -> list[Event]:

@@ -35,12 +35,20 @@ from registry.store import EquipmentFacts, Registry
 log = logging.getLogger("eir.observations")
 
 _DEVICE_TYPE_SQL = "SELECT device_type FROM tac WHERE tac = ?"
-# The MSISDN an IMSI held at a time: the subscriber data (registry/subscribers.py), else the
-# last one imported observations gave it (a partial index holds only sightings with one).
-_HELD_SQL = ("SELECT msisdn FROM subscriber WHERE imsi = ? AND (valid_from IS NULL OR valid_from <= ?) "
-             "AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from DESC NULLS LAST LIMIT 1")
-_OBSERVED_MSISDN_SQL = ("SELECT msisdn FROM sighting WHERE imsi = ? AND msisdn IS NOT NULL AND first_seen <= ? "
-                        "ORDER BY last_seen DESC LIMIT 1")
+
+
+def _msisdn_sql(imsi: str, at: str) -> str:
+    """An SQL expression: the MSISDN the IMSI ``imsi`` held at time ``at`` (both parameter
+    placeholders): the subscriber data (registry/subscribers.py), else the last one imported
+    observations gave it (a partial index holds only the sightings with one); NULL if none."""
+    return (f"coalesce((SELECT s.msisdn FROM subscriber AS s WHERE s.imsi = {imsi} AND (s.valid_from IS NULL OR "
+            f"s.valid_from <= {at}) AND (s.valid_until IS NULL OR s.valid_until > {at}) "
+            f"ORDER BY s.valid_from DESC NULLS LAST LIMIT 1), "
+            f"(SELECT o.msisdn FROM sighting AS o WHERE o.imsi = {imsi} AND o.msisdn IS NOT NULL AND "
+            f"o.first_seen <= {at} ORDER BY o.last_seen DESC LIMIT 1))")
+
+
+_MSISDN_SQL = f"SELECT {_msisdn_sql('?', '?')}"  # parameters: imsi, at, at, imsi, at
 _NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 TYPE_CACHE_LIMIT = 65536
@@ -75,12 +83,7 @@ AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, st
 # looked up by the database as it writes the batch.
 NOTICE_INSERT_SQL = (
     "INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
-    "VALUES (:imei, :imsi, coalesce(:msisdn, "
-    "(SELECT s.msisdn FROM subscriber AS s WHERE s.imsi = :imsi AND (s.valid_from IS NULL OR "
-    "s.valid_from <= :created_at) AND (s.valid_until IS NULL OR s.valid_until > :created_at) "
-    "ORDER BY s.valid_from DESC NULLS LAST LIMIT 1), "
-    "(SELECT o.msisdn FROM sighting AS o WHERE o.imsi = :imsi AND o.msisdn IS NOT NULL AND "
-    "o.first_seen <= :created_at ORDER BY o.last_seen DESC LIMIT 1)), "
+    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql(':imsi', ':created_at')}), "
     ":event, :deadline, :reason, :created_at) ON CONFLICT (imei, imsi, event) DO NOTHING")
 
 
@@ -162,10 +165,8 @@ class Observations:
         """The MSISDN ``imsi`` held at ``at``: the operator's subscriber data, else the last
         one imported observations gave it; None when neither knows."""
         when = stamp(at)
-        rows = self.registry.fetch(_HELD_SQL, (imsi, when, when))
-        if not rows:
-            rows = self.registry.fetch(_OBSERVED_MSISDN_SQL, (imsi, when))
-        return str(rows[0][0]) if rows else None
+        found = self.registry.fetch(_MSISDN_SQL, (imsi, when, when, imsi, when))[0][0]
+        return None if found is None else str(found)
 
     def msisdns(self, equipment: EquipmentFacts | None, imsi: str | None, sightings: Iterable[Sighting],
                 at: datetime) -> dict[str, str]:

@@ -159,9 +159,7 @@ def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[S
             return Decision(status, "invalid-imei", f"not an IMEI: {error}")
     looks = needs_sightings(equipment, query.imsi, profile)
     known = _known_until(sightings, query.at) if looks else []  # read once: ``sightings`` may be an iterator
-    if query.imsi:
-        return _decide(key, query, equipment, known, device_type, profile, msisdns or {})
-    last = last_imsi(known, query.at, profile)
+    last = None if query.imsi else last_imsi(known, query.at, profile)
     if last is None:
         return _decide(key, query, equipment, known, device_type, profile, msisdns or {})
     imsi, seen_at = last
