@@ -55,9 +55,10 @@ class AnswerLog:
     so a line costs a format and a buffered write, not a system call. Each line holds
     ts (Unix time, to the millisecond), interface, peer (the asking node's Origin-Host),
     session, imei (the registry key), imsi (masked when configured, and with it every
-    IMSI and MSISDN in the reason), status, rule, reason, result (the Diameter result code)
-    and latency_us (from receipt to answer). Values from the wire are cut at VALUE_LIMIT
-    characters; the JSON encoder escapes control characters, so a value never breaks a line."""
+    IMSI and MSISDN in the reason), status, rule, reason, result (S13: the Diameter result code; MAP: 0 for a result,
+    the MAP error code, -1 for a TC-U-REJECT, -2 for a dialogue aborted) and latency_us
+    (from receipt to answer). Values from the wire are cut at VALUE_LIMIT characters;
+    the JSON encoder escapes control characters, so a value never breaks a line."""
 
     def __init__(self, stream: TextIO | None = None, mask: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.admission import PER_PEER, TOTAL
 from agent.context import DEFAULT_REGISTRY
+from agent.durable import COMMIT_TIMEOUT
 from registry.yamlfile import YamlFileError, read_yaml
 from sigtran.m3ua import TrafficMode
 
@@ -73,6 +75,15 @@ class M3uaConfig:
 
 
 @dataclass
+class Limits:
+    """Overload and durability (agent/admission.py, agent/durable.py)."""
+
+    in_progress_per_peer: int = PER_PEER  # past it on a connection: S13 3004, MAP P-Abort resourceLimitation
+    in_progress: int = TOTAL  # the same bound over every connection, S13 and MAP together
+    commit_timeout: float = COMMIT_TIMEOUT  # seconds an answer waits for its first sight on disk; then 5012
+
+
+@dataclass
 class AgentConfig:
     origin_host: str = "eir.localdomain"
     origin_realm: str = "localdomain"
@@ -87,6 +98,7 @@ class AgentConfig:
     watchdog_tw: float = 30.0
     max_message_length: int = 65536
     m3ua: M3uaConfig = field(default_factory=M3uaConfig)
+    limits: Limits = field(default_factory=lambda: Limits())
 
     def admits(self, origin_host: str, address: str | None) -> bool:
         if not self.allow:
@@ -120,7 +132,8 @@ def load_config(path: str | Path | None) -> AgentConfig:
 
 
 def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig:
-    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter", "m3ua"}
+    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter", "m3ua",
+             "limits"}
     if "unknown_imei" in data:
         raise ConfigError(f"{where}: unknown_imei is gone: the profile decides unregistered IMEIs (grace, "
                           "unknown_tac); choose it with profile: NAME|PATH")
@@ -147,7 +160,28 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
     config.max_message_length = int(diameter.get("max_message_length", config.max_message_length))
     if "m3ua" in data:
         config.m3ua = _m3ua(data["m3ua"] or {}, where)
+    config.limits = _limits(data.get("limits") or {}, where)
     return config
+
+
+def _limits(section: Any, where: str) -> Limits:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: limits must be a mapping")
+    limits = Limits()
+    unknown = sorted(set(section) - set(vars(limits)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown limits key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(vars(limits)))}")
+    for key in ("in_progress_per_peer", "in_progress"):
+        value = section.get(key, getattr(limits, key))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: limits.{key} must be a whole number of requests, at least 1")
+        setattr(limits, key, value)
+    timeout = section.get("commit_timeout", limits.commit_timeout)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60:
+        raise ConfigError(f"{where}: limits.commit_timeout must be seconds, above 0 and at most 60")
+    limits.commit_timeout = float(timeout)
+    return limits
 
 
 def parse_point_code(value: Any) -> int:

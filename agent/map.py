@@ -13,7 +13,10 @@ as S13:
 - white, grey and black are returnResultLast with EquipmentStatus in the dialogue's
   version; UNKNOWN is returnError unknownEquipment; a missing argument is dataMissing, an
   IMEI or IMSI whose digits are not digits is unexpectedDataValue, a decision that failed
-  is systemFailure; an argument of the wrong type is a TC-U-REJECT (mistypedParameter);
+  is systemFailure, and so is one resting on a first sight the database would not take in
+  time (the End leaves once it is on disk: agent/durable.py); past the bounds on requests
+  in progress (agent/admission.py) a Begin gets a P-Abort resourceLimitation at once; an
+  argument of the wrong type is a TC-U-REJECT (mistypedParameter);
   another operation is rejected as unrecognized; a transaction portion that cannot be read
   is answered with a P-Abort when its otid can be read, and dropped otherwise.
 
@@ -22,6 +25,7 @@ Every outcome is counted and logged (one answer-log line per invoke, a warning f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -30,6 +34,7 @@ from datetime import datetime
 
 from agent.answer_log import AnswerLog
 from agent.bad_input import BadInput
+from agent.durable import GroupCommit, then
 from agent.service import (
     Decision,
     EquipmentCheck,
@@ -88,13 +93,14 @@ def wire_answer(status: Status) -> str:
 class _Outcome:
     """What one invoke got, for the answer log."""
 
-    __slots__ = ("decision", "imei", "imsi", "result")
+    __slots__ = ("decision", "durable", "imei", "imsi", "result")
 
     def __init__(self, decision: Decision, result: int, imei: str | None = None, imsi: str | None = None) -> None:
         self.decision = decision
-        self.result = result  # 0: a result was returned; else the MAP error code, or -1 for a reject
+        self.result = result  # 0: a result; else the MAP error code, -1 a reject, -2 an abort
         self.imei = imei
         self.imsi = imsi
+        self.durable = False  # the answer rests on rows not on disk yet
 
 
 class MapAnswerer:
@@ -102,15 +108,18 @@ class MapAnswerer:
     is passed in, the bytes come and go as arguments)."""
 
     def __init__(self, service: EquipmentCheck, log: AnswerLog | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, commits: GroupCommit | None = None) -> None:
         self.service = service
+        self.commits = commits  # None: a durable answer commits on this thread (Recorder.commit)
         self.log = log
         self.clock = clock or MillisecondClock()
         self.counters: Counter[str] = Counter()
         self._bad = BadInput(logging.getLogger("eir.map"), self.counters)  # ``log`` is the answer log here
 
-    def __call__(self, data: bytes, peer: str, received_at: float | None = None) -> bytes | None:
-        """The TCAP answer to ``data`` (None: nothing to send back)."""
+    def __call__(self, data: bytes, peer: str, received_at: float | None = None,
+                 busy: bool = False) -> bytes | asyncio.Future[bytes | None] | None:
+        """The TCAP answer to ``data`` (None: nothing to send back); a future of it when it
+        rests on rows not on disk yet. ``busy``: past the bounds on requests in progress."""
         started = received_at or time.perf_counter()
         try:
             message = tcap.decode(data)
@@ -118,13 +127,62 @@ class MapAnswerer:
             return self._p_abort(error, peer)
         if message.type is not MessageType.BEGIN:
             return self._not_begin(message, peer)
-        assert message.otid is not None  # a Begin always has one: decode checked
+        otid = message.otid
+        assert otid is not None  # a Begin always has one: decode checked
+        if busy:
+            return self._too_busy(message, otid, peer, started)
         version, refusal = self._version(message, peer)
         if refusal is not None:
             return refusal
-        answers = [self._component(component, version, peer, message.otid, started)
-                   for component in message.components]
-        return tcap.encode_end(message.otid, answers, _RESPONSES.get(version))
+        answered = [self._component(component, version, peer) for component in message.components]
+        if any(outcome is not None and outcome.durable for _, outcome in answered):
+            return self._held(answered, version, peer, otid, started)
+        return self._end(answered, version, peer, otid, started)
+
+    def _end(self, answered: list[tuple[Component, _Outcome | None]], version: int, peer: str, otid: bytes,
+             started: float) -> bytes:
+        for _, outcome in answered:
+            if outcome is not None:
+                self._done(outcome, peer, otid, started)
+        return tcap.encode_end(otid, [component for component, _ in answered], _RESPONSES.get(version))
+
+    def _held(self, answered: list[tuple[Component, _Outcome | None]], version: int, peer: str, otid: bytes,
+              started: float) -> bytes | asyncio.Future[bytes | None]:
+        """The End of a Begin whose answers rest on rows not on disk yet, once they are;
+        systemFailure for those when the database would not take them in time."""
+
+        def after(recorded: bool) -> bytes:
+            if not recorded:
+                for index, (component, outcome) in enumerate(answered):
+                    if outcome is not None and outcome.durable:
+                        answered[index] = self._unrecorded(component, outcome, peer)
+            return self._end(answered, version, peer, otid, started)
+
+        if self.commits is None:
+            recorder = self.service.recorder
+            return after(recorder is None or recorder.commit())
+        return then(self.commits.wait(), after)
+
+    def _unrecorded(self, component: Component, outcome: _Outcome, peer: str) -> tuple[Component, _Outcome]:
+        self.counters["unrecorded"] += 1
+        self._bad("unrecorded", f"CheckIMEI for IMEI {outcome.imei}: its first sight is not on disk in time: "
+                  "answered systemFailure", peer)
+        decision = Decision(Status.INVALID, "unrecorded", "the EIR cannot record this request now "
+                            "(registry refuses writes)", outcome.imei)
+        assert component.invoke_id is not None  # an invoke's answer always has one
+        return (ReturnError(component.invoke_id, ErrorCode.SYSTEM_FAILURE),
+                _Outcome(decision, ErrorCode.SYSTEM_FAILURE, outcome.imei, outcome.imsi))
+
+    def _too_busy(self, message: TcMessage, otid: bytes, peer: str, started: float) -> bytes:
+        """Past a bound on requests in progress: the dialogue is aborted at once (P-Abort
+        resourceLimitation, Q.773), without a decision; one answer-log line per invoke."""
+        self.counters["too_busy"] += 1
+        self._bad("overload", "TCAP Begin: too many requests in progress: P-Abort resourceLimitation", peer)
+        decision = Decision(Status.INVALID, "overload", "the EIR has too many requests in progress")
+        for component in message.components:
+            if isinstance(component, Invoke):
+                self._log(_Outcome(decision, -2), peer, otid, started)
+        return tcap.encode_abort(otid, cause=PAbortCause.RESOURCE_LIMITATION)
 
     # --- dialogue -------------------------------------------------------------------------
 
@@ -167,23 +225,22 @@ class MapAnswerer:
 
     # --- components -----------------------------------------------------------------------
 
-    def _component(self, component: Component, version: int, peer: str, otid: bytes, started: float) -> Component:
+    def _component(self, component: Component, version: int, peer: str) -> tuple[Component, _Outcome | None]:
+        """The answer to one component, and for a CheckIMEI its outcome (the answer log's)."""
         if isinstance(component, Invoke):
             if component.opcode != CHECK_IMEI:
                 return self._reject(component.invoke_id, tcap.INVOKE_UNRECOGNIZED_OPERATION,
-                                    f"operation {component.opcode} is not CheckIMEI", peer)
-            answer, outcome = self._check_imei(component, version, peer)
-            self._log(outcome, peer, otid, started)
-            return answer
+                                    f"operation {component.opcode} is not CheckIMEI", peer), None
+            return self._check_imei(component, version, peer)
         if isinstance(component, BadComponent):
-            return self._reject(component.invoke_id, component.problem, component.reason, peer)
+            return self._reject(component.invoke_id, component.problem, component.reason, peer), None
         if isinstance(component, ReturnResult):
             problem = tcap.RETURN_RESULT_UNRECOGNIZED_INVOKE_ID
         elif isinstance(component, ReturnError):
             problem = tcap.RETURN_ERROR_UNRECOGNIZED_INVOKE_ID
         else:  # a Reject in a Begin: it refers to nothing the EIR sent
             problem = tcap.GENERAL_UNRECOGNIZED_COMPONENT
-        return self._reject(component.invoke_id, problem, f"{type(component).__name__} in a Begin", peer)
+        return self._reject(component.invoke_id, problem, f"{type(component).__name__} in a Begin", peer), None
 
     def _reject(self, invoke_id: int | None, problem: tcap.Problem, reason: str, peer: str) -> Reject:
         self._bad("reject", f"TC-U-REJECT {problem}: {reason}", peer)
@@ -197,7 +254,7 @@ class MapAnswerer:
         except MapError as error:
             return self._bad_argument(invoke_id, error, peer)
         try:
-            decision = self.service.answer(query)
+            decision, durable = self.service.record(query)
         except Exception as error:  # MAP's failure boundary: the MSC hears systemFailure, the agent goes on
             self.counters["system_failure"] += 1
             self._bad("decision", f"CheckIMEI for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
@@ -206,8 +263,8 @@ class MapAnswerer:
             return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
                 failed, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)
         status = decision.status
-        self.counters[_NAME[status]] += 1
         outcome = _Outcome(decision, 0, decision.imei or query.imei, query.imsi)
+        outcome.durable = durable
         if status is Status.UNKNOWN:
             outcome.result = ErrorCode.UNKNOWN_EQUIPMENT
             return ReturnError(invoke_id, ErrorCode.UNKNOWN_EQUIPMENT), outcome
@@ -232,13 +289,17 @@ class MapAnswerer:
     def _bad_argument(self, invoke_id: int, error: MapError, peer: str) -> tuple[Component, _Outcome]:
         code = _PROBLEM_ERRORS.get(error.problem)
         decision = Decision(Status.INVALID, "malformed-request", str(error))
-        self.counters["invalid"] += 1
         if code is None:  # the argument is not of the operation's type
             return self._reject(invoke_id, tcap.INVOKE_MISTYPED_PARAMETER, str(error), peer), _Outcome(decision, -1)
         self._bad("argument", f"CheckIMEI {code.name}: {error}", peer)
         return ReturnError(invoke_id, code), _Outcome(decision, code)
 
     # --- log and counters -----------------------------------------------------------------
+
+    def _done(self, outcome: _Outcome, peer: str, otid: bytes, started: float) -> None:
+        """An invoke answered: counted by status, and a line of the answer log."""
+        self.counters[_NAME[outcome.decision.status]] += 1
+        self._log(outcome, peer, otid, started)
 
     def _log(self, outcome: _Outcome, peer: str, otid: bytes, started: float) -> None:
         if self.log is None:

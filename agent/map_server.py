@@ -18,8 +18,9 @@ goes back:
 ``M3uaConnection`` drives one AspServer (an ASP connected to us) or AspClient (we joined a
 signalling gateway) over an asyncio transport: TCP, or kernel SCTP through ``sigtran.sctp``
 (PPID 3, DATA on a stream other than 0, everything else on stream 0; DATA received on
-stream 0 gets ERR Invalid Stream Identifier). What the answers of one read depend on is
-committed (``before_send``) before they are written.
+stream 0 gets ERR Invalid Stream Identifier). Each connection counts its DATA in progress
+(agent/admission.py): past the bounds the MAP answerer aborts the dialogue at once; an
+answer resting on a first sight is written once that is on disk (agent/durable.py).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.admission import Admission
 from agent.bad_input import BadInput
 from agent.config import GatewayLink, Listen, M3uaConfig
+from agent.durable import then
 from agent.map import MapAnswerer
 from sigtran import sccp
 from sigtran.asp import (
@@ -84,8 +86,10 @@ class SccpRouter:
         self.counters: Counter[str] = Counter()
         self._bad = BadInput(log, self.counters)
 
-    def route(self, data: ProtocolData, routing_context: int | None, peer: str,
-              received_at: float | None = None) -> Reply | None:
+    def route(self, data: ProtocolData, routing_context: int | None, peer: str, received_at: float | None = None,
+              busy: bool = False) -> Reply | asyncio.Future[Reply | None] | None:
+        """What goes back for one DATA (a future of it when the answer waits for a commit);
+        ``busy``: past the bounds on requests in progress (the MAP answerer aborts)."""
         if data.si != SI_SCCP:
             return self._refuse("user_part", f"user part {data.si} is not SCCP: DUPU", peer,
                                 _dupu(data, routing_context))
@@ -103,7 +107,12 @@ class SccpRouter:
         cause = self._undeliverable(message)
         if cause is not None:
             return self._return(message, cause, data, peer)
-        answer = self.answerer(message.data, _asker(message.calling, data), received_at)
+        answer = self.answerer(message.data, _asker(message.calling, data), received_at, busy)
+        if answer is None or isinstance(answer, bytes):
+            return self._reply(message, data, answer)
+        return then(answer, lambda tcap_answer: self._reply(message, data, tcap_answer))
+
+    def _reply(self, message: Udt | Xudt, data: ProtocolData, answer: bytes | None) -> Reply | None:
         if answer is None:
             return None
         reply = sccp.answer(message, answer)
@@ -177,12 +186,14 @@ class M3uaConnection(MessageProtocol):
     """One transport connection driving one ASP state machine."""
 
     def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, bad: BadInput,
-                 before_send: Callable[[], object] | None = None, sctp: bool = False) -> None:
+                 admission: Admission | None = None, sctp: bool = False) -> None:
         self.endpoint = endpoint
         self.router = router
         self.bad = bad  # shared by the service's connections, as its counters
         self.counters = bad.counters
-        self.before_send = before_send
+        self.admission = admission
+        self.in_progress = 0  # DATA being answered: those of the read being handled, and those waiting
+        self._answered = 0
         self.sctp = sctp
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -245,11 +256,10 @@ class M3uaConnection(MessageProtocol):
 
     def _dispatch(self, events: list[Event], received_at: float | None = None) -> None:
         close = self._handle(events, received_at or time.perf_counter())
-        if self.before_send is not None:
-            self.before_send()
-        data = self.endpoint.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        self._write()
+        if self._answered:
+            self._release(self._answered)
+            self._answered = 0
         if close is not None and self.transport is not None:
             log.warning("closing the M3UA connection with %s: %s", self.peer, close)
             self.transport.close()
@@ -269,8 +279,41 @@ class M3uaConnection(MessageProtocol):
                 self._on_state(event)
         return close
 
+    def _write(self) -> None:
+        data = self.endpoint.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _release(self, count: int) -> None:
+        self.in_progress -= count
+        if self.admission is not None:
+            self.admission.in_progress -= count
+
     def _on_data(self, event: DataReceived, received_at: float) -> None:
-        reply = self.router.route(event.data, event.routing_context, self.peer, received_at)
+        self.in_progress += 1
+        admission = self.admission
+        if admission is not None:
+            admission.in_progress += 1
+        busy = admission is not None and admission.full(self)
+        reply = self.router.route(event.data, event.routing_context, self.peer, received_at, busy)
+        if isinstance(reply, asyncio.Future):
+            reply.add_done_callback(lambda done: self._reply_later(event, done))
+            return
+        self._answered += 1
+        self._send(event, reply)
+
+    def _reply_later(self, event: DataReceived, done: asyncio.Future[Reply | None]) -> None:
+        """The reply to a DATA whose answer waited for a commit."""
+        self._release(1)
+        if done.cancelled() or self.transport is None:
+            return
+        if done.exception() is not None:
+            log.error("the answer to a DATA from %s failed: %r", self.peer, done.exception())
+            return
+        self._send(event, done.result())
+        self._write()
+
+    def _send(self, event: DataReceived, reply: Reply | None) -> None:
         if reply is None:
             return
         if reply.data is not None:
@@ -312,12 +355,12 @@ def _sockets(server: asyncio.AbstractServer) -> tuple[socket.socket, ...]:
 class M3uaService:
     """Every M3UA listener and gateway link of one agent."""
 
-    def __init__(self, config: M3uaConfig, answerer: MapAnswerer, before_send: Callable[[], object] | None = None,
+    def __init__(self, config: M3uaConfig, answerer: MapAnswerer, admission: Admission | None = None,
                  max_message_length: int = 65536, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.config = config
         self.router = SccpRouter(answerer, config.point_code, config.global_title)
         self.connect_timeout = connect_timeout
-        self.before_send = before_send
+        self.admission = admission
         self.max_message_length = max_message_length
         self.counters: Counter[str] = Counter()
         self.bad = BadInput(log, self.counters)  # M3UA trouble of every connection
@@ -370,7 +413,7 @@ class M3uaService:
 
         def factory() -> M3uaConnection:
             return self._track(M3uaConnection(self._server_endpoint(), self.router, self.bad,
-                                              self.before_send, sctp))
+                                              self.admission, sctp))
 
         if not sctp:
             return await loop.create_server(factory, listen.host, listen.port, reuse_address=True)
@@ -400,7 +443,7 @@ class M3uaService:
         sctp = link.listen.transport == "sctp"
 
         def factory() -> M3uaConnection:
-            return self._track(M3uaConnection(AspClient(settings), self.router, self.bad, self.before_send, sctp))
+            return self._track(M3uaConnection(AspClient(settings), self.router, self.bad, self.admission, sctp))
 
         connection: Any
         opening = (sctp_connect(factory, link.listen.host, link.listen.port, M3UA) if sctp

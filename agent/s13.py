@@ -6,19 +6,25 @@ Equipment-Status; a decision of UNKNOWN is Experimental-Result 5422
 digits, and an IMEI the profile rejects (``invalid_imei: reject``), get 5004 with the
 offending AVP in Failed-AVP; a Terminal-Information without IMEI (only a 3GPP2-MEID,
 which this EIR cannot check) gets 5005 naming the missing IMEI. Every answered query is
-recorded by the service; the server commits what must be durable before the answers go.
+recorded by the service; an answer that rests on a first sight leaves once it is on disk
+(agent/durable.py), or as 5012 DIAMETER_UNABLE_TO_COMPLY when the database would not take
+it in time. Past the bounds on requests in progress (agent/admission.py) the answer is
+3004 DIAMETER_TOO_BUSY, at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
+from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.bad_input import BadInput
+from agent.durable import GroupCommit, then
 from agent.service import (
     Decision,
     EquipmentCheck,
@@ -101,8 +107,11 @@ class S13Answerer:
     """The request handler the Diameter server calls for every clean S13 request."""
 
     def __init__(self, service: EquipmentCheck, node: LocalNode, log: AnswerLog | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, commits: GroupCommit | None = None,
+                 admission: Admission | None = None) -> None:
         self.service = service
+        self.commits = commits  # None: a durable answer commits on this thread (Recorder.commit)
+        self.admission = admission
         self.node = node
         self.log = log
         self.clock = clock or MillisecondClock()
@@ -115,34 +124,81 @@ class S13Answerer:
             status: (_S13_APPLICATION, _SUCCESS, host, realm, _NO_STATE, avp) for status, avp in _STATUS_AVP.items()}
         self._answer_avps[Status.UNKNOWN] = (_S13_APPLICATION, _EQUIPMENT_UNKNOWN, _NO_STATE, host, realm)
 
-    def __call__(self, request: Message, connection: PeerConnection | None = None) -> Message:
-        started = time.perf_counter()
+    def __call__(self, request: Message, connection: PeerConnection | None = None) -> Message | asyncio.Future[Message]:
+        received = getattr(connection, "received_at", None) or time.perf_counter()
         found = _Request(request)
         query, problem = self._read_query(found)
         if problem is not None:
             answer = error_answer(request, self.node.origin_host, self.node.origin_realm, problem)
             decision = Decision(Status.INVALID, "malformed-request", problem.reason)
+        elif self.admission is not None and self.admission.full(connection):
+            assert query is not None
+            decision, answer = self._too_busy(request, query, connection)
         else:
             assert query is not None
             try:
-                decision = self.service.answer(query)
+                decision, durable = self.service.record(query)
             except Exception as error:  # S13's failure boundary: the MME hears 5012, the connection stays up
                 decision, answer = self._failed(request, query, error, connection)
             else:
+                if durable:
+                    return self._held(request, found, query, decision, connection, received)
                 answer = self._answer(request, found, decision)
+        self._done(found, query, decision, answer, received)
+        return answer
+
+    def _done(self, found: _Request, query: Query | None, decision: Decision, answer: Message,
+              received: float) -> None:
         self.counters[_NAME[decision.status]] += 1
         if self.log is not None:
-            self._log(found, query, decision, answer, connection, started)
-        return answer
+            self._log(found, query, decision, answer, received)
+
+    def _held(self, request: Message, found: _Request, query: Query, decision: Decision,
+              connection: PeerConnection | None, received: float) -> Message | asyncio.Future[Message]:
+        """The answer of a decision resting on rows not on disk yet, once they are."""
+
+        def after(recorded: bool) -> Message:
+            nonlocal decision
+            if recorded:
+                answer = self._answer(request, found, decision)
+            else:
+                decision, answer = self._unrecorded(request, query, connection)
+            self._done(found, query, decision, answer, received)
+            return answer
+
+        if self.commits is None:
+            recorder = self.service.recorder
+            return after(recorder is None or recorder.commit())
+        return then(self.commits.wait(), after)
+
+    def _unrecorded(self, request: Message, query: Query,
+                    connection: PeerConnection | None) -> tuple[Decision, Message]:
+        """The first sight (or notice) the answer rests on is not on disk in time: 5012, so
+        the MME applies its own fallback; never an answer whose record could be lost."""
+        self.counters["unrecorded"] += 1
+        reason = "the EIR cannot record this request now (registry refuses writes)"
+        self._bad("unrecorded", f"ECR for IMEI {query.imei}: its first sight is not on disk in time: answered 5012",
+                  _peer_name(connection))
+        return (Decision(Status.INVALID, "unrecorded", reason, query.imei),
+                error_answer(request, self.node.origin_host, self.node.origin_realm,
+                             AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason)))
+
+    def _too_busy(self, request: Message, query: Query, connection: PeerConnection | None) -> tuple[Decision, Message]:
+        """Past a bound on requests in progress: 3004 at once, without a decision."""
+        self.counters["too_busy"] += 1
+        reason = "the EIR has too many requests in progress"
+        self._bad("overload", f"ECR for IMEI {query.imei}: {reason}: answered 3004", _peer_name(connection))
+        return (Decision(Status.INVALID, "overload", reason, query.imei),
+                error_answer(request, self.node.origin_host, self.node.origin_realm,
+                             AvpProblem(ResultCode.DIAMETER_TOO_BUSY, reason)))
 
     def _failed(self, request: Message, query: Query, error: Exception,
                 connection: PeerConnection | None) -> tuple[Decision, Message]:
         """A decision that failed (the registry could not be read, a bug): answered 5012
         DIAMETER_UNABLE_TO_COMPLY, counted, logged at most LOG_LIMIT times a second."""
         self.counters["system_failure"] += 1
-        peer = getattr(connection, "peername", None) or "?"
         self._bad("decision", f"ECR for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
-                  f"{str(error)[:200]}): answered 5012", str(peer))
+                  f"{str(error)[:200]}): answered 5012", _peer_name(connection))
         reason = "the decision failed: the EIR cannot judge this request now"
         failed = Decision(Status.INVALID, "system-failure", reason, query.imei)
         return failed, error_answer(request, self.node.origin_host, self.node.origin_realm,
@@ -217,15 +273,17 @@ class S13Answerer:
         return Message(request.command_code, request.flags & FLAG_P, request.application_id, request.hop_by_hop,
                        request.end_to_end, avps, request.dictionary)
 
-    def _log(self, found: _Request, query: Query | None, decision: Decision, answer: Message,
-             connection: PeerConnection | None, started: float) -> None:
+    def _log(self, found: _Request, query: Query | None, decision: Decision, answer: Message, received: float) -> None:
         assert self.log is not None
         code = _STATUS_CODE.get(decision.status) or answer.value("Result-Code")
-        received = getattr(connection, "received_at", None) or started
         self.log.write("s13", _value(found.origin_host), _value(found.session),
                        decision.imei or (query.imei if query else None), query.imsi if query else None,
                        _NAME[decision.status], decision.rule, decision.reason, int(code),
                        int((time.perf_counter() - received) * 1e6))
+
+
+def _peer_name(connection: PeerConnection | None) -> str:
+    return str(getattr(connection, "peername", None) or "?")
 
 
 def _value(avp: Avp | None) -> str | None:

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
+from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.config import AgentConfig, Listen
+from agent.durable import GroupCommit
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
 from agent.s13 import S13Answerer
@@ -31,6 +33,7 @@ from registry.schema import sqlite_file
 from registry.store import Registry
 
 log = logging.getLogger("eir.agent")
+UNWRITTEN_EXIT = 75  # EX_TEMPFAIL: stopped with observations the registry would not take
 FLUSH_INTERVAL = 0.2  # seconds between answer log flushes
 OBSERVATIONS_INTERVAL = 0.2  # seconds between writes of the sights kept in memory (small batches, short stalls)
 
@@ -114,18 +117,21 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
         registry.close()
         raise StartError(f"cannot open the answer log {config.answer_log}: {error.strerror or error}") from None
     recorder = Recorder(registry)
+    commits = GroupCommit(recorder, config.limits.commit_timeout)
+    admission = Admission(config.limits.in_progress_per_peer, config.limits.in_progress)
     node = local_node(config)
     service = EquipmentCheck(registry, profile, recorder)
-    answerer = S13Answerer(service, node, answer_log)
-    map_answerer = MapAnswerer(service, answer_log)
+    answerer = S13Answerer(service, node, answer_log, commits=commits, admission=admission)
+    map_answerer = MapAnswerer(service, answer_log, commits=commits)
     server = DiameterServer(node)
     server.on_bad = answerer.bad_message  # one rate-limited reporter; answered errors in the answer log
-    m3ua = M3uaService(config.m3ua, map_answerer, recorder.commit, config.max_message_length)
+    m3ua = M3uaService(config.m3ua, map_answerer, admission, config.max_message_length)
+    written = False
     try:
         for listen in config.listen:
             try:
                 await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
-                                   settings=peer_settings(config), server=server, before_send=recorder.commit)
+                                   settings=peer_settings(config), server=server, load=admission)
             except OSError as error:
                 raise listen_error(listen, "S13 Diameter", error) from None
         try:
@@ -140,7 +146,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")
         for line in _m3ua_lines(config, m3ua):
             announce(line)
-        await _run_until_signal(answer_log, recorder, registry)
+        await _run_until_signal(answer_log, commits, registry)
         log.info("stopping: DPR to %d peer(s), %d M3UA connection(s) closed", len(server.connections),
                  len(m3ua.connections))
         await asyncio.gather(server.close(DisconnectCause.REBOOTING), m3ua.close())
@@ -149,12 +155,17 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
             answer_log.flush()
         if owned is not None:
             owned.close()
-        recorder.close()
+        written = await commits.close()
         registry.close()
-    log.info("S13 answers %s; bad input %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, failed %d",
+    log.info("S13 answers %s; bad input %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, failed %d; "
+             "answers refused as unrecorded %d, as too busy %d (peak in progress %d, peak waiting for a commit %d)",
              dict(answerer.counters), {k: v for k, v in server.counters.items() if k.startswith("bad_input")},
              dict(map_answerer.counters), dict(m3ua.counters + m3ua.router.counters), recorder.commits,
-             recorder.failures)
+             recorder.failures, commits.unrecorded, admission.refused, admission.peak, commits.waiting_peak)
+    if not written:
+        log.error("%d sights, notices or automatic entries were not written at exit: the registry refused them "
+                  "(no answer rested on them: those waited and were refused)", recorder.unwritten)
+        return UNWRITTEN_EXIT
     return 0
 
 
@@ -216,7 +227,7 @@ class RegistryFileWatch:
         return problem
 
 
-async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, registry: Registry) -> None:
+async def _run_until_signal(answer_log: AnswerLog | None, commits: GroupCommit, registry: Registry) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -229,9 +240,9 @@ async def _run_until_signal(answer_log: AnswerLog | None, recorder: Recorder, re
         if answer_log is not None:
             answer_log.flush()
         if loop.time() - flushed >= OBSERVATIONS_INTERVAL:
-            recorder.flush()
+            commits.flush()  # off the loop, with the durable rows
             if registry.changed():  # an import may have changed the TAC catalogue
-                recorder.forget_types()
+                commits.recorder.forget_types()
             watch.check(loop.time())
             flushed = loop.time()
     if watch.events:

@@ -120,13 +120,17 @@ class EquipmentCheck:
         return self._decide(query)[0]
 
     def answer(self, query: Query) -> Decision:
+        """The decision for a query the network asked, recorded (``record``)."""
+        return self.record(query)[0]
+
+    def record(self, query: Query) -> tuple[Decision, bool]:
         """The decision for a query the network asked, recorded as a sighting with the
-        notices it makes due. When ``self.recorder.waiting`` afterwards, the caller must
-        ``commit()`` it before the answer leaves."""
+        notices it makes due; and whether it rests on rows not on disk yet: then its answer
+        leaves only once they are (agent/durable.py GroupCommit.wait, or Recorder.commit)."""
         decision, key, sightings = self._decide(query)
         if key is not None and self.recorder is not None:
-            self.recorder.observe(key, query, sightings, decision)
-        return decision
+            return decision, self.recorder.observe(key, query, sightings, decision)
+        return decision, False
 
     def _decide(self, query: Query) -> tuple[Decision, str | None, Sightings | None]:
         """The decision, the key, and the sightings read (None: not read, the pair being

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
@@ -49,6 +49,12 @@ _HEADER_LENGTH = 20
 RequestHandler = Callable[[Message, "PeerConnection"], "Message | Awaitable[Message] | None"]
 
 
+class Load(Protocol):
+    """The requests in progress of every connection together (agent/admission.py)."""
+
+    in_progress: int
+
+
 class CapabilitiesRefused(ConnectionError):
     """The peer closed the connection during capabilities exchange; ``result_code`` is
     the CEA's Result-Code when it sent one (3010 unknown peer, 5010 no common application)."""
@@ -72,16 +78,19 @@ class PeerConnection(asyncio.Protocol):
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
-                 before_send: Callable[[], object] | None = None,
+                 load: Load | None = None,
                  on_bad: Callable[[PeerConnection, BadMessage], object] | None = None) -> None:
         self.peer = peer
         self.handler = handler
         # Told of every bad message (the application's rate-limited log line and answer log);
         # without it, a warning per message.
         self.on_bad = on_bad
-        # Called after the requests of one read were handled, before their answers are
-        # sent: the application's group commit of what the answers depend on.
-        self.before_send = before_send
+        # Requests handed to the handler and not answered yet: those of the read being
+        # handled, and those whose answer the handler gives later (an awaitable). ``load``
+        # counts those of every connection; the handler may refuse past a bound.
+        self.in_progress = 0
+        self.load = load
+        self._answered = 0  # answered in the read being handled, written at its end
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -165,10 +174,16 @@ class PeerConnection(asyncio.Protocol):
 
     def _dispatch(self, events: list[Event]) -> None:
         self._handle(events)
-        if self.before_send is not None:
-            self.before_send()
         self._flush()
+        if self._answered:
+            self._release(self._answered)
+            self._answered = 0
         self._arm_timer()
+
+    def _release(self, count: int) -> None:
+        self.in_progress -= count
+        if self.load is not None:
+            self.load.in_progress -= count
 
     def _flush(self) -> None:
         data = self.peer.data_to_send()
@@ -222,14 +237,21 @@ class PeerConnection(asyncio.Protocol):
         if self.handler is None:
             log.warning("no handler for %s", request.name)
             return
+        self.in_progress += 1
+        if self.load is not None:
+            self.load.in_progress += 1
         result = self.handler(request, self)
         if isinstance(result, Message):  # the common case first: inspect.isawaitable costs more
             self.peer.send_answer(request, result)
+            self._answered += 1
         elif inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t: self._answer_later(request, t))
+        else:
+            self._answered += 1
 
-    def _answer_later(self, request: Message, task: asyncio.Future[Message]) -> None:
+    def _answer_later(self, request: Message, task: asyncio.Future[Any]) -> None:
+        self._release(1)
         if task.cancelled() or self.transport is None:
             return
         if task.exception() is not None:
@@ -238,8 +260,6 @@ class PeerConnection(asyncio.Protocol):
         answer = task.result()
         if answer is not None:
             self.peer.send_answer(request, answer)
-            if self.before_send is not None:
-                self.before_send()
             self._flush()
 
     def _resolve(self, hop_by_hop: int, answer: Message) -> None:
@@ -301,15 +321,15 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
                        port: int = DIAMETER_PORT, *, transport: str = "tcp",
                        settings: Callable[[], PeerSettings] = PeerSettings,
                        server: DiameterServer | None = None,
-                       before_send: Callable[[], object] | None = None) -> DiameterServer:
-    """Listen on host:port; each accepted connection gets a responder Peer (``before_send``:
-    see PeerConnection)."""
+                       load: Load | None = None) -> DiameterServer:
+    """Listen on host:port; each accepted connection gets a responder Peer (``load``: see
+    PeerConnection)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
 
     def factory() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
-        connection = PeerConnection(peer, handler, server.counters, before_send=before_send, on_bad=server.on_bad)
+        connection = PeerConnection(peer, handler, server.counters, load=load, on_bad=server.on_bad)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection

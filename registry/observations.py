@@ -2,18 +2,22 @@
 
 Every answered query is a sighting of its (IMEI, IMSI) pair. A pair's first sight whose
 answer rests on the sightings (a grace clock starts, a roamer's exemption, a grey-list
-deadline: ``policy.OBSERVED_RULES``) and every notice due are *durable*: ``commit()``
-writes them in one transaction, synchronously on disk (SQLite: WAL with
-synchronous=FULL), and the agent calls it before the answers that depend on them leave
-(group commit: one commit per batch of requests read). Other first sights (a white-listed
-handset's new SIM, say) and the last sight of a known pair, moved when it is on an
-earlier day, are kept in memory and written by ``flush()`` (the agent: every 0.2 s): a
-crash loses at most those 0.2 s of them, never a first sight an answer rested on. Every
-query is also one line of the agent's answer log.
+deadline: ``policy.OBSERVED_RULES``) and every notice due are *durable*: they are
+written in one transaction, synchronously on disk (SQLite: WAL with synchronous=FULL),
+and the answers that depend on them leave only once that transaction committed (group
+commit; the agent runs the writes off its event loop: agent/durable.py). Other first
+sights (a white-listed handset's new SIM, say) and the last sight of a known pair, moved
+when it is on an earlier day, are kept in memory and written with the next batch that is
+due anyway, or by ``flush`` (the agent: every 0.2 s): a crash loses at most those 0.2 s of
+them, never a first sight an answer rested on. Every query is also one line of the
+agent's answer log.
 
-If the database refuses a commit (another process holds the write lock longer than
-``busy_seconds``, a full disk), the rows stay queued, are retried at the next commit,
-and the failure is logged and counted: answers are not held back.
+The writes go in batches: ``take`` moves the queued rows into a ``Batch`` (on the thread
+that decides), ``write`` writes it (on any thread: it touches only the writer connection),
+``settle`` makes it readable, or queues its rows again when the write failed. A first
+sight taken into a batch is *in flight* until it settles: a later answer resting on it
+waits for the next batch too (``observe`` says so), so it never leaves before that row is
+on disk, even when the write in flight fails.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from time import monotonic
 from typing import Any
@@ -201,6 +206,7 @@ class Recorder(Observations):
         self._day, self._day_text = date.min, ""
         self._seen: set[str] = set()  # the pairs recorded today (``known_today``)
         self._seen_date, self._seen_day = "", 0  # the UTC date the set is for, and its ordinal
+        self._unsettled: set[tuple[str, str]] = set()  # first sights queued as durable or in a batch being written
         self.commits = 0
         self.failures = 0
         self._quiet_until = 0.0
@@ -256,10 +262,7 @@ class Recorder(Observations):
     def _rests_on(self, key: str, imsi: str, decision: Decision) -> bool:
         """A decision made with the IMSI last seen rests on that pair's sight: commit it now
         if it is still kept for the flush."""
-        if decision.rule in OBSERVED_RULES and self._unwritten_first(key, imsi):
-            self._first.append(self._later.pop((key, imsi)))
-            return True
-        return False
+        return decision.rule in OBSERVED_RULES and self._unwritten(key, imsi)
 
     def _sight(self, key: str, imsi: str, query: Query, sightings: Sightings, decision: Decision) -> bool:
         """Record the sight of a pair read from the registry; True when it must be durable."""
@@ -269,23 +272,34 @@ class Recorder(Observations):
             row = _row(key, imsi, query)
             self._pending[key].append((imsi, row["first_seen"], row["last_seen"]))
             if decision.rule in OBSERVED_RULES:  # the answer rests on this first sight
-                self._first.append(row)
+                self._queue_first(row)
                 durable = True
             else:
                 self._later[(key, imsi)] = row
         elif not last.startswith(self._today(query.at)):  # last seen on an earlier day: move it
             self._later[(key, imsi)] = _row(key, imsi, query)
-        if not durable and decision.rule in OBSERVED_RULES and self._unwritten_first(key, imsi):
-            self._first.append(self._later.pop((key, imsi)))  # now an answer rests on it: commit it first
+        if not durable and decision.rule in OBSERVED_RULES and self._unwritten(key, imsi):
             durable = True
         if len(self._seen) >= SEEN_LIMIT:
             self._seen.clear()
         self._seen.add(_pair(key, imsi))
         return durable
 
-    def _unwritten_first(self, key: str, imsi: str) -> bool:
-        """A first sight kept for the flush (no answer rested on it when it was seen)."""
-        return (key, imsi) in self._later and any(row[-3] == imsi for row in self._pending.get(key, ()))
+    def _unwritten(self, key: str, imsi: str) -> bool:
+        """Whether the pair's first sight is not on disk yet: in flight (the answer waits for
+        the next batch, which holds it again if its write fails), or kept for the flush
+        (no answer rested on it when it was seen; now one does: it becomes durable)."""
+        pair = (key, imsi)
+        if pair in self._unsettled:
+            return True
+        if pair in self._later and any(row[-3] == imsi for row in self._pending.get(key, ())):
+            self._queue_first(self._later.pop(pair))
+            return True
+        return False
+
+    def _queue_first(self, row: dict[str, Any]) -> None:
+        self._first.append(row)
+        self._unsettled.add((row["imei"], row["imsi"]))
 
     def _today(self, at: datetime) -> str:
         """The UTC date of ``at`` as stored ("YYYY-MM-DD"), remembered for the day."""
@@ -306,45 +320,92 @@ class Recorder(Observations):
 
     @property
     def waiting(self) -> bool:
-        """Durable rows are queued: ``commit()`` before the answers that depend on them."""
+        """Durable rows are queued: the answers that depend on them wait for the next batch."""
         return bool(self._first or self._notices or self._auto)
 
-    def commit(self) -> bool:
-        """Write the queued first sights, notices and automatic entries durably; True when
-        all are on disk."""
-        if not (self._first or self._notices or self._auto):
-            return True
-        auto = list(self._auto.values())
-        try:
-            self._write([(self._upsert, self._first), (NOTICE_INSERT_SQL, self._notices), (AUTO_HISTORY_SQL, auto),
-                         (AUTO_ENTRY_SQL, auto)])
-        except (sqlite3.Error, SQLAlchemyError) as error:
-            self._failed(f"{len(self._first)} first sights, {len(self._notices)} notices and {len(auto)} automatic "
-                         f"entries not written (kept, retried at the next commit): {error}")
-            return False
-        self.commits += 1
+    @property
+    def threaded(self) -> bool:
+        """Whether ``write`` may run on another thread (its connection is its own)."""
+        return self._writer is None or self._writer is not self.registry.raw_connection
+
+    def take(self, later: bool = False) -> Batch:
+        """Move the queued durable rows (and with ``later`` the sights kept for the flush)
+        into a batch to write; their first sights are in flight until ``settle``."""
+        batch = Batch(self._first, self._notices, list(self._auto.values()),
+                      list(self._later.values()) if later else [])
         self._first, self._notices = [], []
         self._auto.clear()
-        self.registry.renew()  # the next reads see what was just written
-        return True
+        if later:
+            self._later.clear()
+        self._unsettled.update(batch.pairs())
+        return batch
 
-    def flush(self) -> None:
-        """Commit what is durable, then write the sights kept in memory: first sights no
-        answer rested on, and last sights to move."""
-        if not self.commit():
-            return
-        if not self._later:
-            self._pending.clear()
-            return
-        rows = list(self._later.values())
+    def write(self, batch: Batch) -> None:
+        """Write a batch in one transaction (any thread: only the writer connection is
+        used); raises what the database raised."""
+        if batch:
+            self._write([(self._upsert, batch.first + batch.later), (NOTICE_INSERT_SQL, batch.notices),
+                         (AUTO_HISTORY_SQL, batch.auto), (AUTO_ENTRY_SQL, batch.auto)])
+
+    def settle(self, batch: Batch, error: BaseException | None = None) -> bool:
+        """After ``write``: the batch is readable (True), or, when it failed with ``error``,
+        its rows are queued again for the next batch, its first sights as durable ones
+        (an answer may have come to rest on them while they were in flight)."""
+        self._unsettled.difference_update(batch.pairs())
+        if error is None:
+            if batch:
+                self.commits += 1
+                self.registry.renew()  # the next reads see what was just written
+                self._forget_pending(batch)
+            return True
+        first_sights = [row for row in batch.later if self._is_pending(row)]
+        self._first = batch.first + first_sights + self._first
+        self._unsettled.update((row["imei"], row["imsi"]) for row in (*batch.first, *first_sights))
+        self._notices = batch.notices + self._notices
+        for row in batch.auto:
+            self._auto.setdefault(row["imei"], row)
+        for row in batch.later:
+            if not self._is_pending(row):
+                self._later.setdefault((row["imei"], row["imsi"]), row)
+        self._failed(f"{len(batch.first) + len(first_sights)} first sights, {len(batch.notices)} notices, "
+                     f"{len(batch.auto)} automatic entries and {len(batch.later) - len(first_sights)} last sights "
+                     f"not written (kept, retried with the next batch): {error}")
+        return False
+
+    def _is_pending(self, row: dict[str, Any]) -> bool:
+        """A first sight not readable from the registry yet (a row of ``_pending``)."""
+        imsi = row["imsi"]
+        return any(pending[0] == imsi for pending in self._pending.get(row["imei"], ()))
+
+    def _forget_pending(self, batch: Batch) -> None:
+        """The first sights of a written batch are readable now: no longer added to reads."""
+        for row in (*batch.first, *batch.later):
+            key, imsi = row["imei"], row["imsi"]
+            rows = self._pending.get(key)
+            if rows is None or (key, imsi) in self._later or (key, imsi) in self._unsettled:
+                continue
+            kept = [pending for pending in rows if pending[0] != imsi]
+            if kept:
+                self._pending[key] = kept
+            else:
+                del self._pending[key]
+
+    def commit(self) -> bool:
+        """Write the queued first sights, notices and automatic entries durably, on this
+        thread; True when all are on disk."""
+        return self._run(self.take())
+
+    def flush(self) -> bool:
+        """Write everything queued, on this thread: the durable rows, the first sights no
+        answer rested on and the last sights to move. True when all are on disk."""
+        return self._run(self.take(later=True))
+
+    def _run(self, batch: Batch) -> bool:
         try:
-            self._write([(self._upsert, rows)])
+            self.write(batch)
         except (sqlite3.Error, SQLAlchemyError) as error:
-            self._failed(f"{len(rows)} sights not written (kept for the next flush): {error}")
-            return
-        self._later.clear()
-        self._pending.clear()  # all written: the reads see them
-        self.registry.renew()
+            return self.settle(batch, error)
+        return self.settle(batch)
 
     def _failed(self, message: str) -> None:
         """Count every failure; log the first and then at most one every LOG_EVERY seconds."""
@@ -354,10 +415,17 @@ class Recorder(Observations):
             log.error("%s (%d failures so far)", message, self.failures)
             self._quiet_until = now + LOG_EVERY
 
-    def close(self) -> None:
-        self.flush()
+    @property
+    def unwritten(self) -> int:
+        """Rows queued and not on disk (after ``close``: what is lost)."""
+        return len(self._first) + len(self._notices) + len(self._auto) + len(self._later)
+
+    def close(self) -> bool:
+        """Flush, and close the writer; True when nothing queued was left unwritten."""
+        written = self.flush()
         if isinstance(self._writer, sqlite3.Connection) and self._writer is not self.registry.raw_connection:
             self._writer.close()
+        return written
 
     def _write(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> None:
         writer = self._writer
@@ -377,6 +445,22 @@ class Recorder(Observations):
             for sql, rows in batches:
                 if rows:
                     conn.execute(text(sql), rows)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows taken to be written in one transaction."""
+
+    first: list[dict[str, Any]] = field(default_factory=list)  # durable first sights
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    auto: list[dict[str, Any]] = field(default_factory=list)  # automatic entries
+    later: list[dict[str, Any]] = field(default_factory=list)  # sights no answer rested on
+
+    def __bool__(self) -> bool:
+        return bool(self.first or self.notices or self.auto or self.later)
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return {(row["imei"], row["imsi"]) for row in (*self.first, *self.later)}
 
 
 def _pair(key: str, imsi: str) -> str:

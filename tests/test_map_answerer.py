@@ -78,9 +78,9 @@ def test_the_clock_passed_in_dates_the_query(registry: Registry) -> None:
     seen: list[Query] = []
 
     class Recording(EquipmentCheck):
-        def answer(self, query: Query):  # type: ignore[no-untyped-def]
+        def record(self, query: Query):  # type: ignore[no-untyped-def]
             seen.append(query)
-            return super().answer(query)
+            return super().record(query)
 
     answerer = MapAnswerer(Recording(registry, load_profile("tj")), clock=lambda: NOW)
     ask(answerer, WHITE, 2, imsi="436011234567890")
@@ -90,10 +90,10 @@ def test_the_clock_passed_in_dates_the_query(registry: Registry) -> None:
 
 def test_a_failing_decision_is_system_failure_and_the_next_is_answered(registry: Registry) -> None:
     class Broken(EquipmentCheck):
-        def answer(self, query: Query):  # type: ignore[no-untyped-def]
+        def record(self, query: Query):  # type: ignore[no-untyped-def]
             if query.imei == BLACK:
                 raise RuntimeError("database is locked")
-            return super().answer(query)
+            return super().record(query)
 
     answerer = MapAnswerer(Broken(registry, load_profile("tj")), clock=lambda: NOW)
     (error,) = ask(answerer, BLACK, 3).components

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -179,3 +180,61 @@ def test_the_registry_tells_when_another_connection_committed(registry: Registry
     with sqlite3.connect(registry.url.database or "") as other:
         other.execute("INSERT INTO tac (tac, device_type) VALUES ('35999000', 'WLAN Router')")
     assert registry.changed() and not registry.changed()
+
+
+# --- batches written off the deciding thread (agent/durable.py) -------------------------------
+
+
+def test_an_answer_resting_on_a_first_sight_in_flight_waits_and_a_failed_write_queues_it_again(
+        registry: Registry) -> None:
+    recorder, service = recording(registry)
+    first, durable = service.record(query(T0))
+    assert first.rule == "grace" and durable
+    batch = recorder.take()
+    assert not recorder.waiting  # taken: in flight, not queued
+    again, durable = service.record(query(T0 + timedelta(minutes=1)))
+    assert again.rule == "grace" and durable  # rests on the sight in flight: it waits for the next batch
+    assert recorder.settle(batch, sqlite3.OperationalError("database is locked")) is False
+    assert recorder.waiting and recorder.failures == 1  # queued again, for the next batch
+    assert stored(registry) == []
+    assert recorder.commit() and stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    _, durable = service.record(query(T0 + timedelta(minutes=2)))
+    assert not durable  # on disk now
+    recorder.close()
+
+
+async def _commit_while_locked(path: Path) -> tuple[bool, bool, int]:
+    import asyncio
+
+    from agent.durable import GroupCommit
+
+    with Registry(f"sqlite:///{path}") as store:
+        recorder, service = recording(store, busy_seconds=0.2)
+        commits = GroupCommit(recorder, timeout=0.6)
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            assert service.record(query(T0))[1]
+            waited = commits.wait()
+            ticks = 0
+            while not waited.done():  # the event loop runs on while the commit waits for the lock
+                await asyncio.sleep(0.01)
+                ticks += 1
+            recorded = waited.result()
+            other.execute("ROLLBACK")
+        second = commits.wait()  # the rows stayed queued: written now the lock is gone
+        recorded_later = await second
+        assert await commits.close()
+        return recorded, recorded_later, ticks
+
+
+def test_a_commit_against_a_locked_registry_runs_off_the_loop_and_answers_false_after_the_timeout(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "r.db"
+    Registry(f"sqlite:///{path}").close()
+    recorded, recorded_later, ticks = asyncio.run(_commit_while_locked(path))
+    assert recorded is False and recorded_later is True
+    assert ticks >= 10  # the loop turned at least ten times while the write waited in its thread
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT imei, imsi FROM sighting").fetchall() == [(KEY, LOCAL)]

@@ -1,0 +1,142 @@
+"""Group commit off the event loop: the answers that rest on a first sight (or make a
+notice due, or enter an IMEI automatically) leave only once those rows are on disk, and
+no database write ever stalls the answers that do not.
+
+``GroupCommit.wait()`` gives an answer a future that is True once every durable row
+queued so far is committed. One task writes batch after batch, each in a worker thread
+(the Recorder's writer connection is its own), so other peers' answers go on while
+SQLite waits for a lock or the disk. The periodic ``flush`` writes the sights kept in
+memory through the same task, so there is one writer and one order.
+
+When the database refuses writes (another process holds the lock, a read-only file, a
+full disk) the rows stay queued and are retried every ``RETRY_SECONDS``; an answer that
+waited ``timeout`` seconds (``limits.commit_timeout``) gets ``False``: the interface
+answers that it cannot comply (S13 5012 DIAMETER_UNABLE_TO_COMPLY, MAP systemFailure),
+so the MME or MSC applies its own fallback, and no white or grey answer ever rests on a
+first sight that is not on disk. Each is counted; the Recorder logs the write failures at
+most once every ten seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from registry.observations import Batch, Recorder
+
+log = logging.getLogger("eir.durable")
+A = TypeVar("A")
+T = TypeVar("T")
+COMMIT_TIMEOUT = 1.0  # seconds an answer waits for its rows to be on disk before 5012 / systemFailure
+RETRY_SECONDS = 0.05  # between attempts while the database refuses writes
+
+
+class GroupCommit:
+    """One writer of the Recorder's batches, off the event loop."""
+
+    def __init__(self, recorder: Recorder, timeout: float = COMMIT_TIMEOUT) -> None:
+        self.recorder = recorder
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="eir-commit") if recorder.threaded else None
+        self._waiters: list[tuple[float, asyncio.Future[bool]]] = []
+        self._flush_due = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.unrecorded = 0  # answers that waited longer than ``timeout``: refused
+        self.waiting_peak = 0
+
+    @property
+    def waiting(self) -> int:
+        """Answers waiting for a commit now."""
+        return len(self._waiters)
+
+    def wait(self) -> asyncio.Future[bool]:
+        """A future: True once every durable row queued so far is on disk, False when that
+        took longer than ``timeout`` (the rows stay queued and are written later)."""
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self._waiters.append((self.loop.time() + self.timeout, future))
+        self.waiting_peak = max(self.waiting_peak, len(self._waiters))
+        self._start()
+        return future
+
+    def flush(self) -> None:
+        """Write the sights kept in memory with the next batch (the agent: every 0.2 s)."""
+        self._flush_due = True
+        self._start()
+
+    def _start(self) -> None:
+        if self._task is None and not self._closing:
+            self._task = self.loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while (self._waiters or self._flush_due) and not self._closing:
+                waiters, self._waiters = self._waiters, []
+                batch = self.recorder.take(later=self._flush_due)
+                self._flush_due = False
+                error = await self._write(batch)
+                if self.recorder.settle(batch, error):
+                    _resolve(waiters, True)
+                    continue
+                self._waiters = self._expire(waiters) + self._waiters
+                await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            self._task = None
+
+    async def _write(self, batch: Batch) -> BaseException | None:
+        if not batch:
+            return None
+        try:
+            if self._executor is None:
+                self.recorder.write(batch)
+            else:
+                await self.loop.run_in_executor(self._executor, self.recorder.write, batch)
+        except Exception as error:  # any refusal of the database: the rows are kept and retried
+            return error
+        return None
+
+    def _expire(self, waiters: list[tuple[float, asyncio.Future[bool]]]) -> list[tuple[float, asyncio.Future[bool]]]:
+        """Answer False to the waiters whose time is up; the others wait for the next attempt."""
+        now = self.loop.time()
+        late = [(deadline, future) for deadline, future in waiters if deadline <= now]
+        if late:
+            self.unrecorded += len(late)
+            _resolve(late, False)
+        return [(deadline, future) for deadline, future in waiters if deadline > now]
+
+    async def close(self) -> bool:
+        """Let the write in progress settle, then write everything queued on this thread;
+        True when nothing was left unwritten. Answers still waiting get False."""
+        self._closing = True
+        _resolve(self._waiters, False)
+        self._waiters = []
+        if self._task is not None:
+            await asyncio.wait({self._task})  # the write in progress: at most the writer's busy timeout
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        return self.recorder.close()
+
+
+def _resolve(waiters: list[tuple[float, asyncio.Future[bool]]], value: bool) -> None:
+    for _, future in waiters:
+        if not future.done():
+            future.set_result(value)
+
+
+def then(waited: asyncio.Future[A], answer: Callable[[A], T]) -> asyncio.Future[T]:
+    """A future of ``answer(result)``, once ``waited`` is done (a ``GroupCommit.wait()``, or
+    another ``then``)."""
+    result: asyncio.Future[T] = waited.get_loop().create_future()
+
+    def done(future: asyncio.Future[A]) -> None:
+        try:
+            result.set_result(answer(future.result()))
+        except Exception as error:  # a bug in the answer: the transport logs it, the request is released
+            result.set_exception(error)
+
+    waited.add_done_callback(done)
+    return result
