@@ -39,7 +39,7 @@ from agent.service import (
 from diameter.answers import constant_avp, error_answer
 from diameter.avp import Avp, example_avp
 from diameter.capabilities import LocalNode
-from diameter.constants import APP_S13, FLAG_P, VENDOR_3GPP, EquipmentStatus, ResultCode
+from diameter.constants import APP_S13, FLAG_E, FLAG_P, VENDOR_3GPP, EquipmentStatus, ResultCode
 from diameter.dictionary import BASE_S13
 from diameter.errors import AvpProblem
 from diameter.message import Message
@@ -58,7 +58,8 @@ _S13_APPLICATION = Avp.constant(BASE_S13.avp_def("Vendor-Specific-Application-Id
 _EQUIPMENT_UNKNOWN = Avp.constant(BASE_S13.avp_def("Experimental-Result"), [
     Avp.of(BASE_S13.avp_def("Vendor-Id"), VENDOR_3GPP),
     Avp.of(BASE_S13.avp_def("Experimental-Result-Code"), ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)])
-_NAME = {status: status.value for status in Status}  # an enum's .value is slow on the hot path
+_NAME = {status: status.value for status in Status}
+TOO_BUSY = "the EIR has too many requests in progress"  # an enum's .value is slow on the hot path
 _STATUS_CODE = {Status.WHITE: ResultCode.DIAMETER_SUCCESS, Status.GREY: ResultCode.DIAMETER_SUCCESS,
                 Status.BLACK: ResultCode.DIAMETER_SUCCESS, Status.UNKNOWN: ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN}
 # The request AVPs the adapter reads, recognised by their (shared) dictionary definitions.
@@ -102,6 +103,16 @@ class _Request:
             elif definition is _PROXY_INFO:
                 self.proxies.append(avp)
 
+    def imei(self) -> str | None:
+        """The IMEI AVP's value as received (for a log line), None without one."""
+        terminal = self.terminal
+        if terminal is None or not isinstance(terminal.value, list):
+            return None
+        for member in terminal.value:
+            if member.definition is _IMEI and isinstance(member.value, str):
+                return member.value
+        return None
+
 
 class S13Answerer:
     """The request handler the Diameter server calls for every clean S13 request."""
@@ -123,17 +134,21 @@ class S13Answerer:
         self._answer_avps: dict[Status, tuple[Avp, ...]] = {
             status: (_S13_APPLICATION, _SUCCESS, host, realm, _NO_STATE, avp) for status, avp in _STATUS_AVP.items()}
         self._answer_avps[Status.UNKNOWN] = (_S13_APPLICATION, _EQUIPMENT_UNKNOWN, _NO_STATE, host, realm)
+        # 3004, as the answer-message of RFC 6733 7.2, built once: refusing must cost less than deciding.
+        self._busy_avps = (host, realm, constant_avp(BASE_S13, "Result-Code", int(ResultCode.DIAMETER_TOO_BUSY)),
+                           constant_avp(BASE_S13, "Error-Message", TOO_BUSY))
 
     def __call__(self, request: Message, connection: PeerConnection | None = None) -> Message | asyncio.Future[Message]:
         received = getattr(connection, "received_at", None) or time.perf_counter()
         found = _Request(request)
+        if self.admission is not None and self.admission.full(connection):  # refused before any other work
+            decision, answer = self._too_busy(request, found, connection)
+            self._done(found, None, decision, answer, received)
+            return answer
         query, problem = self._read_query(found)
         if problem is not None:
             answer = error_answer(request, self.node.origin_host, self.node.origin_realm, problem)
             decision = Decision(Status.INVALID, "malformed-request", problem.reason)
-        elif self.admission is not None and self.admission.full(connection):
-            assert query is not None
-            decision, answer = self._too_busy(request, query, connection)
         else:
             assert query is not None
             try:
@@ -183,14 +198,18 @@ class S13Answerer:
                 error_answer(request, self.node.origin_host, self.node.origin_realm,
                              AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason)))
 
-    def _too_busy(self, request: Message, query: Query, connection: PeerConnection | None) -> tuple[Decision, Message]:
+    def _too_busy(self, request: Message, found: _Request,
+                  connection: PeerConnection | None) -> tuple[Decision, Message]:
         """Past a bound on requests in progress: 3004 at once, without a decision."""
         self.counters["too_busy"] += 1
-        reason = "the EIR has too many requests in progress"
-        self._bad("overload", f"ECR for IMEI {query.imei}: {reason}: answered 3004", _peer_name(connection))
-        return (Decision(Status.INVALID, "overload", reason, query.imei),
-                error_answer(request, self.node.origin_host, self.node.origin_realm,
-                             AvpProblem(ResultCode.DIAMETER_TOO_BUSY, reason)))
+        imei = found.imei()
+        self._bad("overload", f"ECR for IMEI {imei}: {TOO_BUSY}: answered 3004", _peer_name(connection))
+        avps = [found.session] if found.session is not None else []
+        avps += self._busy_avps
+        avps += found.proxies
+        answer = Message(request.command_code, (request.flags & FLAG_P) | FLAG_E, request.application_id,
+                         request.hop_by_hop, request.end_to_end, avps, request.dictionary)
+        return Decision(Status.INVALID, "overload", TOO_BUSY, imei), answer
 
     def _failed(self, request: Message, query: Query, error: Exception,
                 connection: PeerConnection | None) -> tuple[Decision, Message]:
