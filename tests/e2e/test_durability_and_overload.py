@@ -210,3 +210,24 @@ def _tcap(event: DataReceived) -> tcap.TcMessage:
     message = sccp.decode_message(event.data.user_data)
     assert isinstance(message, sccp.Udt)
     return tcap.decode(message.data)
+
+
+def test_stopping_while_the_registry_refuses_writes_says_what_was_not_written_and_exits_75(tmp_path: Path) -> None:
+    """Issue 12 item 2: a clean SIGTERM with observations the registry would not take is
+    not exit 0: the agent names what it could not write."""
+    process, database = start(tmp_path, "commit_timeout: 0.3")
+
+    async def main() -> Message:
+        connection = await connect(MME, *process.address)
+        try:
+            return await connection.request(ecr(fresh(7), IMSI), timeout=10)
+        finally:
+            await connection.disconnect()
+
+    with locked(database):
+        refused = asyncio.run(main())
+        code = process.stop()
+    assert result_code_of(refused) == ResultCode.DIAMETER_UNABLE_TO_COMPLY
+    assert code == 75
+    assert "were not written at exit: the registry refused them" in process.log()
+    assert not sighted(database, fresh(7))
