@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import ipaddress
 import logging
 import os
@@ -108,6 +109,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
     opened (and verified) by the caller, closed here; None opens ``config.registry``, which
     must exist at this eir's schema version and be writable (registry/schema.py). A
     listener or answer log that cannot be opened is a StartError naming it."""
+    faulthandler.enable()  # a fatal signal (SIGBUS from a mapped -shm file, SIGSEGV) leaves its line in the log
     profile = load_profile(config.profile)
     if registry is None:
         registry = Registry(config.registry, create=False, writable=True)

@@ -231,3 +231,14 @@ def test_stopping_while_the_registry_refuses_writes_says_what_was_not_written_an
     assert code == 75
     assert "were not written at exit: the registry refused them" in process.log()
     assert not sighted(database, fresh(7))
+
+
+def test_a_fatal_signal_leaves_a_line_in_the_agents_log(tmp_path: Path) -> None:
+    """Seen: SIGBUS from SQLite's mapped -shm file killed the agent without a word. The
+    fault handler names the signal and where each thread was."""
+    import signal
+
+    process, _ = start(tmp_path, "commit_timeout: 1.0")
+    process.process.send_signal(signal.SIGBUS)
+    assert process.stop() == -signal.SIGBUS
+    assert "Fatal Python error: Bus error" in process.log()
