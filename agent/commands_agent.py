@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from agent.cli_common import EX_UNAVAILABLE, EX_USAGE, OneLineCommand, connect_registry, fail, open_registry, parse_at
-from agent.config import DEFAULT_PROFILE, AgentConfig, AllowedPeer, ConfigError, load_config, parse_listen
+from agent.config import DEFAULT_PROFILE, AgentConfig, ConfigError, load_config, parse_allowed_peer, parse_listen
 from agent.context import CliContext
 from sigtran.sctp import SctpUnavailable, check_sctp
 
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML configuration file.")
 @click.option("--listen", "listen", multiple=True, metavar="HOST:PORT", help="Address to listen on (repeatable).")
 @click.option("--transport", type=click.Choice(["tcp", "sctp"]), default=None, help="Transport for --listen.")
-@click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN",
-              help="Origin-Host pattern of a peer allowed to connect (repeatable).")
+@click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN[@CIDR,...|@any]",
+              help="A peer allowed to connect: an Origin-Host pattern and the networks it may connect from "
+                   "(none: loopback only; @any: every address). Repeatable.")
 @click.option("--m3ua-listen", "m3ua_listen", multiple=True, metavar="HOST:PORT",
               help="Answer MAP CheckIMEI from ASPs connecting to HOST:PORT over M3UA (repeatable).")
 @click.option("--m3ua-transport", type=click.Choice(["tcp", "sctp"]), default=None,
@@ -54,7 +55,7 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     try:
         config = load_config(config_path)
         _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
-        config.allow += [AllowedPeer(pattern) for pattern in allow]
+        config.allow += [parse_allowed_peer(text) for text in allow]
         if m3ua_listen:
             config.m3ua.listen = [parse_listen(text, m3ua_transport or "tcp") for text in m3ua_listen]
         elif m3ua_transport:

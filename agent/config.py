@@ -19,6 +19,8 @@ M3UA_PORT = 2905
 MAX_POINT_CODE = 0x3FFF  # ITU 14-bit
 DEFAULT_PROFILE = "tj"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+ANY_ADDRESS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -38,15 +40,50 @@ class Listen:
 @dataclass(frozen=True)
 class AllowedPeer:
     """A peer is admitted when its Origin-Host matches ``host`` (a shell pattern, any case)
-    and, when ``networks`` is not empty, its source address lies in one of them."""
+    and its source address lies in one of ``networks``. A name is bound to addresses: an
+    entry that names none admits the name from loopback only; ``ANY_ADDRESS`` (written
+    ``any``) admits it from everywhere, for an operator who says so."""
 
     host: str = "*"
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    networks: tuple[Network, ...] = LOOPBACK
+
+    def matches(self, origin_host: str) -> bool:
+        return fnmatch.fnmatchcase(origin_host.lower(), self.host.lower())
 
     def admits(self, origin_host: str, address: str | None) -> bool:
-        if not fnmatch.fnmatchcase(origin_host.lower(), self.host.lower()):
-            return False
-        return not self.networks or _in(address, self.networks)
+        return self.matches(origin_host) and _in(address, self.networks)
+
+    def __str__(self) -> str:
+        """As ``--allow-peer`` writes it: PATTERN@CIDR,CIDR or PATTERN@any."""
+        sources = "any" if self.networks == ANY_ADDRESS else ",".join(str(n) for n in self.networks)
+        return f"{self.host}@{sources}"
+
+
+def parse_allowed_peer(text: str) -> AllowedPeer:
+    """``--allow-peer`` and a ``peers.allow`` string: PATTERN (loopback only),
+    PATTERN@CIDR[,CIDR...] or PATTERN@any."""
+    host, at, sources = text.partition("@")
+    if not host.strip():
+        raise ConfigError(f"peer entry {text!r} has no Origin-Host pattern; write PATTERN[@CIDR,...|@any]")
+    if not at:
+        return AllowedPeer(host.strip())
+    return AllowedPeer(host.strip(), _networks(sources.split(","), f"peer entry {text!r}"))
+
+
+def _networks(sources: list[Any], what: str) -> tuple[Network, ...]:
+    """CIDRs (an address alone is a /32 or /128), or the single word ``any``."""
+    words = [str(source).strip() for source in sources]
+    if words == ["any"]:
+        return ANY_ADDRESS
+    if not words or "" in words or "any" in words:
+        raise ConfigError(f"{what}: name networks (CIDR, such as 10.0.0.0/24) or the single word any")
+    networks = []
+    for word in words:
+        try:
+            networks.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise ConfigError(f"{what}: {word!r} is not a network (CIDR, such as 10.0.0.0/24) or any") from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -101,9 +138,22 @@ class AgentConfig:
     limits: Limits = field(default_factory=lambda: Limits())
 
     def admits(self, origin_host: str, address: str | None) -> bool:
+        return self.refusal(origin_host, address) is None
+
+    def refusal(self, origin_host: str, address: str | None) -> str | None:
+        """Why a peer of this Origin-Host connecting from ``address`` is refused (for a log
+        line that also says the name and the address), or None when it is admitted."""
         if not self.allow:
-            return _in(address, LOOPBACK)
-        return any(entry.admits(origin_host, address) for entry in self.allow)
+            if _in(address, LOOPBACK):
+                return None
+            return "not a loopback address, and without peers.allow only loopback peers are accepted"
+        named = [entry for entry in self.allow if entry.matches(origin_host)]
+        if any(_in(address, entry.networks) for entry in named):
+            return None
+        if not named:
+            return "no peers.allow entry matches its Origin-Host"
+        shown = ", ".join(str(entry) for entry in named[:3]) + (", ..." if len(named) > 3 else "")
+        return f"outside the networks of the entries for its name: {shown}"
 
 
 def parse_listen(text: str, transport: str = "tcp") -> Listen:
@@ -266,18 +316,30 @@ def _listen(item: Any, where: str) -> Listen:
     raise ConfigError(f"{where}: each listen entry is HOST:PORT or {{address: HOST:PORT, transport: tcp|sctp}}")
 
 
+_ALLOW_FORMS = "PATTERN[@CIDR,...|@any] or {host: PATTERN, from: [CIDR, ...] | any}"
+
+
 def _allowed(item: Any, where: str) -> AllowedPeer:
+    """One peers.allow entry; without ``from`` (or @...) it admits its name from loopback only."""
     if isinstance(item, str):
-        return AllowedPeer(item)
+        try:
+            return parse_allowed_peer(item)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: peers.allow: {error}") from None
     if not isinstance(item, dict):
-        raise ConfigError(f"{where}: each peers.allow entry is a host pattern or {{host: ..., from: [CIDR, ...]}}")
-    sources = item.get("from") or []
-    sources = [sources] if isinstance(sources, str) else sources
-    try:
-        networks = tuple(ipaddress.ip_network(str(s), strict=False) for s in sources)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: peers.allow from: {exc}") from None
-    return AllowedPeer(str(item.get("host", "*")), networks)
+        raise ConfigError(f"{where}: each peers.allow entry is {_ALLOW_FORMS}")
+    unknown = sorted(str(key) for key in set(item) - {"host", "from"})
+    if unknown:
+        raise ConfigError(f"{where}: peers.allow entry with unknown key(s) {', '.join(unknown)}; "
+                          f"each entry is {_ALLOW_FORMS}")
+    host = item.get("host", "*")
+    if not isinstance(host, str) or not host.strip() or "@" in host:
+        raise ConfigError(f"{where}: peers.allow host must be an Origin-Host pattern (networks go in from:)")
+    if "from" not in item:
+        return AllowedPeer(host.strip())
+    sources = item["from"]
+    sources = sources if isinstance(sources, list) else [sources]
+    return AllowedPeer(host.strip(), _networks(sources, f"{where}: peers.allow {host} from"))
 
 
 def _text(data: dict[str, Any], key: str, default: str, where: str) -> str:
@@ -293,11 +355,15 @@ def _list(value: Any, key: str, where: str) -> list[Any]:
     return value
 
 
-def _in(address: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+def _in(address: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether ``address`` lies in one of ``networks``; an IPv4 client of a dual-stack
+    listener (::ffff:10.0.0.1) is its IPv4 address."""
     if address is None:
         return False
     try:
         ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in network for network in networks)

@@ -74,12 +74,12 @@ def open_answer_log(config: AgentConfig) -> tuple[AnswerLog | None, TextIO | Non
 
 
 def peer_settings(config: AgentConfig) -> Callable[[], PeerSettings]:
-    def admits(info: PeerInfo, address: Any) -> bool:
+    def admits(info: PeerInfo, address: Any) -> bool | str:
+        """True, or why not: the Peer answers CEA 3010 and its BadMessage carries the reason
+        to the rate-limited bad-input line and the answer log (S13Answerer.bad_message)."""
         host = address[0] if isinstance(address, tuple) and address else None
-        allowed = config.admits(info.origin_host, host)
-        if not allowed:
-            log.warning("peer %s from %s is not allowed: CEA 3010", info.origin_host, host)
-        return allowed
+        why = config.refusal(info.origin_host, host)
+        return True if why is None else f"connecting from {host}, {why}"
 
     def make() -> PeerSettings:
         return PeerSettings(tw_init=config.watchdog_tw, max_message_length=config.max_message_length,

@@ -7,6 +7,36 @@ for ``data_to_send()``. It does capabilities exchange (5.3), the RFC 3539 watchd
 timeouts, retransmission with the T flag after a connection is lost (5.5.4), duplicate
 detection of T-flagged requests, and error answers for every bad request it receives.
 The asyncio layer (``diameter.transport``) only moves bytes and calls these methods.
+
+Peer identity. An application request names its originator in Origin-Host (RFC 6733 6.3;
+relays must not change it), and every relay or proxy on its way appends a Route-Record
+holding the identity of the peer it received the request from, as that peer gave it in
+CER/CEA (6.1.9, 6.7.1). So a request without Route-Record came straight from its
+originator: its Origin-Host must be the peer's CER Origin-Host. And in a relayed request
+the first Route-Record, written by the first relay, names the node that relay received it
+from, which is the originator: it must be the Origin-Host too. DiameterIdentity is an FQDN,
+compared without regard to case. Only the first entry can be checked: the others name
+nodes beyond our peer, and the last one names whoever our peer (the relay) received the
+request from, never the peer itself, so it is not compared with the CER identity. A
+direct peer can forge Route-Records as well as Origin-Host: for relayed requests the
+trust rests on which relays the node admits at all (the agent's peers.allow, by name and
+source address).
+
+A request that fails either check is answered 5003 DIAMETER_AUTHORIZATION_REJECTED, with
+the Origin-Host in Failed-AVP and both identities in Error-Message, and is not given to
+the application or to the duplicate cache (a T-flagged request claiming another node's
+Origin-Host would otherwise be sent that node's cached answer). Why 5003 (7.1.5: "a
+request was received for which the user could not be authorized ... the service requested
+is not permitted"): the request is well formed and reached the node that serves it; what
+is refused is serving it for the identity it claims, and that will not change if the same
+request is sent again, which is what a permanent failure says. The alternatives fit worse:
+3010 DIAMETER_UNKNOWN_PEER is defined for "a CER ... from an unknown peer" (7.1.3), and
+here answers a CER; 3002 DIAMETER_UNABLE_TO_DELIVER says no host of the realm could take
+the request, inviting a retry at another EIR and hiding the cause; and a 3xxx protocol
+error is handled per hop, where a relay may retry or rewrite it, whereas a relay must pass
+a failure Result-Code on unchanged (6.2.2), so the originator hears it. As 7.1.5 asks for
+permanent failures, the answer keeps the application's grammar (an ECA with
+Auth-Session-State) and has no E bit.
 """
 
 from __future__ import annotations
@@ -42,7 +72,8 @@ from diameter.message import DEFAULT_MAX_MESSAGE_LENGTH, Message, MessageReader,
 from diameter.watchdog import Watchdog, WatchdogAction, WatchdogState
 
 _ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM, _ORIGIN_HOST_CODE, _SESSION_ID_CODE = 282, 293, 283, 264, 263
-_ROUTING_AVPS = frozenset({_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM})
+_ROUTING_AVPS = frozenset({_ROUTE_RECORD, _DESTINATION_HOST, _DESTINATION_REALM, _ORIGIN_HOST_CODE})
+_SHOWN = 80  # characters of an identity from the wire an Error-Message repeats
 _BASE_COMMANDS = frozenset({Command.DEVICE_WATCHDOG, Command.DISCONNECT_PEER, Command.CAPABILITIES_EXCHANGE})
 _U32 = struct.Struct(">I")
 
@@ -137,8 +168,10 @@ class PeerSettings:
     cer_timeout: float = 10.0  # how long a new connection may wait for CER or CEA
     dpa_timeout: float = 5.0
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
-    # Whether a peer may connect, from its CER and its transport address; None accepts all.
-    accept_peer: Callable[[PeerInfo, Any], bool] | None = None
+    # Whether a peer may connect, from its CER and its transport address: True admits it,
+    # False or a sentence saying why refuses it (CEA 3010; the sentence goes to the
+    # BadMessage event, not on the wire). None accepts all.
+    accept_peer: Callable[[PeerInfo, Any], bool | str] | None = None
     duplicate_cache_size: int = 4096
     rng: random.Random = field(default_factory=random.Random)
 
@@ -224,6 +257,7 @@ class Peer:
         self.cea_result: int | None = None  # Result-Code of the CEA, for an initiator
         self.remote_address: Any = None  # set by the I/O layer: the peer's transport address
         self._host_lower, self._realm_lower = node.origin_host.lower(), node.origin_realm.lower()
+        self._remote_lower: str | None = None  # the peer's CER/CEA Origin-Host, lower case
 
     # --- connection lifecycle ----------------------------------------------------------
 
@@ -412,7 +446,9 @@ class Peer:
 
     def _routing_problem(self, request: Message) -> AvpProblem | None:
         """RFC 6733 6.1: this node serves requests for itself and its realm; it relays nothing.
-        A Route-Record naming us is a loop (3005). One pass over the AVPs: this runs per request."""
+        A Route-Record naming us is a loop (3005). Then the originator's identity (see the
+        module's docstring). One pass over the AVPs: this runs per request."""
+        origin = first_record = None
         for avp in request.avps:
             code = avp.code
             if code not in _ROUTING_AVPS or avp.vendor_id:
@@ -420,20 +456,55 @@ class Peer:
             value = avp.value
             if not isinstance(value, str):
                 continue
-            if code == _ROUTE_RECORD and value == self.node.origin_host:
-                return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", avp)
-            if code == _DESTINATION_HOST and value.lower() != self._host_lower:
+            if code == _ORIGIN_HOST_CODE:
+                origin = avp
+            elif code == _ROUTE_RECORD:
+                if value.lower() == self._host_lower:
+                    return AvpProblem(ResultCode.DIAMETER_LOOP_DETECTED, "Route-Record names this node", avp)
+                if first_record is None:
+                    first_record = avp
+            elif code == _DESTINATION_HOST and value.lower() != self._host_lower:
                 return AvpProblem(ResultCode.DIAMETER_UNABLE_TO_DELIVER, f"Destination-Host {value} is not this node",
                                   avp)
-            if code == _DESTINATION_REALM and value.lower() != self._realm_lower:
+            elif code == _DESTINATION_REALM and value.lower() != self._realm_lower:
                 return AvpProblem(ResultCode.DIAMETER_REALM_NOT_SERVED, f"realm {value} is not served here", avp)
-        return None
+        if origin is None or request.application_id == APP_COMMON:  # base requests are the peer's own, hop by hop
+            return None
+        return self._identity_problem(origin, first_record)
+
+    def _identity_problem(self, origin: Avp, first_record: Avp | None) -> AvpProblem | None:
+        """5003 for a request whose Origin-Host is not who sent it: the peer's CER identity
+        when it came directly (no Route-Record), else the first relay's Route-Record."""
+        claimed = origin.value
+        if first_record is None:
+            if self._remote_lower is None or claimed.lower() == self._remote_lower:
+                return None
+            assert self.remote is not None
+            reason = (f"Origin-Host {claimed[:_SHOWN]} is not {self.remote.origin_host[:_SHOWN]}, the identity "
+                      "this peer gave in CER, and no Route-Record says the request was relayed")
+        else:
+            recorded = first_record.value
+            if claimed.lower() == recorded.lower():
+                return None
+            reason = (f"Origin-Host {claimed[:_SHOWN]} is not {recorded[:_SHOWN]}, the node the first relay "
+                      "received the request from (its Route-Record)")
+        return AvpProblem(ResultCode.DIAMETER_AUTHORIZATION_REJECTED, reason, origin)
 
     def _refuse(self, request: Message, problem: AvpProblem, extra: list[Avp] | None = None) -> BadMessage:
-        """Answer ``request`` with ``problem``'s error; the event that tells the application."""
+        """Answer ``request`` with ``problem``'s error; the event that tells the application.
+        A request refused for its Origin-Host is reported as from the node that did send it."""
         self._answer_error(request, problem, extra)
+        origin = _origin_host(request)
+        if problem.result_code == ResultCode.DIAMETER_AUTHORIZATION_REJECTED and problem.avp is not None \
+                and problem.avp.code == _ORIGIN_HOST_CODE:
+            origin = self._sender_of(request)
         return BadMessage(problem.result_code, problem.reason, request.name, answered=True,
-                          session=_text_of(request, _SESSION_ID_CODE), origin_host=_origin_host(request))
+                          session=_text_of(request, _SESSION_ID_CODE), origin_host=origin)
+
+    def _sender_of(self, request: Message) -> str | None:
+        """Who sent ``request`` as far as this node knows: the first Route-Record, else the peer."""
+        record = _text_of(request, _ROUTE_RECORD)
+        return record if record is not None else self.remote.origin_host if self.remote is not None else None
 
     def _origin_of(self, request: Message) -> str | None:
         """Whose request this is, for duplicate detection: its Origin-Host, else the peer's."""
@@ -473,16 +544,20 @@ class Peer:
                     CloseConnection(f"{cer.name} before CER")]
         problem = select_problem(cer.problems)
         info = peer_info(cer)
+        why = None  # what the log is told of a refusal; the wire only hears "not allowed"
         accept = self.settings.accept_peer
-        if problem is None and accept is not None and not accept(info, self.remote_address):
-            problem = AvpProblem(ResultCode.DIAMETER_UNKNOWN_PEER, f"peer {info.origin_host} is not allowed")
+        if problem is None and accept is not None:
+            verdict = accept(info, self.remote_address)
+            if verdict is not True:
+                problem = AvpProblem(ResultCode.DIAMETER_UNKNOWN_PEER, f"peer {info.origin_host} is not allowed")
+                why = f"{problem.reason}: {verdict}" if isinstance(verdict, str) and verdict else None
         common = common_applications(self.node, info)
         if problem is None and not common:
             problem = AvpProblem(ResultCode.DIAMETER_NO_COMMON_APPLICATION, "no application in common")
         if problem is not None:
             self._answer_error(cer, problem, capability_avp_list(self.node))
             self.state = PeerState.CLOSED
-            return [BadMessage(problem.result_code, problem.reason, cer.name, answered=True),
+            return [BadMessage(problem.result_code, why or problem.reason, cer.name, answered=True),
                     CloseConnection(problem.reason)]
         cea = answer_to(cer, self.node.origin_host, self.node.origin_realm, ResultCode.DIAMETER_SUCCESS)
         capability_avps(cea, self.node)
@@ -503,6 +578,7 @@ class Peer:
     def _opened(self, info: PeerInfo, common: frozenset[int], now: float) -> list[Event]:
         self.state = PeerState.OPEN
         self.remote = info
+        self._remote_lower = info.origin_host.lower()
         self.applications = common
         self._state_deadline = None
         events: list[Event] = [CapabilitiesExchanged(info, common)]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agent.answer_log import AnswerLog, mask_imsi
 from agent.bad_input import BadInput
-from agent.config import ConfigError, load_config, parse_listen, parse_point_code
+from agent.config import ConfigError, load_config, parse_allowed_peer, parse_listen, parse_point_code
 from agent.s13 import S13Answerer
 from agent.service import EquipmentCheck
 from diameter.answers import result_code_of
@@ -68,7 +68,8 @@ def test_the_example_configuration_loads_and_admits_as_documented() -> None:
     assert config.origin_host == "eir.localdomain" and config.listen[0].port == 3868
     assert config.admits("MME01.localdomain", "127.0.0.1")
     assert not config.admits("mme01.localdomain", "10.1.2.3")  # pattern matches, network does not
-    assert config.admits("dra.localdomain", "10.1.2.3")
+    assert config.admits("dra.localdomain", "10.0.0.3") and not config.admits("dra.localdomain", "10.1.2.3")
+    assert config.admits("lab-mme.localdomain", "192.0.2.10") and not config.admits("lab-mme.localdomain", "127.0.0.1")
     assert not config.admits("hss.localdomain", "127.0.0.1")
 
 
@@ -95,13 +96,70 @@ def test_without_an_allowlist_only_loopback_peers_are_admitted() -> None:
     assert not config.admits("mme.localdomain", "192.0.2.7") and not config.admits("mme", None)
 
 
+def test_an_allow_entry_binds_its_name_to_addresses() -> None:
+    """Issue 12, item 10: a name alone no longer admits every source address."""
+    bare = parse_allowed_peer("mme*.realm")
+    assert bare.admits("MME1.realm", "127.0.0.1") and bare.admits("mme1.realm", "::1")
+    assert not bare.admits("mme1.realm", "10.0.0.7")  # loopback only unless the entry says otherwise
+    bound = parse_allowed_peer("mme1.realm@10.0.0.0/24,2001:db8::/32")
+    assert bound.admits("mme1.realm", "10.0.0.7") and bound.admits("mme1.realm", "2001:db8::5")
+    assert bound.admits("mme1.realm", "::ffff:10.0.0.7")  # an IPv4 client of a dual-stack listener
+    assert not bound.admits("mme1.realm", "127.0.0.1") and not bound.admits("mme2.realm", "10.0.0.7")
+    anywhere = parse_allowed_peer("mme*.realm@any")
+    assert anywhere.admits("mme9.realm", "198.51.100.1") and str(anywhere) == "mme*.realm@any"
+    assert str(parse_allowed_peer("dra@192.0.2.1")) == "dra@192.0.2.1/32"
+
+
+@pytest.mark.parametrize("text", ["mme@", "@10.0.0.0/8", "mme@10.0.0.0/33", "mme@10.0.0.0/8,", "mme@any,10.0.0.0/8"])
+def test_a_bad_allow_peer_entry_is_one_line_saying_what_to_write(text: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_allowed_peer(text)
+    assert "\n" not in str(error.value) and repr(text) in str(error.value)
+    assert "CIDR" in str(error.value) or "PATTERN" in str(error.value)
+
+
+def test_peers_allow_in_yaml_takes_both_forms_and_any(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("peers:\n  allow:\n    - mme1.realm@10.0.0.0/24\n    - {host: dra.realm, from: 192.0.2.0/24}\n"
+                    "    - {host: '*.lab', from: any}\n    - {host: local.realm}\n")
+    config = load_config(path)
+    assert [str(entry) for entry in config.allow] == [
+        "mme1.realm@10.0.0.0/24", "dra.realm@192.0.2.0/24", "*.lab@any", "local.realm@127.0.0.0/8,::1/128"]
+    assert config.admits("x.lab", "203.0.113.9") and not config.admits("local.realm", "10.0.0.1")
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{host: x, from: []}", "name networks (CIDR"),
+    ("{host: x, networks: [10.0.0.0/8]}", "unknown key(s) networks"),
+    ("{host: 'x@10.0.0.0/8'}", "networks go in from:"),
+    ("'x@nowhere'", "'nowhere' is not a network"),
+    ("[x]", "each peers.allow entry is"),
+])
+def test_a_bad_peers_allow_entry_is_refused_in_one_line(tmp_path: Path, entry: str, message: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"peers: {{allow: [{entry}]}}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_refusal_says_which_entries_the_address_missed() -> None:
+    config = load_config(None)
+    assert config.refusal("mme.realm", "127.0.0.1") is None
+    assert "without peers.allow only loopback" in str(config.refusal("mme.realm", "192.0.2.7"))
+    config.allow = [parse_allowed_peer("mme1.realm@10.0.0.0/24"), parse_allowed_peer("dra.realm@any")]
+    assert config.refusal("MME1.realm", "127.0.0.1") == \
+        "outside the networks of the entries for its name: mme1.realm@10.0.0.0/24"
+    assert config.refusal("hss.realm", "10.0.0.1") == "no peers.allow entry matches its Origin-Host"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("listen: 127.0.0.1\n", "not HOST:PORT"),
     ("colour: blue\n", "unknown key(s) colour"),
     ("unknown_imei: grey\n", "unknown_imei is gone"),
     ("profile: ''\n", "profile must be a non-empty string"),
     ("diameter: {watchdog_tw: 2}\n", "at least 6 seconds"),
-    ("peers: {allow: [{host: x, from: [not-a-network]}]}\n", "peers.allow from"),
+    ("peers: {allow: [{host: x, from: [not-a-network]}]}\n", "peers.allow x from: 'not-a-network' is not a network"),
     ("listen: [{address: 127.0.0.1:3868, transport: udp}]\n", "transport 'udp'"),
     ("m3ua: {listen: 127.0.0.1}\n", "not HOST:PORT"),
     ("m3ua: {colour: blue}\n", "unknown m3ua key(s) colour"),

@@ -332,12 +332,13 @@ def test_lost_connection_retransmits_pending_requests_with_t_flag_after_reopen()
 
 
 def relayed_ecr(origin: str, end_to_end: int, session: str, retransmitted: bool = False) -> Message:
-    """An ECR from ``origin`` as a relay (DRA) forwards it, with its Route-Record."""
+    """An ECR from ``origin`` as a relay (DRA) forwards it, with the Route-Record the relay
+    appends: the identity of the peer it received the request from (RFC 6733 6.1.9)."""
     m = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
     m.add("Session-Id", f"{origin};{session}").add("Auth-Session-State", 1)
     m.add("Origin-Host", origin).add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
     m.avps.append(m.group("Terminal-Information", ("IMEI", "35209900176148")))
-    m.add("Route-Record", "dra.localdomain")
+    m.add("Route-Record", origin)
     m.end_to_end = end_to_end
     if retransmitted:
         m.flags |= FLAG_T
@@ -361,6 +362,118 @@ def test_duplicates_are_known_by_the_requests_origin_host_not_the_peers() -> Non
     assert not of(RequestReceived, server.receive_data(again.to_bytes(), 3.0))
     resent = server.data_to_send()
     assert b"mme-x.localdomain;x" in resent and resent[12:16] == again.hop_by_hop.to_bytes(4, "big")
+
+
+# --- the originator's identity (RFC 6733 6.1.9, 6.3, 6.7.1) ------------------------------------
+
+def from_origin(origin: str, *route_records: str, session: str = "1") -> Message:
+    """An ECR whose Origin-Host is ``origin``, with these Route-Records."""
+    m = make_message(Command.ME_IDENTITY_CHECK, request=True, proxiable=True, application_id=APP_S13)
+    m.add("Session-Id", f"{origin};{session}").add("Auth-Session-State", 1)
+    m.add("Origin-Host", origin).add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
+    m.avps.append(m.group("Terminal-Information", ("IMEI", "35209900176148")))
+    for record in route_records:
+        m.add("Route-Record", record)
+    return m
+
+
+def refused(wire: Wire, request: Message, now: float = 1.0) -> tuple[Message, BadMessage]:
+    """The server's answer to ``request`` and its BadMessage; nothing reached the application."""
+    events = wire.server.receive_data(request.to_bytes(), now)
+    assert not of(RequestReceived, events)
+    (bad,) = of(BadMessage, events)
+    return decode_message(wire.server.data_to_send()), bad
+
+
+def test_a_direct_request_claiming_another_origin_host_gets_5003_and_the_connection_stays() -> None:
+    """No Route-Record: the request came straight from the peer, so its Origin-Host must be
+    the identity the peer gave in CER. Answered 5003 in the ECA's grammar, no E bit, the
+    Origin-Host in Failed-AVP; reported as from the peer that did send it."""
+    wire = open_wire()
+    answer, bad = refused(wire, from_origin("spoofed-mme.other.test"))
+    assert result_code_of(answer) == ResultCode.DIAMETER_AUTHORIZATION_REJECTED and not answer.is_error
+    assert answer.value("Auth-Session-State") == 1 and answer.find("Equipment-Status") is None
+    (failed,) = answer.find("Failed-AVP").value
+    assert (failed.name, failed.value) == ("Origin-Host", "spoofed-mme.other.test")
+    message = answer.value("Error-Message")
+    assert "spoofed-mme.other.test" in message and "mme.localdomain" in message and "Route-Record" in message
+    assert (bad.result_code, bad.answered, bad.origin_host, bad.session) == (
+        5003, True, "mme.localdomain", "spoofed-mme.other.test;1")
+    assert wire.server.state is PeerState.OPEN
+    genuine = wire.server.receive_data(from_origin("mme.localdomain", session="2").to_bytes(), 2.0)
+    assert [e.message.value("Session-Id") for e in of(RequestReceived, genuine)] == ["mme.localdomain;2"]
+
+
+def test_origin_host_is_compared_without_regard_to_case() -> None:
+    wire = open_wire()
+    events = wire.server.receive_data(from_origin("MME.LocalDomain").to_bytes(), 1.0)
+    assert len(of(RequestReceived, events)) == 1 and not of(BadMessage, events)
+
+
+@pytest.mark.parametrize(("origin", "records", "served"), [
+    ("mme-x.localdomain", ["mme-x.localdomain"], True),  # one relay: it names the MME it received from
+    ("mme-x.localdomain", ["MME-X.localdomain", "dra1.localdomain"], True),  # two relays, the first names the MME
+    ("mme-x.localdomain", ["mme-y.localdomain"], False),  # the relay received it from Y, which claims to be X
+    ("mme-x.localdomain", ["dra1.localdomain", "mme-x.localdomain"], False),  # the originator is not first
+])
+def test_a_relayed_request_is_served_when_its_first_route_record_names_its_origin_host(
+        origin: str, records: list[str], served: bool) -> None:
+    wire = open_wire(client_node=LocalNode("dra.localdomain", "localdomain"))
+    request = from_origin(origin, *records)
+    if served:
+        events = wire.server.receive_data(request.to_bytes(), 1.0)
+        assert len(of(RequestReceived, events)) == 1 and not of(BadMessage, events)
+        return
+    answer, bad = refused(wire, request)
+    assert result_code_of(answer) == ResultCode.DIAMETER_AUTHORIZATION_REJECTED and not answer.is_error
+    assert answer.find("Failed-AVP").value[0].value == origin
+    assert records[0] in answer.value("Error-Message")
+    assert bad.origin_host == records[0]  # the node the relay says it got the request from
+    assert wire.server.state is PeerState.OPEN
+
+
+def test_a_t_flagged_request_claiming_another_peers_origin_does_not_get_its_cached_answer() -> None:
+    """Duplicates are kept by Origin-Host and End-to-End id for the whole server: without the
+    identity check, peer A could ask for peer B's answers (its sessions, its IMEIs' status)."""
+    shared = DuplicateCache(16)
+    b = open_wire(server_settings=settings(), client_node=LocalNode("mme-b.localdomain", "localdomain"))
+    b.server.duplicates = shared
+    request = from_origin("mme-b.localdomain", session="b")
+    request.end_to_end = 0x4242
+    (received,) = of(RequestReceived, b.server.receive_data(request.to_bytes(), 1.0))
+    b.server.send_answer(received.message, eca_for(received.message, status=1))
+    b.server.data_to_send()
+    a = open_wire(client_node=LocalNode("mme-a.localdomain", "localdomain"))
+    a.server.duplicates = shared
+    replay = from_origin("mme-b.localdomain", session="b")
+    replay.end_to_end, replay.flags = 0x4242, replay.flags | FLAG_T
+    answer, bad = refused(a, replay)
+    assert result_code_of(answer) == ResultCode.DIAMETER_AUTHORIZATION_REJECTED
+    assert answer.find("Equipment-Status") is None and bad.origin_host == "mme-a.localdomain"
+
+
+def test_base_requests_are_not_checked_for_the_originator() -> None:
+    """DWR and DPR are the peer's own, hop by hop: they are answered whatever they say."""
+    wire = open_wire()
+    dwr = make_message(Command.DEVICE_WATCHDOG, request=True, application_id=0)
+    dwr.add("Origin-Host", "other.localdomain").add("Origin-Realm", "localdomain")
+    events = wire.server.receive_data(dwr.to_bytes(), 1.0)
+    assert not of(BadMessage, events)
+    assert result_code_of(decode_message(wire.server.data_to_send())) == ResultCode.DIAMETER_SUCCESS
+
+
+def test_a_refused_peer_is_told_not_allowed_and_the_event_says_why() -> None:
+    """The allow-list's reason (which address for which name) goes to the log, not the wire."""
+    why = "127.0.0.1 is outside mme.localdomain@192.0.2.0/24"
+    wire = pair(server_settings=settings(accept_peer=lambda info, address: why))
+    wire.server_events += wire.server.connection_made(0)
+    wire.client_events += wire.client.connection_made(0)
+    wire.server_events += wire.server.receive_data(wire.client.data_to_send(), 0)
+    cea = decode_message(wire.server.data_to_send())
+    assert result_code_of(cea) == ResultCode.DIAMETER_UNKNOWN_PEER
+    assert cea.value("Error-Message") == "peer mme.localdomain is not allowed"
+    (bad,) = of(BadMessage, wire.server_events)
+    assert bad.reason == f"peer mme.localdomain is not allowed: {why}"
 
 
 def test_application_requests_are_thrown_away_while_reopening_but_dwr_is_answered() -> None:

@@ -94,7 +94,7 @@ def test_a_relays_t_flagged_request_of_another_origin_is_not_given_a_cached_answ
         request.add("Session-Id", f"{origin};{session}").add("Auth-Session-State", 1)
         request.add("Origin-Host", origin).add("Origin-Realm", "localdomain").add("Destination-Realm", "localdomain")
         request.avps.append(request.group("Terminal-Information", ("IMEI", imei)))
-        request.add("User-Name", IMSI).add("Route-Record", "dra.localdomain")
+        request.add("User-Name", IMSI).add("Route-Record", origin)  # the DRA names the MME it got it from
         request.end_to_end = 0x00C0FFEE
         if retransmitted:
             request.flags |= FLAG_T

@@ -200,7 +200,10 @@ def test_peer_not_allowed_gets_3010(tmp_path: Path, registry: str) -> None:
             ask(guarded, ecr(WHITE))
         assert refused.value.result_code == ResultCode.DIAMETER_UNKNOWN_PEER
         trusted = LocalNode("mme-trusted1.localdomain", "localdomain")
-        (answer,) = ask(guarded, ecr(WHITE), node=trusted)
+        request = ecr(WHITE)  # its Origin-Host must be the identity the peer gave in CER
+        request.avps = [Avp.of(avp.definition, trusted.origin_host) if avp.name == "Origin-Host" else avp
+                        for avp in request.avps]
+        (answer,) = ask(guarded, request, node=trusted)
         assert answer.value("Equipment-Status") == EquipmentStatus.WHITELISTED
     finally:
         assert guarded.stop() == 0
