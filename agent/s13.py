@@ -58,8 +58,9 @@ _S13_APPLICATION = Avp.constant(BASE_S13.avp_def("Vendor-Specific-Application-Id
 _EQUIPMENT_UNKNOWN = Avp.constant(BASE_S13.avp_def("Experimental-Result"), [
     Avp.of(BASE_S13.avp_def("Vendor-Id"), VENDOR_3GPP),
     Avp.of(BASE_S13.avp_def("Experimental-Result-Code"), ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)])
-_NAME = {status: status.value for status in Status}
-TOO_BUSY = "the EIR has too many requests in progress"  # an enum's .value is slow on the hot path
+_NAME = {status: status.value for status in Status}  # an enum's .value is slow on the hot path
+TOO_BUSY = "the EIR has too many requests in progress"
+S13_COMMANDS = ("ECR", "ECA", "ME-Identity-Check-Request", "ME-Identity-Check-Answer")  # as BadMessage names them
 _STATUS_CODE = {Status.WHITE: ResultCode.DIAMETER_SUCCESS, Status.GREY: ResultCode.DIAMETER_SUCCESS,
                 Status.BLACK: ResultCode.DIAMETER_SUCCESS, Status.UNKNOWN: ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN}
 # The request AVPs the adapter reads, recognised by their (shared) dictionary definitions.
@@ -234,7 +235,7 @@ class S13Answerer:
         self._bad(f"diameter_{event.result_code}", f"{event.command}: {event.reason} (result {event.result_code}, "
                   f"{outcome})", peer)
         if event.answered and self.log is not None:
-            interface = "s13" if event.command.startswith("ME-Identity-Check") else "diameter"
+            interface = "s13" if event.command in S13_COMMANDS else "diameter"
             self.log.write(interface, peer, event.session, None, None, _NAME[Status.INVALID], "protocol-error",
                            f"{event.command}: {event.reason}", event.result_code, 0)
 

@@ -86,7 +86,8 @@ def test_an_origin_host_that_is_not_the_sender_gets_5003_and_the_peer_is_still_s
     assert "'bad_input.diameter_5003': 2" in log  # S13's counters at exit
     answers = {line["session"].split(";")[1]: line for line in agent.answers()}
     refused = answers["spoof"]
-    assert (refused["result"], refused["rule"], refused["peer"]) == (5003, "protocol-error", MME.origin_host)
+    assert (refused["result"], refused["rule"], refused["peer"], refused["interface"]) == (
+        5003, "protocol-error", MME.origin_host, "s13")  # an ECR the peer refused is still an S13 answer
     assert answers["relayed-spoof"]["peer"] == "mme66.localdomain"  # the node the relay got it from
     assert answers["genuine"]["result"] == answers["relayed"]["result"] == 2001
 

@@ -179,6 +179,7 @@ def test_malformed_requests_get_precise_answers_and_the_agent_keeps_serving(agen
     assert [line["result"] if line else None for line in logged] == codes
     assert logged[0] is not None and logged[0]["rule"] == "protocol-error" and "Terminal-Information" in \
         logged[0]["reason"]
+    assert {line["interface"] for line in logged if line} == {"s13"}
 
 
 def test_an_unknown_command_gets_3001_and_its_answer_log_line(agent: AgentProcess) -> None:
