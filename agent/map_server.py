@@ -19,7 +19,10 @@ goes back:
 signalling gateway) over an asyncio transport: TCP, or kernel SCTP through ``sigtran.sctp``
 (PPID 3, DATA on a stream other than 0, everything else on stream 0; DATA received on
 stream 0 gets ERR Invalid Stream Identifier). What the answers of one read depend on is
-committed (``before_send``) before they are written.
+committed (``before_send``) before they are written. An answer whose ASP left ASP-ACTIVE
+before it was ready (DATA and ASPIA in one read) is queued while the AS is AS-PENDING and
+sent if the ASP is active again within T(r), else discarded (RFC 4666 4.3.2, see
+``sigtran.asp``): counted as ``m3ua_answers_discarded``, logged, the association kept.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from sigtran.asp import (
     BadMessage,
     ClientSettings,
     CloseConnection,
+    DataDiscarded,
     DataReceived,
     ErrorReceived,
     Event,
@@ -265,6 +269,8 @@ class M3uaConnection(MessageProtocol):
                          self.peer)
             elif isinstance(event, CloseConnection):
                 close = event.reason
+            elif isinstance(event, DataDiscarded):
+                self._discarded(event.count, event.reason)
             else:
                 self._on_state(event)
         return close
@@ -274,9 +280,15 @@ class M3uaConnection(MessageProtocol):
         if reply is None:
             return
         if reply.data is not None:
-            self.endpoint.send_data(reply.data, event.routing_context)
+            if not self.endpoint.send_data(reply.data, event.routing_context):
+                self._discarded(1, f"the ASP is {self.endpoint.state.value}")
         elif reply.message is not None:
             self.endpoint.send_message(reply.message)
+
+    def _discarded(self, count: int, reason: str) -> None:
+        """Answers the ASP left before they could be sent (RFC 4666 4.3.2): counted, logged."""
+        self.counters["m3ua_answers_discarded"] += count
+        self.bad("m3ua.answer_discarded", f"{count} answer(s) discarded: {reason}", self.peer)
 
     def _on_state(self, event: Event) -> None:
         if isinstance(event, AspActive):
