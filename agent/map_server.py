@@ -60,7 +60,7 @@ from sigtran.asp import (
 )
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
 from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
-from sigtran.sctp import M3UA, MessageProtocol, Received, check_sctp, m3ua_transfer
+from sigtran.sctp import M3UA, MessageProtocol, Received, Throttled, check_sctp, m3ua_transfer
 from sigtran.sctp import connect as sctp_connect
 from sigtran.sctp import start_server as sctp_listen
 
@@ -178,7 +178,11 @@ def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
 
 
 class M3uaConnection(MessageProtocol):
-    """One transport connection driving one ASP state machine."""
+    """One transport connection driving one ASP state machine; not read while its answers
+    wait above the write buffer's high-water mark (``sigtran.sctp.ReadPausing``)."""
+
+    paused_counter = "m3ua_connections_paused"
+    paused_log = Throttled(log)
 
     def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, bad: BadInput,
                  before_send: Callable[[], object] | None = None, sctp: bool = False) -> None:
@@ -198,6 +202,7 @@ class M3uaConnection(MessageProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.limit_writes(transport)
         peername = transport.get_extra_info("peername")
         self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         if self.sctp:

@@ -67,8 +67,12 @@ def diameter_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
 SCTP_DIAMETER = sctp.Payload(SCTP_PPID_DIAMETER, diameter_split)
 
 
-class PeerConnection(asyncio.Protocol):
-    """One transport connection driving one sans-I/O Peer."""
+class PeerConnection(sctp.ReadPausing):
+    """One transport connection driving one sans-I/O Peer. As the responder, not read while
+    its answers wait above the write buffer's high-water mark (``sctp.ReadPausing``). The
+    initiator always reads: it waits for answers, and stopping would stall both sides."""
+
+    paused_log = sctp.Throttled(log)
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
@@ -100,8 +104,14 @@ class PeerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peername = transport.get_extra_info("peername")
+        if self.peer.role is Role.RESPONDER:
+            self.limit_writes(transport)
         self.peer.remote_address = self.peername
         self._dispatch(self.peer.connection_made(self.loop.time()))
+
+    def pause_writing(self) -> None:
+        if self.peer.role is Role.RESPONDER:
+            super().pause_writing()
 
     def data_received(self, data: bytes) -> None:
         self.received_at = time.perf_counter()  # for the latency an application logs

@@ -18,6 +18,12 @@ Each association asks for 16 streams each way (SCTP_INITMSG); the peer may grant
 
 Where the kernel has no SCTP, ``SctpUnavailable`` says so in one line at start-up; nothing
 here falls back to TCP.
+
+Backpressure, for every transport (TCP or SCTP) of Diameter and M3UA: a protocol built on
+``ReadPausing`` stops reading a connection whose write buffer is above ``WRITE_HIGH`` and
+reads again once it is down to ``WRITE_LOW``, so a peer that never reads its answers
+cannot make the agent buffer without limit; it only stalls itself. ``SctpTransport``
+calls ``pause_writing``/``resume_writing`` as asyncio's own transports do.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import errno
 import logging
 import socket
 import struct
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -56,6 +64,8 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(_RCVINFO.size)
 _M3UA_LENGTH = struct.Struct(">I")
 _TLV = struct.Struct(">HH")
 _SLS_OFFSET = 11  # in Protocol Data: OPC (4), DPC (4), SI, NI, MP, SLS
+WRITE_HIGH = 64 * 1024  # octets waiting to be written above which a connection is not read
+WRITE_LOW = 16 * 1024  # ... and at or below which it is read again
 
 Split = Callable[[bytes, int], list[tuple[bytes, int]]]
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -172,9 +182,59 @@ def m3ua_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
 M3UA = Payload(PPID_M3UA, m3ua_split)
 
 
+# --- flow control -----------------------------------------------------------------------------
+
+class Throttled:
+    """A warning at most every ``interval`` seconds, saying how many were held back."""
+
+    def __init__(self, log: logging.Logger, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self._next = float("-inf")
+        self._held = 0
+
+    def __call__(self, text: str, *args: object) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._held += 1
+            return
+        held, self._held, self._next = self._held, 0, now + self.interval
+        self.log.warning(text + (f" (and {held} more like it since)" if held else ""), *args)
+
+
+class ReadPausing(asyncio.Protocol):
+    """Backpressure: not read while the transport's write buffer is above the high-water
+    mark (asyncio calls ``pause_writing``), read again below the low one (``resume_writing``).
+    Subclasses set ``transport`` and ``counters``; ``paused_log`` reports pauses, throttled."""
+
+    transport: asyncio.Transport | None
+    counters: Counter[str]
+    paused_counter = "connections_paused"
+    paused_log = Throttled(log)
+
+    def limit_writes(self, transport: asyncio.Transport) -> None:
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+
+    def pause_writing(self) -> None:
+        if self.transport is None:
+            return
+        self.transport.pause_reading()
+        self.counters[self.paused_counter] += 1
+        self.paused_log("%s: not reading %s, %d octets of answers wait for it to read (%s: %d so far)",
+                        type(self).__name__, self.transport.get_extra_info("peername"),
+                        self.transport.get_write_buffer_size(), self.paused_counter,
+                        self.counters[self.paused_counter])
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
 # --- the transport ----------------------------------------------------------------------------
 
-class MessageProtocol(asyncio.Protocol):
+class MessageProtocol(ReadPausing):
     """A protocol that wants each SCTP message with the stream and PPID it came on."""
 
     def message_received(self, data: bytes, received: Received) -> None:
@@ -201,6 +261,8 @@ class SctpTransport(asyncio.Transport):
         self._reading = False
         self._writing = False
         self._continued = False  # the last read ended inside a message
+        self._high, self._low = WRITE_HIGH, WRITE_LOW
+        self._protocol_paused = False
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
 
@@ -214,6 +276,9 @@ class SctpTransport(asyncio.Transport):
             self._queued += len(message)
         if not self._writing:
             self._send_queued()
+        if self._queued > self._high and not self._protocol_paused:
+            self._protocol_paused = True
+            self._protocol.pause_writing()
 
     def close(self) -> None:
         if self._closing:
@@ -246,6 +311,13 @@ class SctpTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return self._queued
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high = WRITE_HIGH if high is None else high
+        self._low = min(self._high, self._high // 4 if low is None else low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
 
     def can_write_eof(self) -> bool:
         return False
@@ -284,9 +356,15 @@ class SctpTransport(asyncio.Transport):
                 return
             self._queue.popleft()
             self._queued -= len(message)
+            self._maybe_resume()
         self._want_writable(False)
         if self._closing:
             self._finish(None)
+
+    def _maybe_resume(self) -> None:
+        if self._protocol_paused and self._queued <= self._low:
+            self._protocol_paused = False
+            self._protocol.resume_writing()
 
     def _want_writable(self, wanted: bool) -> None:
         if wanted and not self._writing:

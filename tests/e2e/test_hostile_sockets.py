@@ -1,6 +1,9 @@
 """End to end, hostile peers at the socket level (issue 12, items 4, 6 and 7), each against a
 real `eir serve` process over loopback sockets, with raw M3UA and Diameter octets:
 
+- item 4: a peer that sends many requests and never reads its answers: the agent stops
+  reading it (the peer's own sends block), its memory stays bounded, and once the peer
+  reads, every request is answered; over Diameter and over M3UA;
 - item 7: a DATA and an ASPIA in one TCP write: the association stays up, the answer is
   held while the AS is AS-PENDING and sent after the next ASPAC (RFC 4666 4.3.2), or
   discarded and counted when T(r) runs out first; never a RuntimeError.
@@ -9,18 +12,25 @@ real `eir serve` process over loopback sockets, with raw M3UA and Diameter octet
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from diameter.constants import ResultCode
+from diameter.message import decode_message as decode_diameter
+from diameter.peer import Peer, PeerSettings, PeerState, Role
 from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.m3ua import SI_SCCP, AsState, Kind, Message, StatusType, build_aspac, build_data, decode_message
 from simulator.agent_process import AgentProcess
-from simulator.demo import WHITE
+from simulator.demo import IMSI, WHITE
 from simulator.demo import build_demo_registry as build_registry
+from tests.e2e.test_s13_agent import MME, ecr
 
 MSC_GT, EIR_GT = "992900000001", "992900000009"
 MSC_PC, EIR_PC = 2, 1
@@ -149,3 +159,140 @@ def test_an_answer_held_past_the_recovery_timer_is_discarded_and_counted(agent: 
     log = agent.log()
     assert "1 answer(s) discarded: T(r) expired" in log and "'m3ua_answers_discarded': 1" in log
     assert "Traceback" not in log
+
+
+# --- item 4: a peer that never reads ----------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the agent closed the connection"
+        data += chunk
+    return data
+
+
+FLOOD = 100_000  # requests: well beyond what the kernel's buffers on both sides hold
+
+
+def small_buffers(sock: socket.socket) -> None:
+    """Before connecting: the peer's own buffers small, so what it could send is what the agent read."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+
+
+def diameter_peer(address: tuple[str, int]) -> tuple[socket.socket, bytes, int]:
+    """A connection that passed CER/CEA, N ECRs in one buffer, and how many."""
+    sock = socket.socket()
+    small_buffers(sock)
+    sock.connect(address)
+    peer = Peer(MME, Role.INITIATOR, PeerSettings(), time.time())
+    peer.connection_made(time.monotonic())
+    sock.sendall(peer.data_to_send())
+    header = read_exactly(sock, 20)
+    peer.receive_data(header + read_exactly(sock, int.from_bytes(header[1:4]) - 20), time.monotonic())
+    assert peer.state is PeerState.OPEN
+    template = bytearray(ecr(WHITE, IMSI).to_bytes())
+    count = FLOOD
+    requests = bytearray()
+    for number in range(1, count + 1):
+        template[12:20] = number.to_bytes(4, "big") * 2  # Hop-by-Hop and End-to-End ids
+        requests += template
+    return sock, bytes(requests), count
+
+
+def m3ua_peer(address: tuple[str, int]) -> tuple[socket.socket, bytes, int]:
+    sock = socket.socket()
+    small_buffers(sock)
+    sock.connect(address)
+    sock.sendall(Message(Kind.ASPUP).to_bytes() + build_aspac().to_bytes())
+    kinds = []
+    while Kind.NTFY not in kinds[2:]:  # ASPUP-ACK, NTFY, ASPAC-ACK, NTFY
+        header = read_exactly(sock, 8)
+        kinds.append(decode_message(header + read_exactly(sock, struct.unpack_from(">I", header, 4)[0] - 8)).kind)
+    count = FLOOD
+    return sock, check_imei(b"\x00\x00\x00\x07").to_bytes() * count, count
+
+
+def answers_in(data: bytes, header: int, length_at: Callable[[bytes, int], int]) -> tuple[list[bytes], bytes]:
+    frames, offset = [], 0
+    while len(data) - offset >= header and len(data) - offset >= length_at(data, offset):
+        length = length_at(data, offset)
+        frames.append(data[offset:offset + length])
+        offset += length
+    return frames, data[offset:]
+
+
+def send_until_blocked(sock: socket.socket, data: bytes, seconds: float) -> int:
+    """Send without reading until the socket accepts nothing for a second (or ``seconds``
+    pass, or all is sent); the octets sent."""
+    sock.setblocking(False)
+    sent, blocked_since, deadline = 0, None, time.monotonic() + seconds
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(data[sent:sent + 65536])
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or time.monotonic()
+            if time.monotonic() - blocked_since > 1.0:
+                break
+            time.sleep(0.01)
+    return sent
+
+
+def read_all_answers(sock: socket.socket, data: bytes, sent: int, count: int, header: int,
+                     length_at: Callable[[bytes, int], int], seconds: float = 90.0) -> list[bytes]:
+    """Read now, sending what is left; every answer, once ``count`` came (or time is up)."""
+    answers: list[bytes] = []
+    rest = b""
+    deadline = time.monotonic() + seconds
+    while len(answers) < count and time.monotonic() < deadline:
+        readable, writable, _ = select.select([sock], [sock] if sent < len(data) else [], [], 1.0)
+        if writable:
+            sent += sock.send(data[sent:sent + 65536])
+        if readable:
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the agent closed the connection"
+            frames, rest = answers_in(rest + chunk, header, length_at)
+            answers += frames
+    return answers
+
+
+FLOODS = {
+    "diameter": (diameter_peer, 20, lambda d, at: int.from_bytes(d[at + 1:at + 4])),
+    "m3ua": (m3ua_peer, 8, lambda d, at: struct.unpack_from(">I", d, at + 4)[0]),
+}
+
+
+@pytest.mark.parametrize("interface", sorted(FLOODS))
+def test_a_peer_that_never_reads_is_not_read_and_memory_stays_bounded(agent: AgentProcess, interface: str) -> None:
+    open_peer, header, length_at = FLOODS[interface]
+    sock, data, count = open_peer(agent.m3ua_address if interface == "m3ua" else agent.address)
+    try:
+        before = rss_kib(agent.process.pid)
+        sent = send_until_blocked(sock, data, seconds=60)
+        time.sleep(0.5)
+        grown = rss_kib(agent.process.pid) - before
+        assert sent < len(data) // 2, f"the agent read {sent} of {len(data)} octets from a peer that never reads"
+        assert grown < 10 * 1024, f"RSS grew {grown} KiB"
+        answers = read_all_answers(sock, data, sent, count, header, length_at)
+    finally:
+        sock.close()
+    assert len(answers) == count
+    if interface == "diameter":
+        sample = decode_diameter(answers[-1])
+        assert sample.value("Result-Code") == ResultCode.DIAMETER_SUCCESS
+        assert {int.from_bytes(a[12:16]) for a in answers} == set(range(1, count + 1))
+    else:
+        assert answered_status(decode_message(answers[-1]), b"\x00\x00\x00\x07") == mapv.EquipmentStatus.WHITE_LISTED
+    assert agent.stop() == 0
+    log = agent.log()
+    assert "not reading" in log and "Traceback" not in log
