@@ -125,7 +125,8 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
         for listen in config.listen:
             try:
                 await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
-                                   settings=peer_settings(config), server=server, before_send=recorder.commit)
+                                   settings=peer_settings(config), server=server, before_send=recorder.commit,
+                                   max_connections=config.max_connections)
             except OSError as error:
                 raise listen_error(listen, "S13 Diameter", error) from None
         try:

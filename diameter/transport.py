@@ -280,7 +280,10 @@ class PeerConnection(sctp.ReadPausing):
 
 
 class DiameterServer:
-    """Listening sockets and the connections they accepted."""
+    """Listening sockets and the connections they accepted (at most ``max_connections`` per
+    listener when start_server is given it: past it, new ones are closed at once)."""
+
+    cap_log = sctp.Throttled(log)
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
@@ -311,19 +314,25 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
                        port: int = DIAMETER_PORT, *, transport: str = "tcp",
                        settings: Callable[[], PeerSettings] = PeerSettings,
                        server: DiameterServer | None = None,
-                       before_send: Callable[[], object] | None = None) -> DiameterServer:
+                       before_send: Callable[[], object] | None = None,
+                       max_connections: int | None = None) -> DiameterServer:
     """Listen on host:port; each accepted connection gets a responder Peer (``before_send``:
-    see PeerConnection)."""
+    see PeerConnection). Past ``max_connections`` open on this listener, a new connection
+    is closed at once (counted as ``refused_over_cap``); failed accepts are throttled
+    (``sctp.throttle_accept_errors``)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
+    sctp.throttle_accept_errors(loop)
 
-    def factory() -> PeerConnection:
+    def make_connection() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
         connection = PeerConnection(peer, handler, server.counters, before_send=before_send, on_bad=server.on_bad)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection
 
+    factory = sctp.capped(make_connection, max_connections, f"Diameter listener {host}:{port} ({transport})",
+                          server.counters, "refused_over_cap", server.cap_log)
     listener: asyncio.AbstractServer
     if transport == "sctp":
         listener = await sctp.start_server(factory, host, port, SCTP_DIAMETER)

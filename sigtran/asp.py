@@ -20,6 +20,11 @@ expires, ASPDN arrives or the connection goes, they are reported as ``DataDiscar
 Where there is no AS-PENDING (the ASP is down, the AS inactive, or we are the ASP),
 ``send_data`` drops the message and returns False for the caller to count and log. The
 association is never aborted for it.
+
+``AspServer.connection_made(now)`` starts the activation timer (``activation_timeout``):
+an association whose ASP is not ASP-ACTIVE that long after it connected, or after it left
+ASP-ACTIVE, is closed (``CloseConnection``), so idle connections cannot pile up. An
+active ASP may stay quiet as long as it likes (BEAT is optional in RFC 4666).
 """
 
 from __future__ import annotations
@@ -144,6 +149,9 @@ class ServerSettings:
     point_codes: frozenset[int] = frozenset()  # ours: a DAUD for them is answered DAVA
     recovery_timer: float = 2.0  # T(r): how long the AS stays AS-PENDING after its ASP went inactive
     max_pending: int = 1024  # DATA messages queued while AS-PENDING; more are discarded
+    # Seconds an ASP may stay out of ASP-ACTIVE (from connection_made, or from leaving it)
+    # before the connection is closed; None: no limit.
+    activation_timeout: float | None = None
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
     max_diagnostic: int = MAX_DIAGNOSTIC_LENGTH
 
@@ -291,6 +299,7 @@ class AspServer(_Endpoint):
         self.asp_identifier: int | None = None
         self.traffic_mode: int | None = None
         self._recovery_deadline: float | None = None
+        self._activation_deadline: float | None = None
         self._pending: list[Message] = []  # DATA for the AS while AS-PENDING (RFC 4666 4.3.2)
         self._handlers.update({
             Kind.ASPUP: self._on_aspup,
@@ -304,23 +313,37 @@ class AspServer(_Endpoint):
 
     # --- timers -----------------------------------------------------------------------------
 
+    def connection_made(self, now: float) -> None:
+        """The transport is up: the ASP has ``activation_timeout`` seconds to become active."""
+        self._start_activation_timer(now)
+
     def next_deadline(self) -> float | None:
-        return self._recovery_deadline
+        deadlines = [d for d in (self._recovery_deadline, self._activation_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> list[Event]:
         """T(r) expired with the ASP still inactive: the AS goes from AS-PENDING to AS-INACTIVE
-        and what was queued for it is discarded."""
+        and what was queued for it is discarded. The activation timer expired: close."""
         events: list[Event] = []
         if self._recovery_deadline is not None and now >= self._recovery_deadline:
             self._recovery_deadline = None
             events += self._discard("T(r) expired with the ASP inactive")
             if self.state is AspState.INACTIVE:
                 self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_INACTIVE))
+        if self._activation_deadline is not None and now >= self._activation_deadline and not self.closed:
+            self._activation_deadline = None
+            self.closed = True
+            events.append(CloseConnection(f"not ASP-ACTIVE within {self.settings.activation_timeout:g} s"))
         return events
 
     def connection_lost(self) -> list[Event]:
         discarded = self._discard("connection lost")
+        self._activation_deadline = None
         return discarded + super().connection_lost()
+
+    def _start_activation_timer(self, now: float) -> None:
+        timeout = self.settings.activation_timeout
+        self._activation_deadline = None if timeout is None else now + timeout
 
     def _hold(self, message: Message) -> bool:
         if self._recovery_deadline is None or len(self._pending) >= self.settings.max_pending:
@@ -356,6 +379,8 @@ class AspServer(_Endpoint):
         self._send(Message(Kind.ASPDN_ACK))
         self._recovery_deadline = None
         discarded = self._discard("ASPDN")
+        if self.state is AspState.ACTIVE:
+            self._start_activation_timer(now)
         was_down = self.state is AspState.DOWN
         self.state = AspState.DOWN
         return discarded + ([] if was_down else [AspDown()])
@@ -375,6 +400,7 @@ class AspServer(_Endpoint):
         self.state = AspState.ACTIVE
         self.traffic_mode = mode
         self._recovery_deadline = None
+        self._activation_deadline = None
         self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_ACTIVE, rcs))
         self._out.extend(m.to_bytes() for m in self._pending)  # queued while AS-PENDING: now sent
         self._pending.clear()
@@ -398,6 +424,7 @@ class AspServer(_Endpoint):
         self.state = AspState.INACTIVE
         self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_PENDING, rcs))
         self._recovery_deadline = now + self.settings.recovery_timer
+        self._start_activation_timer(now)
 
     def _check_routing_contexts(self, rcs: tuple[int, ...]) -> tuple[int, ...]:
         allowed = self.settings.routing_contexts

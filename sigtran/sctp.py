@@ -24,6 +24,13 @@ Backpressure, for every transport (TCP or SCTP) of Diameter and M3UA: a protocol
 reads again once it is down to ``WRITE_LOW``, so a peer that never reads its answers
 cannot make the agent buffer without limit; it only stalls itself. ``SctpTransport``
 calls ``pause_writing``/``resume_writing`` as asyncio's own transports do.
+
+Hostile numbers of connections: ``capped`` wraps a listener's protocol factory so that past
+its cap a new connection is closed at once (``Refused``), counted and logged (throttled);
+``throttle_accept_errors`` makes asyncio's "socket.accept() out of system resource" (one
+report per attempt, a hundred a second, when descriptors run out) one counted line every
+few seconds. asyncio tries the accept again every second, so peers waiting in the listen
+queue get in as soon as descriptors are free; ``SctpServer`` does the same.
 """
 
 from __future__ import annotations
@@ -36,10 +43,11 @@ import logging
 import socket
 import struct
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sigtran.m3ua import HEADER_LENGTH, MessageClass, Tag
 
@@ -66,6 +74,10 @@ _TLV = struct.Struct(">HH")
 _SLS_OFFSET = 11  # in Protocol Data: OPC (4), DPC (4), SI, NI, MP, SLS
 WRITE_HIGH = 64 * 1024  # octets waiting to be written above which a connection is not read
 WRITE_LOW = 16 * 1024  # ... and at or below which it is read again
+ACCEPT_RETRY = 1.0  # seconds before a listener that ran out of descriptors accepts again
+LOG_INTERVAL = 5.0  # seconds between two lines about refused connections or failed accepts
+ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's report
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 Split = Callable[[bytes, int], list[tuple[bytes, int]]]
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -230,6 +242,80 @@ class ReadPausing(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+# --- too many connections ---------------------------------------------------------------------
+
+class Refused(asyncio.Protocol):
+    """A connection past its listener's cap: closed at once (an RST), nothing read or sent."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+        else:
+            transport.close()
+
+
+class Closable(Protocol):
+    @property
+    def closed(self) -> asyncio.Future[None]: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+def capped(factory: Callable[[], C], limit: int | None, what: str, counters: Counter[str], counter: str,
+           throttled: Throttled) -> Callable[[], C | Refused]:
+    """``factory`` for a listener that keeps at most ``limit`` connections open (None: no cap);
+    past it, each new one is ``Refused``, counted in ``counters[counter]`` and logged (throttled)."""
+    open_ones: set[C] = set()
+
+    def make() -> C | Refused:
+        if limit is not None and len(open_ones) >= limit:
+            counters[counter] += 1
+            throttled("%s: %d connections open, the most allowed: new ones are closed at once (%s: %d so far)",
+                      what, limit, counter, counters[counter])
+            return Refused()
+        protocol = factory()
+        open_ones.add(protocol)
+        protocol.closed.add_done_callback(lambda _: open_ones.discard(protocol))
+        return protocol
+    return make
+
+
+ACCEPT_ERRORS: Counter[str] = Counter()  # "accept_out_of_resources": failed accepts of this process
+_THROTTLED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def throttle_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports every failed accept when descriptors run out (and retries each listener
+    every second, up to a hundred attempts each time): count them all, log one line every
+    ``LOG_INTERVAL`` seconds; every other report goes where it went before."""
+    if loop in _THROTTLED_LOOPS:
+        return
+    _THROTTLED_LOOPS.add(loop)
+    previous = loop.get_exception_handler()
+    throttled = Throttled(log, LOG_INTERVAL)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != ACCEPT_OUT_OF_RESOURCES:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        accept_failed(context.get("exception"), context.get("socket"), throttled)
+
+    loop.set_exception_handler(handler)
+
+
+def accept_failed(error: object, sock: Any, throttled: Throttled) -> None:
+    """One failed accept: counted; a line when ``throttled`` allows."""
+    ACCEPT_ERRORS["accept_out_of_resources"] += 1
+    where = _address(sock.getsockname) if hasattr(sock, "getsockname") else None
+    throttled("cannot accept a connection on %s: %s; new connections wait in the listen queue until descriptors "
+              "are free (accept_out_of_resources: %d so far)", where, error,
+              ACCEPT_ERRORS["accept_out_of_resources"])
 
 
 # --- the transport ----------------------------------------------------------------------------
@@ -453,7 +539,12 @@ class SctpServer(asyncio.AbstractServer):
         self._payload = payload
         self.sockets: tuple[socket.socket, ...] = (sock,)
         self._closed = loop.create_future()
+        self._throttled = Throttled(log, LOG_INTERVAL)
         loop.add_reader(sock.fileno(), self._accept)
+
+    def _resume_accepting(self) -> None:
+        if self._sock is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         if self._sock is None:
@@ -463,7 +554,12 @@ class SctpServer(asyncio.AbstractServer):
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:
-            log.warning("SCTP accept on %s failed: %s", self.sockets[0].getsockname()[:2], exc)
+            if exc.errno in _OUT_OF_RESOURCES:  # the socket stays readable: wait, as asyncio does
+                accept_failed(exc, self._sock, self._throttled)
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(ACCEPT_RETRY, self._resume_accepting)
+            else:
+                self._throttled("SCTP accept on %s failed: %s", self.sockets[0].getsockname()[:2], exc)
             return
         try:
             configure(conn)

@@ -530,3 +530,39 @@ def test_mutated_messages_never_break_the_client(name: str, choices: st.DataObje
     data = mutate(sample_bytes(name), choices)
     check_machine(c, data)
     serving_after(c, data)
+
+
+# --- the activation timer: associations that never become active are closed ---------------------
+
+
+def test_an_asp_not_active_within_the_activation_timeout_is_closed() -> None:
+    s = server(activation_timeout=30.0)
+    s.connection_made(100.0)
+    assert s.next_deadline() == 130.0
+    feed(s, Message(Kind.ASPUP), now=110.0)  # up, but not active: the clock runs on
+    assert s.handle_timer(129.9) == [] and not s.closed
+    assert s.handle_timer(130.0) == [CloseConnection("not ASP-ACTIVE within 30 s")]
+    assert s.closed and s.receive_data(BEAT.to_bytes(), 131.0) == []
+
+
+def test_the_activation_timer_stops_while_active_and_runs_again_when_the_asp_leaves() -> None:
+    s = server(activation_timeout=30.0)
+    s.connection_made(0.0)
+    feed(s, Message(Kind.ASPUP), build_aspac(), now=1.0)
+    assert s.state is AspState.ACTIVE and s.next_deadline() is None
+    assert s.handle_timer(1000.0) == []  # an active ASP may stay quiet
+    feed(s, Message(Kind.ASPIA), now=1000.0)
+    assert s.next_deadline() == 1002.0  # T(r) first
+    s.handle_timer(1002.0)
+    assert s.next_deadline() == 1030.0
+    feed(s, build_aspac(), now=1010.0)
+    assert s.next_deadline() is None
+    feed(s, Message(Kind.ASPDN), now=2000.0)
+    assert s.next_deadline() == 2030.0
+    assert s.handle_timer(2030.0) == [CloseConnection("not ASP-ACTIVE within 30 s")]
+
+
+def test_no_activation_timer_unless_configured() -> None:
+    s = server()
+    s.connection_made(0.0)
+    assert s.next_deadline() is None and s.handle_timer(1e9) == []

@@ -4,6 +4,11 @@ real `eir serve` process over loopback sockets, with raw M3UA and Diameter octet
 - item 4: a peer that sends many requests and never reads its answers: the agent stops
   reading it (the peer's own sends block), its memory stays bounded, and once the peer
   reads, every request is answered; over Diameter and over M3UA;
+- item 6: M3UA peers are screened (address, point code, routing context; loopback only
+  by default), associations that never become active are closed, each listener keeps at
+  most its cap of connections (M3UA and Diameter), and when descriptors run out the
+  failed accepts make one log line every few seconds and S13 peers get in again as soon
+  as descriptors are free;
 - item 7: a DATA and an ASPIA in one TCP write: the association stays up, the answer is
   held while the AS is AS-PENDING and sent after the next ASPAC (RFC 4666 4.3.2), or
   discarded and counted when T(r) runs out first; never a RuntimeError.
@@ -24,10 +29,11 @@ import pytest
 from diameter.constants import ResultCode
 from diameter.message import decode_message as decode_diameter
 from diameter.peer import Peer, PeerSettings, PeerState, Role
+from diameter.transport import connect
 from sigtran import map as mapv
 from sigtran import sccp, tcap
-from sigtran.m3ua import SI_SCCP, AsState, Kind, Message, StatusType, build_aspac, build_data, decode_message
-from simulator.agent_process import AgentProcess
+from sigtran.m3ua import SI_SCCP, AsState, Kind, Message, StatusType, Tag, build_aspac, build_data, decode_message
+from simulator.agent_process import AgentProcess, free_port
 from simulator.demo import IMSI, WHITE
 from simulator.demo import build_demo_registry as build_registry
 from tests.e2e.test_s13_agent import MME, ecr
@@ -53,8 +59,15 @@ class RawAsp:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, address: tuple[str, int]) -> RawAsp:
-        return cls(*await asyncio.open_connection(*address))
+    async def open(cls, address: tuple[str, int], source: str | None = None) -> RawAsp:
+        return cls(*await asyncio.open_connection(*address, local_addr=(source, 0) if source else None))
+
+    async def refused(self, timeout: float = 5.0) -> bool:
+        """True when the agent closes the connection (before answering anything)."""
+        try:
+            return await asyncio.wait_for(self.reader.read(1), timeout) == b""
+        except ConnectionResetError:
+            return True
 
     def send(self, *messages: Message) -> None:
         self.writer.write(b"".join(m.to_bytes() for m in messages))  # one write
@@ -89,12 +102,12 @@ class RawAsp:
         self.writer.close()
 
 
-def check_imei(otid: bytes, imei: str = WHITE) -> Message:
+def check_imei(otid: bytes, imei: str = WHITE, opc: int = MSC_PC, routing_context: int | None = None) -> Message:
     """A DATA carrying a CheckIMEI v3 Begin from the MSC to the EIR."""
     invoke = tcap.Invoke(1, mapv.CHECK_IMEI, mapv.encode_check_imei(3, mapv.CheckImeiArgument(imei + "0")))
     begin = tcap.encode_begin(otid, [invoke], tcap.DialogueRequest(mapv.equipment_context(3)))
     udt = sccp.Udt(sccp.gt_address(EIR_GT, sccp.SSN_EIR), sccp.gt_address(MSC_GT, sccp.SSN_MSC), begin, 1, False)
-    return build_data(MSC_PC, EIR_PC, SI_SCCP, 2, 0, 5, udt.to_bytes())
+    return build_data(opc, EIR_PC, SI_SCCP, 2, 0, 5, udt.to_bytes(), routing_context=routing_context)
 
 
 def answered_status(message: Message, otid: bytes) -> mapv.EquipmentStatus:
@@ -296,3 +309,193 @@ def test_a_peer_that_never_reads_is_not_read_and_memory_stays_bounded(agent: Age
     assert agent.stop() == 0
     log = agent.log()
     assert "not reading" in log and "Traceback" not in log
+
+
+# --- item 6: who may connect, for how long, how many ------------------------------------------
+
+
+def with_config(tmp_path: Path, yaml: str, *extra: str, m3ua: bool = True) -> AgentProcess:
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml)
+    return AgentProcess(tmp_path, build_registry(tmp_path), *extra, m3ua=m3ua, config=config)
+
+
+def non_loopback_address() -> str:
+    """An address of this host outside 127.0.0.0/8 (the one a route to TEST-NET-1 would use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("this host has no address outside loopback")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        pytest.skip("this host has no address outside loopback")
+    return address
+
+
+def err_code(message: Message) -> int | None:
+    assert message.kind is Kind.ERR, message
+    return message.error_code
+
+
+def test_m3ua_peers_are_screened_by_address_point_code_and_routing_context(tmp_path: Path) -> None:
+    process = with_config(tmp_path, """m3ua:
+  allow:
+    - from: [127.0.0.1/32]
+      point_codes: [2]
+    - from: [127.0.0.3]
+      routing_contexts: [100]
+""")
+
+    async def main() -> None:
+        stranger = await RawAsp.open(process.m3ua_address, source="127.0.0.2")
+        stranger.send(Message(Kind.ASPUP))
+        assert await stranger.refused()
+        stranger.close()
+
+        msc = await RawAsp.open(process.m3ua_address)
+        await msc.activate()
+        msc.send(check_imei(b"\x00\x00\x01\x01", opc=5))
+        err = await msc.read()
+        assert err_code(err) == 0x0D and err.get(Tag.DIAGNOSTIC_INFORMATION) == check_imei(
+            b"\x00\x00\x01\x01", opc=5).to_bytes()
+        msc.send(check_imei(b"\x00\x00\x01\x02", opc=2))
+        assert answered_status(await msc.read(), b"\x00\x00\x01\x02") == mapv.EquipmentStatus.WHITE_LISTED
+        msc.close()
+
+        stp = await RawAsp.open(process.m3ua_address, source="127.0.0.3")
+        await stp.activate()
+        stp.send(check_imei(b"\x00\x00\x01\x03", routing_context=7))
+        err = await stp.read()
+        assert err_code(err) == 0x19 and err.routing_contexts == (7,)
+        stp.send(check_imei(b"\x00\x00\x01\x04"))
+        assert err_code(await stp.read()) == 0x16
+        stp.send(check_imei(b"\x00\x00\x01\x05", opc=9, routing_context=100))
+        answer = await stp.read()
+        assert answered_status(answer, b"\x00\x00\x01\x05") == mapv.EquipmentStatus.WHITE_LISTED
+        assert answer.routing_contexts == (100,)
+        stp.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.stop() == 0
+    log = process.log()
+    assert "M3UA connection from 127.0.0.2" in log and "'m3ua_refused_address': 1" in log
+    assert "'bad_input.m3ua.refused_point_code': 1" in log and "'bad_input.m3ua.refused_routing_context': 2" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_m3ua_admits_loopback_only_unless_told_otherwise(tmp_path: Path, flag: bool) -> None:
+    """The S13 default for M3UA too: with no m3ua.allow, a client from a non-loopback
+    address is closed at once; --m3ua-allow CIDR admits its network (and only it)."""
+    outside = non_loopback_address()
+    port = free_port()
+    extra = ["--m3ua-listen", f"0.0.0.0:{port}", *(["--m3ua-allow", f"{outside}/32"] if flag else [])]
+    process = AgentProcess(tmp_path, build_registry(tmp_path), *extra)
+
+    async def main() -> None:
+        admitted, refused = (outside, "127.0.0.1") if flag else ("127.0.0.1", outside)
+        asp = await RawAsp.open((refused, port), source=refused)
+        asp.send(Message(Kind.ASPUP))
+        assert await asp.refused()
+        asp.close()
+        asp = await RawAsp.open((admitted, port), source=admitted)
+        await asp.activate()
+        asp.send(check_imei(b"\x00\x00\x02\x01"))
+        assert answered_status(await asp.read(), b"\x00\x00\x02\x01") == mapv.EquipmentStatus.WHITE_LISTED
+        asp.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.stop() == 0
+    assert "'m3ua_refused_address': 1" in process.log()
+
+
+def test_an_association_that_never_becomes_active_is_closed(tmp_path: Path) -> None:
+    process = with_config(tmp_path, "m3ua:\n  activation_timeout: 1\n")
+
+    async def main() -> None:
+        silent = await RawAsp.open(process.m3ua_address)
+        up_only = await RawAsp.open(process.m3ua_address)
+        up_only.send(Message(Kind.ASPUP))
+        await up_only.read_until(Kind.NTFY)
+        active = await RawAsp.open(process.m3ua_address)
+        await active.activate()
+        assert await silent.refused(timeout=5) and await up_only.refused(timeout=5)
+        await asyncio.sleep(1.5)  # the active one stays, quiet as it is
+        active.send(check_imei(b"\x00\x00\x03\x01"))
+        assert answered_status(await active.read(), b"\x00\x00\x03\x01") == mapv.EquipmentStatus.WHITE_LISTED
+        for asp in (silent, up_only, active):
+            asp.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.stop() == 0
+    assert process.log().count("not ASP-ACTIVE within 1 s") == 2
+
+
+def test_each_listener_keeps_at_most_its_cap_of_connections(tmp_path: Path) -> None:
+    process = with_config(tmp_path, "diameter:\n  max_connections: 2\nm3ua:\n  max_connections: 5\n")
+
+    async def main() -> None:
+        kept = [await RawAsp.open(process.m3ua_address) for _ in range(5)]
+        over = [await RawAsp.open(process.m3ua_address) for _ in range(20)]
+        assert all([await asp.refused(timeout=5) for asp in over])
+        for asp in kept:  # the first five are served
+            await asp.activate()
+        peer = await connect(MME, *process.address, timeout=5)  # S13 is not touched by M3UA's crowd
+        idle = await asyncio.open_connection(*process.address)  # the second Diameter connection: the cap
+        with pytest.raises(ConnectionError):
+            await connect(MME, *process.address, timeout=5)
+        idle[1].close()
+        await asyncio.sleep(0.2)
+        second = await connect(MME, *process.address, timeout=5)  # a place is free again
+        for connection in (peer, second):
+            await connection.disconnect()
+        for asp in [*kept, *over]:
+            asp.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.stop() == 0
+    log = process.log()
+    assert "'m3ua_refused_over_cap': 20" in log
+    assert log.count("connections open, the most allowed") <= 3, log  # throttled: one line every 5 s per listener
+    assert "Traceback" not in log
+
+
+def test_out_of_descriptors_accept_errors_are_throttled_and_s13_gets_in_once_they_are_free(tmp_path: Path) -> None:
+    """Issue 12, item 6: with its descriptors used up by idle M3UA connections (no cap
+    here), the agent logs a line every few seconds, not one per accept attempt, and an S13
+    peer that connected meanwhile gets its CEA once the idle connections go."""
+    import resource
+
+    process = with_config(tmp_path, "m3ua:\n  max_connections: 100000\n  activation_timeout: 600\n")
+    in_use = len(list(Path(f"/proc/{process.process.pid}/fd").iterdir()))
+    resource.prlimit(process.process.pid, resource.RLIMIT_NOFILE, (in_use + 20, in_use + 20))
+
+    async def main() -> None:
+        idle = [await RawAsp.open(process.m3ua_address) for _ in range(60)]
+        mme = asyncio.create_task(connect(MME, *process.address, timeout=20))
+        await asyncio.sleep(4)
+        assert not mme.done()  # waiting in the listen queue
+        for asp in idle:
+            asp.close()
+        peer = await mme
+        assert peer.remote is not None and peer.remote.origin_host == "eir.localdomain"
+        await peer.disconnect()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.stop() == 0
+    log = process.log()
+    assert "out of system resource" not in log
+    lines = [line for line in log.splitlines() if "cannot accept a connection" in line]
+    assert 1 <= len(lines) <= 3, lines
+    assert len(log) < 50_000
