@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 import click
 
 from agent.cli_common import EX_UNAVAILABLE, EX_USAGE, OneLineCommand, connect_registry, fail, open_registry, parse_at
-from agent.config import DEFAULT_PROFILE, AgentConfig, ConfigError, load_config, parse_allowed_peer, parse_listen
+from agent.config import (
+    DEFAULT_PROFILE,
+    AgentConfig,
+    ConfigError,
+    M3uaPeer,
+    load_config,
+    parse_allowed_peer,
+    parse_listen,
+    parse_networks,
+)
 from agent.context import CliContext
 from sigtran.sctp import SctpUnavailable, check_sctp
 
@@ -31,13 +40,16 @@ if TYPE_CHECKING:
               help="Answer MAP CheckIMEI from ASPs connecting to HOST:PORT over M3UA (repeatable).")
 @click.option("--m3ua-transport", type=click.Choice(["tcp", "sctp"]), default=None,
               help="Transport for --m3ua-listen (SCTP: PPID 3, DATA off stream 0) [default: tcp].")
+@click.option("--m3ua-allow", "m3ua_allow", multiple=True, metavar="CIDR",
+              help="Network M3UA peers may connect from (repeatable; added to m3ua.allow) [default: loopback only].")
 @click.option("--origin-host", help="Our Origin-Host.")
 @click.option("--origin-realm", help="Our Origin-Realm.")
 @click.option("--profile", metavar="NAME|PATH", help="Country profile: tj (default), kg, or a YAML file.")
 @click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
-          allow: tuple[str, ...], m3ua_listen: tuple[str, ...], m3ua_transport: str | None, origin_host: str | None,
+          allow: tuple[str, ...], m3ua_listen: tuple[str, ...], m3ua_transport: str | None,
+          m3ua_allow: tuple[str, ...], origin_host: str | None,
           origin_realm: str | None, profile: str | None, answer_log: str | None) -> None:
     """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
     registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
@@ -56,6 +68,7 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
         config = load_config(config_path)
         _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
         config.allow += [parse_allowed_peer(text) for text in allow]
+        config.m3ua.allow += [M3uaPeer(parse_networks(cidr, "--m3ua-allow", "eir serve")) for cidr in m3ua_allow]
         if m3ua_listen:
             config.m3ua.listen = [parse_listen(text, m3ua_transport or "tcp") for text in m3ua_listen]
         elif m3ua_transport:

@@ -20,6 +20,8 @@ MAX_POINT_CODE = 0x3FFF  # ITU 14-bit
 DEFAULT_PROFILE = "tj"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 ANY_ADDRESS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+MAX_CONNECTIONS = 256  # per listener, Diameter and M3UA: far below the usual 1024 descriptors
+ACTIVATION_TIMEOUT = 30.0  # seconds an M3UA association may stay out of ASP-ACTIVE
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -87,6 +89,24 @@ def _networks(sources: list[Any], what: str) -> tuple[Network, ...]:
 
 
 @dataclass(frozen=True)
+class M3uaPeer:
+    """ASPs allowed to connect from ``networks``; when ``point_codes`` (or
+    ``routing_contexts``) is given, their DATA must carry one of those OPCs (name one of
+    those routing contexts)."""
+
+    networks: tuple[Network, ...]
+    point_codes: frozenset[int] | None = None
+    routing_contexts: frozenset[int] | None = None
+
+    def admits(self, opc: int, routing_context: int | None) -> bool:
+        return ((self.point_codes is None or opc in self.point_codes)
+                and (self.routing_contexts is None or routing_context in self.routing_contexts))
+
+
+LOOPBACK_ASPS = M3uaPeer(LOOPBACK)
+
+
+@dataclass(frozen=True)
 class GatewayLink:
     """A signalling gateway (or STP) the agent joins as an ASP."""
 
@@ -105,10 +125,17 @@ class M3uaConfig:
     routing_contexts: frozenset[int] | None = None  # the ones ASPs may name; None: any
     global_title: str | None = None  # ours: the calling address of answers; None: the called address received
     traffic_mode: int = TrafficMode.LOADSHARE
+    allow: list[M3uaPeer] = field(default_factory=list)  # empty: only ASPs connecting from loopback
+    activation_timeout: float = ACTIVATION_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS  # per listener
 
     @property
     def enabled(self) -> bool:
         return bool(self.listen or self.connect)
+
+    def peers_at(self, address: str | None) -> tuple[M3uaPeer, ...]:
+        """The allow-list entries for an ASP connecting from ``address``; none: refused."""
+        return tuple(peer for peer in self.allow or [LOOPBACK_ASPS] if _in(address, peer.networks))
 
 
 @dataclass
@@ -134,6 +161,7 @@ class AgentConfig:
     mask_imsi: bool = False
     watchdog_tw: float = 30.0
     max_message_length: int = 65536
+    max_connections: int = MAX_CONNECTIONS  # per Diameter listener
     m3ua: M3uaConfig = field(default_factory=M3uaConfig)
     limits: Limits = field(default_factory=lambda: Limits())
 
@@ -208,6 +236,7 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
     if config.watchdog_tw < 6:
         raise ConfigError(f"{where}: diameter.watchdog_tw must be at least 6 seconds (RFC 3539)")
     config.max_message_length = int(diameter.get("max_message_length", config.max_message_length))
+    config.max_connections = _count(diameter, "max_connections", config.max_connections, "diameter", where)
     if "m3ua" in data:
         config.m3ua = _m3ua(data["m3ua"] or {}, where)
     config.limits = _limits(data.get("limits") or {}, where)
@@ -251,7 +280,8 @@ def parse_point_code(value: Any) -> int:
 def _m3ua(section: Any, where: str) -> M3uaConfig:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: m3ua must be a mapping")
-    known = {"listen", "connect", "point_code", "routing_contexts", "global_title", "traffic_mode"}
+    known = {"listen", "connect", "point_code", "routing_contexts", "global_title", "traffic_mode", "allow",
+             "activation_timeout", "max_connections"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown m3ua key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -263,11 +293,13 @@ def _m3ua(section: Any, where: str) -> M3uaConfig:
     if section.get("point_code") is not None:
         m3ua.point_code = parse_point_code(section["point_code"])
     if section.get("routing_contexts") is not None:
-        rcs = section["routing_contexts"]
-        rcs = [rcs] if isinstance(rcs, int) else _list(rcs, "m3ua.routing_contexts", where)
-        if not all(isinstance(rc, int) and 0 <= rc <= 0xFFFFFFFF for rc in rcs):
-            raise ConfigError(f"{where}: m3ua.routing_contexts are 32-bit unsigned integers")
-        m3ua.routing_contexts = frozenset(rcs)
+        m3ua.routing_contexts = _routing_contexts(section["routing_contexts"], "m3ua.routing_contexts", where)
+    m3ua.allow = [_m3ua_peer(item, where) for item in _list(section.get("allow") or [], "m3ua.allow", where)]
+    m3ua.max_connections = _count(section, "max_connections", m3ua.max_connections, "m3ua", where)
+    timeout = section.get("activation_timeout", m3ua.activation_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"{where}: m3ua.activation_timeout is a number of seconds above 0")
+    m3ua.activation_timeout = float(timeout)
     if section.get("global_title") is not None:
         title = str(section["global_title"])
         if not title.isdigit() or not 1 <= len(title) <= 15:
@@ -278,6 +310,45 @@ def _m3ua(section: Any, where: str) -> M3uaConfig:
         raise ConfigError(f"{where}: m3ua.traffic_mode is override, loadshare or broadcast")
     m3ua.traffic_mode = TrafficMode[mode]
     return m3ua
+
+
+def _routing_contexts(value: Any, key: str, where: str) -> frozenset[int]:
+    rcs = [value] if isinstance(value, int) else _list(value, key, where)
+    if not all(isinstance(rc, int) and not isinstance(rc, bool) and 0 <= rc <= 0xFFFFFFFF for rc in rcs):
+        raise ConfigError(f"{where}: {key} are 32-bit unsigned integers")
+    return frozenset(rcs)
+
+
+def parse_networks(sources: Any, key: str, where: str) -> tuple[Network, ...]:
+    """CIDR networks (a bare address is its own /32 or /128)."""
+    sources = [sources] if isinstance(sources, str) else sources
+    if not isinstance(sources, list) or not sources:
+        raise ConfigError(f"{where}: {key} is a list of networks (CIDR)")
+    try:
+        return tuple(ipaddress.ip_network(str(s), strict=False) for s in sources)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
+def _m3ua_peer(item: Any, where: str) -> M3uaPeer:
+    if not isinstance(item, dict) or "from" not in item or set(item) - {"from", "point_codes", "routing_contexts"}:
+        raise ConfigError(f"{where}: each m3ua.allow entry is {{from: [CIDR, ...], point_codes: [PC, ...], "
+                          "routing_contexts: [N, ...]}} (point_codes and routing_contexts optional)")
+    point_codes = item.get("point_codes")
+    if point_codes is not None:
+        point_codes = [point_codes] if isinstance(point_codes, int | str) else _list(point_codes, "m3ua.allow "
+                                                                                      "point_codes", where)
+        point_codes = frozenset(parse_point_code(pc) for pc in point_codes)
+    rcs = item.get("routing_contexts")
+    return M3uaPeer(parse_networks(item["from"], "m3ua.allow from", where), point_codes,
+                    None if rcs is None else _routing_contexts(rcs, "m3ua.allow routing_contexts", where))
+
+
+def _count(section: dict[str, Any], key: str, default: int, name: str, where: str) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {name}.{key} is a whole number above 0")
+    return value
 
 
 def _gateway(item: Any, where: str) -> GatewayLink:

@@ -20,7 +20,22 @@ signalling gateway) over an asyncio transport: TCP, or kernel SCTP through ``sig
 (PPID 3, DATA on a stream other than 0, everything else on stream 0; DATA received on
 stream 0 gets ERR Invalid Stream Identifier). Each connection counts its DATA in progress
 (agent/admission.py): past the bounds the MAP answerer aborts the dialogue at once; an
-answer resting on a first sight is written once that is on disk (agent/durable.py).
+answer resting on a first sight is written once that is on disk (agent/durable.py). An
+answer whose ASP left ASP-ACTIVE before it was ready (DATA and ASPIA in one read, or a
+commit that took a while) is queued while the AS is AS-PENDING and sent if the ASP is
+active again within T(r), else discarded (RFC 4666 4.3.2, see ``sigtran.asp``): counted as
+``m3ua_answers_discarded``, logged, the association kept.
+
+Who may connect (``m3ua.allow``; by default loopback only, like S13): a connection from an
+address no entry allows is closed at once. DATA whose OPC no entry for its address allows
+gets ERR Refused - Management Blocking (0x0D), the DATA quoted: RFC 4666 3.8.1 gives that
+code for what is refused "for management reasons", which an operator's allow-list is;
+DUNA would say our point code is unreachable, for every OPC of the association, and a
+silent drop would leave the MSC waiting. DATA naming a routing context the entry does not
+allow gets ERR Invalid Routing Context (0x19), one naming none where the entry wants one
+ERR Missing Parameter (0x16), as RFC 4666 3.8.1 gives them. An association not ASP-ACTIVE
+within ``m3ua.activation_timeout`` is closed; each listener keeps at most
+``m3ua.max_connections`` connections and closes new ones at once past it.
 """
 
 from __future__ import annotations
@@ -31,12 +46,13 @@ import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agent.admission import Admission
 from agent.bad_input import BadInput
-from agent.config import GatewayLink, Listen, M3uaConfig
+from agent.config import GatewayLink, Listen, M3uaConfig, M3uaPeer
 from agent.durable import then
 from agent.map import MapAnswerer
 from sigtran import sccp
@@ -50,15 +66,26 @@ from sigtran.asp import (
     BadMessage,
     ClientSettings,
     CloseConnection,
+    DataDiscarded,
     DataReceived,
     ErrorReceived,
     Event,
     NotifyReceived,
     ServerSettings,
 )
-from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
+from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, Parameter, ProtocolData, Tag, error_message, u32
 from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
-from sigtran.sctp import M3UA, MessageProtocol, Received, check_sctp, m3ua_transfer
+from sigtran.sctp import (
+    M3UA,
+    MessageProtocol,
+    Received,
+    Refused,
+    Throttled,
+    capped,
+    check_sctp,
+    m3ua_transfer,
+    throttle_accept_errors,
+)
 from sigtran.sctp import connect as sctp_connect
 from sigtran.sctp import start_server as sctp_listen
 
@@ -182,12 +209,25 @@ def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
 # --- connections ------------------------------------------------------------------------------
 
 
+Allowed = Callable[[str | None], tuple[M3uaPeer, ...]]  # the allow-list entries for an address
+_refused_log = Throttled(log)  # connections from addresses not allowed
+_cap_log = Throttled(log)  # connections past a listener's cap
+
+
 class M3uaConnection(MessageProtocol):
-    """One transport connection driving one ASP state machine."""
+    """One transport connection driving one ASP state machine; not read while its answers
+    wait above the write buffer's high-water mark (``sigtran.sctp.ReadPausing``).
+    ``allowed``: the allow-list (None: anyone, as for the gateways we connect to)."""
+
+    paused_counter = "m3ua_connections_paused"
+    paused_log = Throttled(log)
 
     def __init__(self, endpoint: AspServer | AspClient, router: SccpRouter, bad: BadInput,
-                 admission: Admission | None = None, sctp: bool = False) -> None:
+                 admission: Admission | None = None, sctp: bool = False,
+                 allowed: Allowed | None = None) -> None:
         self.endpoint = endpoint
+        self.allowed = allowed
+        self.admitted: tuple[M3uaPeer, ...] | None = None  # the entries this peer's DATA is screened by
         self.router = router
         self.bad = bad  # shared by the service's connections, as its counters
         self.counters = bad.counters
@@ -205,13 +245,30 @@ class M3uaConnection(MessageProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.limit_writes(transport)
         peername = transport.get_extra_info("peername")
         self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        if self.allowed is not None:
+            self.admitted = self.allowed(peername[0] if isinstance(peername, tuple) else None)
+            if not self.admitted:
+                self._refuse(transport)
+                return
         if self.sctp:
             self._check_streams(transport.get_extra_info("sctp_streams"))
         log.info("M3UA connection with %s", self.peer)
         if isinstance(self.endpoint, AspClient):
             self._dispatch(self.endpoint.connection_made(self.loop.time()))
+        else:
+            self.endpoint.connection_made(self.loop.time())
+            self._arm_timer()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        """Not on the allow-list: closed at once, counted, logged (throttled)."""
+        self.counters["m3ua_refused_address"] += 1
+        _refused_log("M3UA connection from %s refused: no m3ua.allow entry admits the address "
+                     "(m3ua_refused_address: %d so far)", self.peer, self.counters["m3ua_refused_address"])
+        self.endpoint.closed = True
+        transport.abort()
 
     def data_received(self, data: bytes) -> None:
         received_at = time.perf_counter()
@@ -236,7 +293,8 @@ class M3uaConnection(MessageProtocol):
         if self._timer is not None:
             self._timer.cancel()
         self._handle(self.endpoint.connection_lost(), time.perf_counter())
-        log.info("M3UA connection with %s closed%s", self.peer, f": {exc}" if exc else "")
+        if self.admitted != ():
+            log.info("M3UA connection with %s closed%s", self.peer, f": {exc}" if exc else "")
         if not self.active.done():
             self.active.set_exception(ConnectionError(f"M3UA connection with {self.peer} closed before ASP-ACTIVE"))
             self.active.exception()  # retrieved: the link loop reports it
@@ -275,6 +333,8 @@ class M3uaConnection(MessageProtocol):
                          self.peer)
             elif isinstance(event, CloseConnection):
                 close = event.reason
+            elif isinstance(event, DataDiscarded):
+                self._discarded(event.count, event.reason)
             else:
                 self._on_state(event)
         return close
@@ -290,6 +350,10 @@ class M3uaConnection(MessageProtocol):
             self.admission.in_progress -= count
 
     def _on_data(self, event: DataReceived, received_at: float) -> None:
+        refusal = self._screen(event)
+        if refusal is not None:
+            self.endpoint.send_message(refusal)
+            return
         self.in_progress += 1
         admission = self.admission
         if admission is not None:
@@ -317,9 +381,32 @@ class M3uaConnection(MessageProtocol):
         if reply is None:
             return
         if reply.data is not None:
-            self.endpoint.send_data(reply.data, event.routing_context)
+            if not self.endpoint.send_data(reply.data, event.routing_context):
+                self._discarded(1, f"the ASP is {self.endpoint.state.value}")
         elif reply.message is not None:
             self.endpoint.send_message(reply.message)
+
+    def _screen(self, event: DataReceived) -> Message | None:
+        """The ERR for DATA the allow-list does not admit from this peer; None: admitted."""
+        data, rc = event.data, event.routing_context
+        if self.admitted is None or any(peer.admits(data.opc, rc) for peer in self.admitted):
+            return None
+        wire = _data_message(data, rc)
+        if not any(peer.point_codes is None or data.opc in peer.point_codes for peer in self.admitted):
+            self.bad("m3ua.refused_point_code", f"OPC {data.opc} is not allowed from this address: ERR 0x0d", self.peer)
+            return error_message(ErrorCode.REFUSED_MANAGEMENT_BLOCKING, wire)
+        if rc is None:
+            self.bad("m3ua.refused_routing_context", "DATA names no routing context, this peer must: ERR 0x16",
+                     self.peer)
+            return error_message(ErrorCode.MISSING_PARAMETER, wire)
+        self.bad("m3ua.refused_routing_context", f"routing context {rc} is not allowed from this address: ERR 0x19",
+                 self.peer)
+        return error_message(ErrorCode.INVALID_ROUTING_CONTEXT, wire, (Parameter(Tag.ROUTING_CONTEXT, u32(rc)),))
+
+    def _discarded(self, count: int, reason: str) -> None:
+        """Answers the ASP left before they could be sent (RFC 4666 4.3.2): counted, logged."""
+        self.counters["m3ua_answers_discarded"] += count
+        self.bad("m3ua.answer_discarded", f"{count} answer(s) discarded: {reason}", self.peer)
 
     def _on_state(self, event: Event) -> None:
         if isinstance(event, AspActive):
@@ -374,6 +461,7 @@ class M3uaService:
         return [s.getsockname()[:2] for server in self.servers for s in _sockets(server)]
 
     async def start(self) -> None:
+        throttle_accept_errors(asyncio.get_running_loop())
         if any(link.listen.transport == "sctp" for link in self.config.connect):
             check_sctp()  # at start-up, in one line, not in the link's retries
         for listen in self.config.listen:
@@ -405,16 +493,20 @@ class M3uaService:
     def _server_endpoint(self) -> AspServer:
         point_codes = frozenset({self.config.point_code}) if self.config.point_code is not None else frozenset()
         return AspServer(ServerSettings(routing_contexts=self.config.routing_contexts, point_codes=point_codes,
-                                        max_message_length=self.max_message_length))
+                                        max_message_length=self.max_message_length,
+                                        activation_timeout=self.config.activation_timeout))
 
     async def _listen(self, listen: Listen) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
         sctp = listen.transport == "sctp"
 
-        def factory() -> M3uaConnection:
+        def connection() -> M3uaConnection:
             return self._track(M3uaConnection(self._server_endpoint(), self.router, self.bad,
-                                              self.admission, sctp))
+                                              self.admission, sctp, self.config.peers_at))
 
+        factory: Callable[[], M3uaConnection | Refused] = capped(
+            connection, self.config.max_connections, f"M3UA listener {listen}", self.counters,
+            "m3ua_refused_over_cap", _cap_log)
         if not sctp:
             return await loop.create_server(factory, listen.host, listen.port, reuse_address=True)
         return await sctp_listen(factory, listen.host, listen.port, M3UA)

@@ -133,7 +133,8 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
         for listen in config.listen:
             try:
                 await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
-                                   settings=peer_settings(config), server=server, load=admission)
+                                   settings=peer_settings(config), server=server, load=admission,
+                                   max_connections=config.max_connections)
             except OSError as error:
                 raise listen_error(listen, "S13 Diameter", error) from None
         try:
@@ -159,9 +160,10 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
             owned.close()
         written = await commits.close()
         registry.close()
-    log.info("S13 answers %s; bad input %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, failed %d; "
-             "answers refused as unrecorded %d, as too busy %d (peak in progress %d, peak waiting for a commit %d)",
-             dict(answerer.counters), {k: v for k, v in server.counters.items() if k.startswith("bad_input")},
+    log.info("S13 answers %s; Diameter connections %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, "
+             "failed %d; answers refused as unrecorded %d, as too busy %d (peak in progress %d, "
+             "peak waiting for a commit %d)",
+             dict(answerer.counters), dict(server.counters),
              dict(map_answerer.counters), dict(m3ua.counters + m3ua.router.counters), recorder.commits,
              recorder.failures, commits.unrecorded, admission.refused, admission.peak, commits.waiting_peak)
     if not written:

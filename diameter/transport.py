@@ -73,8 +73,12 @@ def diameter_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
 SCTP_DIAMETER = sctp.Payload(SCTP_PPID_DIAMETER, diameter_split)
 
 
-class PeerConnection(asyncio.Protocol):
-    """One transport connection driving one sans-I/O Peer."""
+class PeerConnection(sctp.ReadPausing):
+    """One transport connection driving one sans-I/O Peer. As the responder, not read while
+    its answers wait above the write buffer's high-water mark (``sctp.ReadPausing``). The
+    initiator always reads: it waits for answers, and stopping would stall both sides."""
+
+    paused_log = sctp.Throttled(log)
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
@@ -109,8 +113,14 @@ class PeerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peername = transport.get_extra_info("peername")
+        if self.peer.role is Role.RESPONDER:
+            self.limit_writes(transport)
         self.peer.remote_address = self.peername
         self._dispatch(self.peer.connection_made(self.loop.time()))
+
+    def pause_writing(self) -> None:
+        if self.peer.role is Role.RESPONDER:
+            super().pause_writing()
 
     def data_received(self, data: bytes) -> None:
         self.received_at = time.perf_counter()  # for the latency an application logs
@@ -290,7 +300,10 @@ class PeerConnection(asyncio.Protocol):
 
 
 class DiameterServer:
-    """Listening sockets and the connections they accepted."""
+    """Listening sockets and the connections they accepted (at most ``max_connections`` per
+    listener when start_server is given it: past it, new ones are closed at once)."""
+
+    cap_log = sctp.Throttled(log)
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
@@ -321,19 +334,25 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
                        port: int = DIAMETER_PORT, *, transport: str = "tcp",
                        settings: Callable[[], PeerSettings] = PeerSettings,
                        server: DiameterServer | None = None,
-                       load: Load | None = None) -> DiameterServer:
+                       load: Load | None = None,
+                       max_connections: int | None = None) -> DiameterServer:
     """Listen on host:port; each accepted connection gets a responder Peer (``load``: see
-    PeerConnection)."""
+    PeerConnection). Past ``max_connections`` open on this listener, a new connection
+    is closed at once (counted as ``refused_over_cap``); failed accepts are throttled
+    (``sctp.throttle_accept_errors``)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
+    sctp.throttle_accept_errors(loop)
 
-    def factory() -> PeerConnection:
+    def make_connection() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
         connection = PeerConnection(peer, handler, server.counters, load=load, on_bad=server.on_bad)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection
 
+    factory = sctp.capped(make_connection, max_connections, f"Diameter listener {host}:{port} ({transport})",
+                          server.counters, "refused_over_cap", server.cap_log)
     listener: asyncio.AbstractServer
     if transport == "sctp":
         listener = await sctp.start_server(factory, host, port, SCTP_DIAMETER)

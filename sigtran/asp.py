@@ -8,6 +8,23 @@ leave. Both are fed bytes and the time (``receive_data(data, now)``, ``handle_ti
 return events and queue bytes for ``data_to_send()``, like ``diameter.peer.Peer``. Only the
 framing errors of ``sigtran.m3ua.FramingError`` end the connection (``CloseConnection``).
 The model is one AS per connection: the AS is active exactly when this ASP is.
+
+DATA is sent only to an active ASP, and ``send_data`` never raises. An answer can be ready
+after the ASP left ASP-ACTIVE: a DATA and an ASPIA read together are handled in order, so
+the request was accepted while active but its answer is built once the ASP is inactive.
+RFC 4666 4.3.2 says what an SGP does then: the AS is AS-PENDING, T(r) runs, and the SGP
+SHOULD queue the AS's messages; if the ASP is active again before T(r) expires they are
+sent to it (after ASPAC-ACK and the NTFY), otherwise they are discarded. ``AspServer``
+does exactly that (at most ``ServerSettings.max_pending`` messages; beyond, and when T(r)
+expires, ASPDN arrives or the connection goes, they are reported as ``DataDiscarded``).
+Where there is no AS-PENDING (the ASP is down, the AS inactive, or we are the ASP),
+``send_data`` drops the message and returns False for the caller to count and log. The
+association is never aborted for it.
+
+``AspServer.connection_made(now)`` starts the activation timer (``activation_timeout``):
+an association whose ASP is not ASP-ACTIVE that long after it connected, or after it left
+ASP-ACTIVE, is closed (``CloseConnection``), so idle connections cannot pile up. An
+active ASP may stay quiet as long as it likes (BEAT is optional in RFC 4666).
 """
 
 from __future__ import annotations
@@ -107,12 +124,20 @@ class BadMessage:
 
 
 @dataclass(frozen=True)
+class DataDiscarded:
+    """DATA we had queued for an AS-PENDING AS and will never send (RFC 4666 4.3.2)."""
+
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class CloseConnection:
     reason: str
 
 
 Event = (AspUp | AspActive | AspInactive | AspDown | DataReceived | NotifyReceived | ErrorReceived
-         | MessageReceived | BadMessage | CloseConnection)
+         | MessageReceived | BadMessage | DataDiscarded | CloseConnection)
 
 
 @dataclass
@@ -123,6 +148,10 @@ class ServerSettings:
     asp_identifier_required: bool = False
     point_codes: frozenset[int] = frozenset()  # ours: a DAUD for them is answered DAVA
     recovery_timer: float = 2.0  # T(r): how long the AS stays AS-PENDING after its ASP went inactive
+    max_pending: int = 1024  # DATA messages queued while AS-PENDING; more are discarded
+    # Seconds an ASP may stay out of ASP-ACTIVE (from connection_made, or from leaving it)
+    # before the connection is closed; None: no limit.
+    activation_timeout: float | None = None
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
     max_diagnostic: int = MAX_DIAGNOSTIC_LENGTH
 
@@ -171,12 +200,19 @@ class _Endpoint:
         self._out.clear()
         return data
 
-    def send_data(self, data: ProtocolData, routing_context: int | None = None) -> None:
-        """Queue a DATA message; only an active ASP carries traffic."""
-        if self.state is not AspState.ACTIVE:
-            raise RuntimeError(f"cannot send DATA in {self.state.value}")
-        self._send(build_data(data.opc, data.dpc, data.si, data.ni, data.mp, data.sls, data.user_data,
-                              routing_context=routing_context))
+    def send_data(self, data: ProtocolData, routing_context: int | None = None) -> bool:
+        """Queue a DATA message for an active ASP (see the module's docstring for what happens
+        otherwise); False when it was dropped, never an exception."""
+        message = build_data(data.opc, data.dpc, data.si, data.ni, data.mp, data.sls, data.user_data,
+                             routing_context=routing_context)
+        if self.state is AspState.ACTIVE:
+            self._send(message)
+            return True
+        return self._hold(message)
+
+    def _hold(self, message: Message) -> bool:
+        """DATA for an ASP that is not active: dropped here; AspServer queues it while AS-PENDING."""
+        return False
 
     def send_message(self, message: Message) -> None:
         """Queue a message the application built (an SSNM such as DUNA or DUPU, or an ERR
@@ -263,6 +299,8 @@ class AspServer(_Endpoint):
         self.asp_identifier: int | None = None
         self.traffic_mode: int | None = None
         self._recovery_deadline: float | None = None
+        self._activation_deadline: float | None = None
+        self._pending: list[Message] = []  # DATA for the AS while AS-PENDING (RFC 4666 4.3.2)
         self._handlers.update({
             Kind.ASPUP: self._on_aspup,
             Kind.ASPDN: self._on_aspdn,
@@ -275,16 +313,48 @@ class AspServer(_Endpoint):
 
     # --- timers -----------------------------------------------------------------------------
 
+    def connection_made(self, now: float) -> None:
+        """The transport is up: the ASP has ``activation_timeout`` seconds to become active."""
+        self._start_activation_timer(now)
+
     def next_deadline(self) -> float | None:
-        return self._recovery_deadline
+        deadlines = [d for d in (self._recovery_deadline, self._activation_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> list[Event]:
-        """T(r) expired with the ASP still inactive: the AS goes from AS-PENDING to AS-INACTIVE."""
+        """T(r) expired with the ASP still inactive: the AS goes from AS-PENDING to AS-INACTIVE
+        and what was queued for it is discarded. The activation timer expired: close."""
+        events: list[Event] = []
         if self._recovery_deadline is not None and now >= self._recovery_deadline:
             self._recovery_deadline = None
+            events += self._discard("T(r) expired with the ASP inactive")
             if self.state is AspState.INACTIVE:
                 self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_INACTIVE))
-        return []
+        if self._activation_deadline is not None and now >= self._activation_deadline and not self.closed:
+            self._activation_deadline = None
+            self.closed = True
+            events.append(CloseConnection(f"not ASP-ACTIVE within {self.settings.activation_timeout:g} s"))
+        return events
+
+    def connection_lost(self) -> list[Event]:
+        discarded = self._discard("connection lost")
+        self._activation_deadline = None
+        return discarded + super().connection_lost()
+
+    def _start_activation_timer(self, now: float) -> None:
+        timeout = self.settings.activation_timeout
+        self._activation_deadline = None if timeout is None else now + timeout
+
+    def _hold(self, message: Message) -> bool:
+        if self._recovery_deadline is None or len(self._pending) >= self.settings.max_pending:
+            return False
+        self._pending.append(message)
+        return True
+
+    def _discard(self, reason: str) -> list[Event]:
+        count = len(self._pending)
+        self._pending.clear()
+        return [DataDiscarded(count, reason)] if count else []
 
     # --- ASPSM ------------------------------------------------------------------------------
 
@@ -308,9 +378,12 @@ class AspServer(_Endpoint):
     def _on_aspdn(self, message: Message, now: float) -> list[Event]:
         self._send(Message(Kind.ASPDN_ACK))
         self._recovery_deadline = None
+        discarded = self._discard("ASPDN")
+        if self.state is AspState.ACTIVE:
+            self._start_activation_timer(now)
         was_down = self.state is AspState.DOWN
         self.state = AspState.DOWN
-        return [] if was_down else [AspDown()]
+        return discarded + ([] if was_down else [AspDown()])
 
     # --- ASPTM ------------------------------------------------------------------------------
 
@@ -327,7 +400,10 @@ class AspServer(_Endpoint):
         self.state = AspState.ACTIVE
         self.traffic_mode = mode
         self._recovery_deadline = None
+        self._activation_deadline = None
         self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_ACTIVE, rcs))
+        self._out.extend(m.to_bytes() for m in self._pending)  # queued while AS-PENDING: now sent
+        self._pending.clear()
         return [AspActive(mode, rcs)]
 
     def _on_aspia(self, message: Message, now: float) -> list[Event]:
@@ -348,6 +424,7 @@ class AspServer(_Endpoint):
         self.state = AspState.INACTIVE
         self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_PENDING, rcs))
         self._recovery_deadline = now + self.settings.recovery_timer
+        self._start_activation_timer(now)
 
     def _check_routing_contexts(self, rcs: tuple[int, ...]) -> tuple[int, ...]:
         allowed = self.settings.routing_contexts

@@ -18,6 +18,19 @@ Each association asks for 16 streams each way (SCTP_INITMSG); the peer may grant
 
 Where the kernel has no SCTP, ``SctpUnavailable`` says so in one line at start-up; nothing
 here falls back to TCP.
+
+Backpressure, for every transport (TCP or SCTP) of Diameter and M3UA: a protocol built on
+``ReadPausing`` stops reading a connection whose write buffer is above ``WRITE_HIGH`` and
+reads again once it is down to ``WRITE_LOW``, so a peer that never reads its answers
+cannot make the agent buffer without limit; it only stalls itself. ``SctpTransport``
+calls ``pause_writing``/``resume_writing`` as asyncio's own transports do.
+
+Hostile numbers of connections: ``capped`` wraps a listener's protocol factory so that past
+its cap a new connection is closed at once (``Refused``), counted and logged (throttled);
+``throttle_accept_errors`` makes asyncio's "socket.accept() out of system resource" (one
+report per attempt, a hundred a second, when descriptors run out) one counted line every
+few seconds. asyncio tries the accept again every second, so peers waiting in the listen
+queue get in as soon as descriptors are free; ``SctpServer`` does the same.
 """
 
 from __future__ import annotations
@@ -29,9 +42,12 @@ import errno
 import logging
 import socket
 import struct
+import time
+import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sigtran.m3ua import HEADER_LENGTH, MessageClass, Tag
 
@@ -56,6 +72,12 @@ _ANCILLARY_SIZE = socket.CMSG_SPACE(_RCVINFO.size)
 _M3UA_LENGTH = struct.Struct(">I")
 _TLV = struct.Struct(">HH")
 _SLS_OFFSET = 11  # in Protocol Data: OPC (4), DPC (4), SI, NI, MP, SLS
+WRITE_HIGH = 64 * 1024  # octets waiting to be written above which a connection is not read
+WRITE_LOW = 16 * 1024  # ... and at or below which it is read again
+ACCEPT_RETRY = 1.0  # seconds before a listener that ran out of descriptors accepts again
+LOG_INTERVAL = 5.0  # seconds between two lines about refused connections or failed accepts
+ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's report
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 Split = Callable[[bytes, int], list[tuple[bytes, int]]]
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -172,9 +194,133 @@ def m3ua_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
 M3UA = Payload(PPID_M3UA, m3ua_split)
 
 
+# --- flow control -----------------------------------------------------------------------------
+
+class Throttled:
+    """A warning at most every ``interval`` seconds, saying how many were held back."""
+
+    def __init__(self, log: logging.Logger, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self._next = float("-inf")
+        self._held = 0
+
+    def __call__(self, text: str, *args: object) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._held += 1
+            return
+        held, self._held, self._next = self._held, 0, now + self.interval
+        self.log.warning(text + (f" (and {held} more like it since)" if held else ""), *args)
+
+
+class ReadPausing(asyncio.Protocol):
+    """Backpressure: not read while the transport's write buffer is above the high-water
+    mark (asyncio calls ``pause_writing``), read again below the low one (``resume_writing``).
+    Subclasses set ``transport`` and ``counters``; ``paused_log`` reports pauses, throttled."""
+
+    transport: asyncio.Transport | None
+    counters: Counter[str]
+    paused_counter = "connections_paused"
+    paused_log = Throttled(log)
+
+    def limit_writes(self, transport: asyncio.Transport) -> None:
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+
+    def pause_writing(self) -> None:
+        if self.transport is None:
+            return
+        self.transport.pause_reading()
+        self.counters[self.paused_counter] += 1
+        self.paused_log("%s: not reading %s, %d octets of answers wait for it to read (%s: %d so far)",
+                        type(self).__name__, self.transport.get_extra_info("peername"),
+                        self.transport.get_write_buffer_size(), self.paused_counter,
+                        self.counters[self.paused_counter])
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+# --- too many connections ---------------------------------------------------------------------
+
+class Refused(asyncio.Protocol):
+    """A connection past its listener's cap: closed at once (an RST), nothing read or sent."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+        else:
+            transport.close()
+
+
+class Closable(Protocol):
+    @property
+    def closed(self) -> asyncio.Future[None]: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+def capped(factory: Callable[[], C], limit: int | None, what: str, counters: Counter[str], counter: str,
+           throttled: Throttled) -> Callable[[], C | Refused]:
+    """``factory`` for a listener that keeps at most ``limit`` connections open (None: no cap);
+    past it, each new one is ``Refused``, counted in ``counters[counter]`` and logged (throttled)."""
+    open_ones: set[C] = set()
+
+    def make() -> C | Refused:
+        if limit is not None and len(open_ones) >= limit:
+            counters[counter] += 1
+            throttled("%s: %d connections open, the most allowed: new ones are closed at once (%s: %d so far)",
+                      what, limit, counter, counters[counter])
+            return Refused()
+        protocol = factory()
+        open_ones.add(protocol)
+        protocol.closed.add_done_callback(lambda _: open_ones.discard(protocol))
+        return protocol
+    return make
+
+
+ACCEPT_ERRORS: Counter[str] = Counter()  # "accept_out_of_resources": failed accepts of this process
+_THROTTLED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def throttle_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports every failed accept when descriptors run out (and retries each listener
+    every second, up to a hundred attempts each time): count them all, log one line every
+    ``LOG_INTERVAL`` seconds; every other report goes where it went before."""
+    if loop in _THROTTLED_LOOPS:
+        return
+    _THROTTLED_LOOPS.add(loop)
+    previous = loop.get_exception_handler()
+    throttled = Throttled(log, LOG_INTERVAL)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != ACCEPT_OUT_OF_RESOURCES:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        accept_failed(context.get("exception"), context.get("socket"), throttled)
+
+    loop.set_exception_handler(handler)
+
+
+def accept_failed(error: object, sock: Any, throttled: Throttled) -> None:
+    """One failed accept: counted; a line when ``throttled`` allows."""
+    ACCEPT_ERRORS["accept_out_of_resources"] += 1
+    where = _address(sock.getsockname) if hasattr(sock, "getsockname") else None
+    throttled("cannot accept a connection on %s: %s; new connections wait in the listen queue until descriptors "
+              "are free (accept_out_of_resources: %d so far)", where, error,
+              ACCEPT_ERRORS["accept_out_of_resources"])
+
+
 # --- the transport ----------------------------------------------------------------------------
 
-class MessageProtocol(asyncio.Protocol):
+class MessageProtocol(ReadPausing):
     """A protocol that wants each SCTP message with the stream and PPID it came on."""
 
     def message_received(self, data: bytes, received: Received) -> None:
@@ -201,6 +347,8 @@ class SctpTransport(asyncio.Transport):
         self._reading = False
         self._writing = False
         self._continued = False  # the last read ended inside a message
+        self._high, self._low = WRITE_HIGH, WRITE_LOW
+        self._protocol_paused = False
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
 
@@ -214,6 +362,9 @@ class SctpTransport(asyncio.Transport):
             self._queued += len(message)
         if not self._writing:
             self._send_queued()
+        if self._queued > self._high and not self._protocol_paused:
+            self._protocol_paused = True
+            self._protocol.pause_writing()
 
     def close(self) -> None:
         if self._closing:
@@ -246,6 +397,13 @@ class SctpTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return self._queued
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high = WRITE_HIGH if high is None else high
+        self._low = min(self._high, self._high // 4 if low is None else low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
 
     def can_write_eof(self) -> bool:
         return False
@@ -284,9 +442,15 @@ class SctpTransport(asyncio.Transport):
                 return
             self._queue.popleft()
             self._queued -= len(message)
+            self._maybe_resume()
         self._want_writable(False)
         if self._closing:
             self._finish(None)
+
+    def _maybe_resume(self) -> None:
+        if self._protocol_paused and self._queued <= self._low:
+            self._protocol_paused = False
+            self._protocol.resume_writing()
 
     def _want_writable(self, wanted: bool) -> None:
         if wanted and not self._writing:
@@ -375,7 +539,12 @@ class SctpServer(asyncio.AbstractServer):
         self._payload = payload
         self.sockets: tuple[socket.socket, ...] = (sock,)
         self._closed = loop.create_future()
+        self._throttled = Throttled(log, LOG_INTERVAL)
         loop.add_reader(sock.fileno(), self._accept)
+
+    def _resume_accepting(self) -> None:
+        if self._sock is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         if self._sock is None:
@@ -385,7 +554,12 @@ class SctpServer(asyncio.AbstractServer):
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:
-            log.warning("SCTP accept on %s failed: %s", self.sockets[0].getsockname()[:2], exc)
+            if exc.errno in _OUT_OF_RESOURCES:  # the socket stays readable: wait, as asyncio does
+                accept_failed(exc, self._sock, self._throttled)
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(ACCEPT_RETRY, self._resume_accepting)
+            else:
+                self._throttled("SCTP accept on %s failed: %s", self.sockets[0].getsockname()[:2], exc)
             return
         try:
             configure(conn)

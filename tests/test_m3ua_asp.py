@@ -21,6 +21,7 @@ from sigtran.asp import (
     BadMessage,
     ClientSettings,
     CloseConnection,
+    DataDiscarded,
     DataReceived,
     ErrorReceived,
     Event,
@@ -209,9 +210,51 @@ def test_daud() -> None:
     assert [type(e) for e in events] == [BadMessage]
 
 
-def test_send_data_needs_an_active_asp() -> None:
-    with pytest.raises(RuntimeError):
-        inactive_server().send_data(ProtocolData(1, 2, 3, 0, 0, 0, b""))
+def test_data_for_an_asp_that_is_not_active_is_dropped_not_raised() -> None:
+    answer = ProtocolData(1, 2, 3, 0, 0, 0, b"x")
+    s = inactive_server()  # AS-INACTIVE: nothing to queue for
+    assert s.send_data(answer) is False and replies(s) == []
+    c = client()
+    assert c.send_data(answer) is False and replies(c) == []
+    feed(s, build_aspac())
+    assert s.send_data(answer) is True and kinds(replies(s)) == [Kind.DATA]
+
+
+def test_data_and_aspia_in_one_read_the_answer_waits_for_the_asp_to_be_active_again() -> None:
+    """RFC 4666 4.3.2: while AS-PENDING the SGP queues; ASPAC within T(r) gets the answer."""
+    s = active_server()
+    events, out = feed(s, DATA, Message(Kind.ASPIA), now=5.0)
+    assert [type(e) for e in events] == [DataReceived, AspInactive]
+    assert kinds(out) == [Kind.ASPIA_ACK, Kind.NTFY]
+    received = events[0]
+    assert isinstance(received, DataReceived)
+    assert s.send_data(received.data.reply(b"answer"), received.routing_context) is True
+    assert replies(s) == []  # not to an inactive ASP
+    events, out = feed(s, build_aspac(TrafficMode.LOADSHARE, (RC,)), now=6.0)
+    assert events == [AspActive(TrafficMode.LOADSHARE, (RC,))]
+    assert kinds(out) == [Kind.ASPAC_ACK, Kind.NTFY, Kind.DATA]
+    assert out[2].protocol_data == ProtocolData(0x0203, 0x0102, 3, 2, 0, 5, b"answer")
+    assert s.handle_timer(100.0) == [] and replies(s) == []
+
+
+@pytest.mark.parametrize("ending", ["timer", "aspdn", "connection_lost"])
+def test_answers_queued_while_as_pending_are_discarded_when_it_ends(ending: str) -> None:
+    s = active_server(max_pending=2)
+    feed(s, Message(Kind.ASPIA), now=5.0)
+    answer = ProtocolData(1, 2, 3, 0, 0, 0, b"x")
+    assert [s.send_data(answer) for _ in range(3)] == [True, True, False]  # the third is beyond max_pending
+    if ending == "timer":
+        assert s.handle_timer(5.0 + 2.0) == [DataDiscarded(2, "T(r) expired with the ASP inactive")]
+        assert [m.status for m in replies(s)] == [(StatusType.AS_STATE_CHANGE, AsState.AS_INACTIVE)]
+    elif ending == "aspdn":
+        events, out = feed(s, Message(Kind.ASPDN))
+        assert events == [DataDiscarded(2, "ASPDN"), AspDown()] and kinds(out) == [Kind.ASPDN_ACK]
+    else:
+        assert s.connection_lost() == [DataDiscarded(2, "connection lost"), AspDown()]
+        return
+    feed(s, Message(Kind.ASPUP))
+    events, out = feed(s, build_aspac())
+    assert kinds(out) == [Kind.ASPAC_ACK, Kind.NTFY]  # nothing left over
 
 
 def test_connection_lost() -> None:
@@ -487,3 +530,39 @@ def test_mutated_messages_never_break_the_client(name: str, choices: st.DataObje
     data = mutate(sample_bytes(name), choices)
     check_machine(c, data)
     serving_after(c, data)
+
+
+# --- the activation timer: associations that never become active are closed ---------------------
+
+
+def test_an_asp_not_active_within_the_activation_timeout_is_closed() -> None:
+    s = server(activation_timeout=30.0)
+    s.connection_made(100.0)
+    assert s.next_deadline() == 130.0
+    feed(s, Message(Kind.ASPUP), now=110.0)  # up, but not active: the clock runs on
+    assert s.handle_timer(129.9) == [] and not s.closed
+    assert s.handle_timer(130.0) == [CloseConnection("not ASP-ACTIVE within 30 s")]
+    assert s.closed and s.receive_data(BEAT.to_bytes(), 131.0) == []
+
+
+def test_the_activation_timer_stops_while_active_and_runs_again_when_the_asp_leaves() -> None:
+    s = server(activation_timeout=30.0)
+    s.connection_made(0.0)
+    feed(s, Message(Kind.ASPUP), build_aspac(), now=1.0)
+    assert s.state is AspState.ACTIVE and s.next_deadline() is None
+    assert s.handle_timer(1000.0) == []  # an active ASP may stay quiet
+    feed(s, Message(Kind.ASPIA), now=1000.0)
+    assert s.next_deadline() == 1002.0  # T(r) first
+    s.handle_timer(1002.0)
+    assert s.next_deadline() == 1030.0
+    feed(s, build_aspac(), now=1010.0)
+    assert s.next_deadline() is None
+    feed(s, Message(Kind.ASPDN), now=2000.0)
+    assert s.next_deadline() == 2030.0
+    assert s.handle_timer(2030.0) == [CloseConnection("not ASP-ACTIVE within 30 s")]
+
+
+def test_no_activation_timer_unless_configured() -> None:
+    s = server()
+    s.connection_made(0.0)
+    assert s.next_deadline() is None and s.handle_timer(1e9) == []

@@ -17,11 +17,12 @@ from agent.map_server import M3uaConnection, SccpRouter
 from diameter.constants import APP_COMMON, Command
 from diameter.message import make_message
 from diameter.transport import diameter_split
+from sigtran import sctp
 from sigtran.asp import AspServer
 from sigtran.m3ua import ErrorCode, Kind, Message, Tag, build_data, decode_message, u32
 from sigtran.sctp import Received, cut, m3ua_sls, m3ua_split, m3ua_stream, m3ua_transfer
 from simulator.agent_process import run_eir
-from tests.tools import without_sctp
+from tests.tools import kernel_has_sctp, without_sctp
 
 
 def data(sls: int, routing_context: int | None = 7) -> bytes:
@@ -89,6 +90,9 @@ class Wire(asyncio.Transport):
     def write(self, data: Any) -> None:
         self.written.append(bytes(data))
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
     def is_closing(self) -> bool:
         return False
 
@@ -118,6 +122,66 @@ def test_data_on_stream_0_is_answered_err_invalid_stream_identifier_and_not_rout
     assert err.kind is Kind.ERR and err.get(Tag.ERROR_CODE) == u32(ErrorCode.INVALID_STREAM_IDENTIFIER)
     assert err.get(Tag.DIAGNOSTIC_INFORMATION) == data(5)
     assert counters["bad_input.m3ua.0x09"] == 1
+
+
+# --- backpressure over kernel SCTP -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not kernel_has_sctp(), reason="this kernel has no SCTP")
+def test_the_sctp_transport_pauses_its_protocol_above_the_high_water_mark_and_resumes_it() -> None:
+    """A peer that never reads: SctpTransport tells its protocol to stop (pause_writing), as
+    asyncio's TCP transports do, and lets it go on once the peer read (resume_writing)."""
+    calls: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[Writer] = loop.create_future()
+
+        class Writer(sctp.ReadPausing):
+            def __init__(self) -> None:
+                self.transport = None
+                self.counters = Counter()
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.transport = transport
+                self.limit_writes(transport)
+                made.set_result(self)
+
+            def pause_writing(self) -> None:
+                calls.append("pause")
+                super().pause_writing()
+
+            def resume_writing(self) -> None:
+                calls.append("resume")
+                super().resume_writing()
+
+        server = await sctp.start_server(Writer, "127.0.0.1", 0, sctp.M3UA)
+        client = sctp.sctp_socket()
+        client.setblocking(False)
+        try:
+            await loop.sock_connect(client, server.sockets[0].getsockname()[:2])
+            writer = await asyncio.wait_for(made, 5)
+            assert writer.transport is not None
+            beat = Message(Kind.BEAT).add(Tag.HEARTBEAT_DATA, bytes(4000)).to_bytes()
+            for _ in range(20_000):
+                if calls:
+                    break
+                writer.transport.write(beat)
+                await asyncio.sleep(0)
+            assert calls == ["pause"] and not writer.transport.is_reading()
+            deadline = loop.time() + 10
+            while "resume" not in calls and loop.time() < deadline:
+                try:
+                    client.recv(1 << 16)
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            assert calls == ["pause", "resume"] and writer.transport.is_reading()
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())
 
 
 # --- no SCTP in the kernel: one line at start-up, never TCP instead ----------------------------------

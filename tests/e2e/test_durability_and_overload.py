@@ -30,6 +30,7 @@ from sigtran.map import ErrorCode
 from simulator.agent_process import AgentProcess
 from simulator.demo import IMSI, WHITE, imei15
 from simulator.demo import build_demo_registry as build_registry
+from simulator.mme import build_ecr
 from simulator.msc import send_checkimei
 from tests.e2e.test_map_agent import EIR_PC, MSC_PC, Asp, begin, udt
 from tests.e2e.test_s13_agent import MME, ecr
@@ -74,7 +75,7 @@ def test_a_first_sight_the_registry_will_not_take_is_5012_and_other_answers_go_o
             with locked(database):
                 waiting = asyncio.ensure_future(first.request(ecr(fresh(1), IMSI), timeout=10))
                 await asyncio.sleep(0.05)  # read by the agent, its first sight queued
-                white = await other.request(ecr(WHITE, IMSI), timeout=10)
+                white = await other.request(build_ecr(OTHER_MME, WHITE, IMSI), timeout=10)
                 still_waiting = not waiting.done()
                 outcome = await send_checkimei(*process.m3ua_address, imei15(fresh(2)), version=2, imsi=IMSI)
                 refused = await waiting
