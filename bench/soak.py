@@ -12,6 +12,7 @@ over 10 ms, or RSS over --max-rss-mib.
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import sys
 import tempfile
@@ -43,6 +44,9 @@ def parse_arguments() -> tuple[Options, Path | None]:
 
 def main() -> None:
     options, keep = parse_arguments()
+    # Answers that come after the load gave up on them are logged by the client's Diameter
+    # stack, one line each: a lock window would bury the summary.
+    logging.getLogger("diameter.transport").setLevel(logging.ERROR)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
     with tempfile.TemporaryDirectory(prefix="eir-soak-") as scratch:
         folder = keep or Path(scratch)

@@ -108,6 +108,7 @@ class Report:
     rule_mismatches: list[str] = field(default_factory=list)
     rules_checked: int = 0
     answer_log_lines: int = 0
+    connects: dict[str, int] = field(default_factory=dict)  # connections the load made, by interface
     exit_code: int | None = None
 
 
@@ -239,9 +240,12 @@ async def drive(node: Node, options: Options, schedule: Schedule, report: Report
     population = Population(options.population, options.new_share)
     director = Director(node, schedule, report)
     end = schedule.at(1.0)
-    await asyncio.gather(S13Load(target, population, report.tally).run(options.s13_rate, end),
-                         MapLoad(target, population, report.tally).run(options.map_rate, end),
-                         director.run(), director.sample_rss(end))
+    s13, map_load = S13Load(target, population, report.tally), MapLoad(target, population, report.tally)
+    try:
+        await asyncio.gather(s13.run(options.s13_rate, end), map_load.run(options.map_rate, end),
+                             director.run(), director.sample_rss(end))
+    finally:
+        report.connects = {"S13": s13.connects, "MAP": map_load.connects}
 
 
 def soak(options: Options, folder: Path, out: Any = print) -> Report:
@@ -280,7 +284,7 @@ def check_rules(report: Report, answer_log: Path) -> None:
             line = json.loads(text)
         except json.JSONDecodeError:
             continue
-        expected = sessions.get(str(line.get("session")))
+        expected = sessions.get((str(line.get("peer")), str(line.get("session"))))
         if expected is None or line.get("result") not in ANSWERED:  # a refusal is judged on the wire
             continue
         report.rules_checked += 1
@@ -375,6 +379,7 @@ def summary(report: Report, options: Options) -> list[str]:
         ("p99 by phase", phase_p99(report)),
         ("p50 / max overall", f"{_ms(percentile_ms(every, 50))} / {_ms(percentile_ms(every, 100))}"),
         ("restarts", f"{report.restarts}"),
+        ("connections the load made (S13, MAP)", f"{report.connects.get('S13', 0)}, {report.connects.get('MAP', 0)}"),
         ("fault windows", "; ".join(f"{what} {end - start:.1f} s" for what, start, end in report.faults)),
         ("fuzz frames sent (Diameter, M3UA)", f"{hostile.get('diameter_fuzz_frames', 0):,}, "
                                               f"{hostile.get('m3ua_fuzz_frames', 0):,}"),

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +56,9 @@ class Tally:
     new_pair: list[bool] = field(default_factory=list)  # the answer had to wait for a first sight's commit
     wrong_examples: list[str] = field(default_factory=list)
     first_sights: FirstSights = field(default_factory=FirstSights)
-    sessions: dict[str, str] = field(default_factory=dict)  # Session-Id / otid -> the expected rule
+    # (peer, session) as the answer log names them -> the expected rule: (Origin-Host,
+    # Session-Id) on S13, (calling GT, otid in hex) on MAP
+    sessions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def is_new(self, case: Case) -> bool:
         """Whether an answer to ``case`` now would rest on a first sight not yet answered on."""
@@ -136,13 +138,13 @@ class S13Load:
 
     async def _ask(self, connection: PeerConnection, case: Case, number: int) -> None:
         session = f"soak;{number}"
-        self.tally.sessions[f"{MME.origin_host};{session}"] = case.expected.rule
+        self.tally.sessions[(MME.origin_host, f"{MME.origin_host};{session}")] = case.expected.rule
         request = build_ecr(MME, case.key, case.imsi, session=session)
         new = self.tally.is_new(case)
         sent = time.monotonic()
         try:
             answer = await connection.request(request, timeout=TIMEOUT)
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, RuntimeError):  # RuntimeError: closed since we looked
             self.tally.record("S13", case, sent, UNANSWERED, "no answer", new)
             return
         code = result_code_of(answer)
@@ -162,12 +164,13 @@ class MapAssociation(_Link):
     """An ASP association that carries many CheckIMEI dialogues at once: answers go to the
     dialogue whose otid they name."""
 
-    def __init__(self, asp: AspClient, identity: MscIdentity) -> None:
+    def __init__(self, asp: AspClient, identity: MscIdentity, otids: Iterator[int]) -> None:
         super().__init__(asp)
         self.identity = identity
+        self.otids = otids  # shared by the load's associations: an otid is never used twice in a run
         self.waiting: dict[bytes, tuple[asyncio.Future[tuple[str, int | None]], int]] = {}
         self.active = False
-        self.sessions: dict[str, str] = {}  # otid (hex) -> the expected rule; the load sets its tally's
+        self.sessions: dict[tuple[str, str], str] = {}  # the load sets its tally's (see Tally.sessions)
 
     def _flush(self, events: list[Event]) -> None:
         out = self.asp.data_to_send()
@@ -204,8 +207,8 @@ class MapAssociation(_Link):
             future.set_result(describe(message, peer="", imei="", imei_sent="", version=version).result_key())
 
     async def ask(self, case: Case, version: int) -> tuple[str, int | None]:
-        otid = os.urandom(4)
-        self.sessions[otid.hex()] = case.expected.rule
+        otid = (next(self.otids) & 0xFFFFFFFF).to_bytes(4, "big")
+        self.sessions[(self.identity.calling_gt, otid.hex())] = case.expected.rule
         future: asyncio.Future[tuple[str, int | None]] = self.loop.create_future()
         self.waiting[otid] = (future, version)
         begin = check_imei_begin(otid, map_imei(case.imei15), version, case.imsi)
@@ -228,6 +231,7 @@ class MapLoad:
     def __init__(self, target: Target, population: Population, tally: Tally) -> None:
         self.target, self.population, self.tally = target, population, tally
         self.identity = MscIdentity()
+        self.otids = itertools.count(1)
         self.association: MapAssociation | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.connects = 0
@@ -258,7 +262,7 @@ class MapLoad:
         loop = asyncio.get_running_loop()
         try:
             _, link = await asyncio.wait_for(loop.create_connection(
-                lambda: MapAssociation(AspClient(self.identity.settings()), self.identity),
+                lambda: MapAssociation(AspClient(self.identity.settings()), self.identity, self.otids),
                 self.target.host, self.target.m3ua_port), 2)
         except (OSError, TimeoutError):
             await asyncio.sleep(0.1)

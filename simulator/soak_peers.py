@@ -30,6 +30,7 @@ from simulator.soak_population import FUZZ_TAC, LOCAL_PREFIX, TACS
 
 FUZZER = LocalNode("fuzz.soak.localdomain", "localdomain", product_name="eir-soak-fuzzer")
 SILENT = LocalNode("mute.soak.localdomain", "localdomain", product_name="eir-soak-mute")
+FUZZ_GT = "992900000666"  # the fuzzing MSC's calling address: not the measuring MSC's
 ASPUP = bytes.fromhex("0100030100000008")
 ASPAC = bytes.fromhex("0100040100000008")
 BATCHES_PER_S = 20
@@ -186,7 +187,7 @@ async def run(plan: dict[str, Any]) -> Counter[str]:
     host, s13, m3ua = plan["host"], plan["s13_port"], plan["m3ua_port"]
     counts: Counter[str] = Counter()
     ecr = build_ecr(FUZZER, FUZZ_TAC + "000001", LOCAL_PREFIX + "9999999999", session="fuzz;0").to_bytes()
-    data = encode_request(MscIdentity(), bytes(4), FUZZ_TAC + "0000010", 3)
+    data = encode_request(MscIdentity(calling_gt=FUZZ_GT), bytes(4), FUZZ_TAC + "0000010", 3)
     cer = build_cer(FUZZER).to_bytes()
     tasks = []
     for number, window in enumerate(plan["fuzz"]):
