@@ -344,6 +344,12 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} ms"
 
 
+def unanswered_outside(report: Report) -> int:
+    tally, windows = report.tally, report.faults
+    return sum(1 for sent, latency, lost in zip(tally.sent_at, tally.latency, tally.unanswered, strict=True)
+               if lost and not any(sent < end and sent + latency > start for _, start, end in windows))
+
+
 def phase_p99(report: Report) -> str:
     """p99 with nothing going on, in the hostile peers' windows, and in the faults'."""
     everything = report.phases + report.faults
@@ -366,7 +372,8 @@ def summary(report: Report, options: Options) -> list[str]:
         ("answers sent (received by the load)", f"{answered:,} of {tally.count():,} requests"),
         ("wrong answers", f"{tally.count(WRONG):,}"),
         ("refused (5012, 3004, systemFailure, abort)", f"{tally.count(REFUSED):,}"),
-        ("unanswered (timeout, connection lost)", f"{tally.count(UNANSWERED):,}"),
+        ("unanswered (timeout, connection lost)",
+         f"{tally.count(UNANSWERED):,}, {unanswered_outside(report):,} of them outside the fault windows"),
         ("rules checked in the answer log", f"{report.rules_checked:,}, {len(report.rule_mismatches)} mismatched"),
         ("first sights answered on", f"{len(tally.first_sights.answered):,}"),
         ("first sights lost after each SIGKILL", ", ".join(str(n) for n in report.lost_after_kill) or "-"),

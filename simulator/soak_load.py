@@ -54,6 +54,7 @@ class Tally:
     sent_at: list[float] = field(default_factory=list)  # monotonic
     latency: list[float] = field(default_factory=list)  # seconds
     new_pair: list[bool] = field(default_factory=list)  # the answer had to wait for a first sight's commit
+    unanswered: list[bool] = field(default_factory=list)
     wrong_examples: list[str] = field(default_factory=list)
     first_sights: FirstSights = field(default_factory=FirstSights)
     # (peer, session) as the answer log names them -> the expected rule: (Origin-Host,
@@ -68,6 +69,7 @@ class Tally:
         self.verdicts[(interface, case.kind, verdict)] += 1
         self.sent_at.append(sent)
         self.new_pair.append(new)
+        self.unanswered.append(verdict == UNANSWERED)
         self.latency.append(min(time.monotonic() - sent, TIMEOUT) if verdict != UNANSWERED else TIMEOUT)
         if verdict == WRONG and len(self.wrong_examples) < 10:
             self.wrong_examples.append(f"{interface} {case.kind} {case.key} IMSI {case.imsi}: expected "
