@@ -234,6 +234,8 @@ class Recorder(Observations):
             durable = self._rests_on(key, decision.imsi, decision)
         elif sightings is not None:
             durable = self._sight(key, query.imsi or "", query, sightings, decision)
+        elif decision.rule in OBSERVED_RULES:  # known today, not read: its first sight may still be unwritten
+            durable = self._unwritten(key, query.imsi or "")
         if decision.notices:
             durable = self._notice(key, query.imsi or decision.imsi or "", query, decision) or durable
         if decision.rule == "auto-entered" and key not in self._auto:

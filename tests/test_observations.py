@@ -238,3 +238,20 @@ def test_a_commit_against_a_locked_registry_runs_off_the_loop_and_answers_false_
     assert ticks >= 10  # the loop turned at least ten times while the write waited in its thread
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT imei, imsi FROM sighting").fetchall() == [(KEY, LOCAL)]
+
+
+def test_a_pair_known_today_whose_decision_reads_no_sightings_still_waits_for_its_unwritten_first_sight(
+        registry: Registry) -> None:
+    """Seen in the soak run: an unlimited roamer's second query (known today, sightings not
+    read) left at once while the first sight its rule rests on was still queued; a SIGKILL
+    then lost it."""
+    recorder, service = recording(registry)
+    roamer = "250011234567890"
+    first, durable = service.record(query(T0, imsi=roamer))
+    assert first.rule == "roamer" and durable
+    assert recorder.settle(recorder.take(), sqlite3.OperationalError("database is locked")) is False
+    again, durable = service.record(query(T0 + timedelta(seconds=1), imsi=roamer))
+    assert again.rule == "roamer" and durable  # queued again, not on disk: this answer waits too
+    assert recorder.commit()
+    assert not service.record(query(T0 + timedelta(seconds=2), imsi=roamer))[1]
+    recorder.close()
