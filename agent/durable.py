@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -32,6 +33,7 @@ A = TypeVar("A")
 T = TypeVar("T")
 COMMIT_TIMEOUT = 1.0  # seconds an answer waits for its rows to be on disk before 5012 / systemFailure
 RETRY_SECONDS = 0.05  # between attempts while the database refuses writes
+SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL while the writer waits for it
 
 
 class GroupCommit:
@@ -42,6 +44,11 @@ class GroupCommit:
         self.timeout = timeout
         self.loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="eir-commit") if recorder.threaded else None
+        if self._executor is not None:
+            # The writer thread needs the GIL back between its statements and after each
+            # fsync; at the default 5 ms switch interval a busy event loop kept it waiting
+            # that long each time, and every answer held for the commit with it.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._waiters: list[tuple[float, asyncio.Future[bool]]] = []
         self._flush_due = False
         self._task: asyncio.Task[None] | None = None

@@ -234,6 +234,7 @@ class M3uaConnection(MessageProtocol):
         self.admission = admission
         self.in_progress = 0  # DATA being answered: those of the read being handled, and those waiting
         self._answered = 0
+        self._write_due = False
         self.sctp = sctp
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -375,6 +376,12 @@ class M3uaConnection(MessageProtocol):
             log.error("the answer to a DATA from %s failed: %r", self.peer, done.exception())
             return
         self._send(event, done.result())
+        if not self._write_due:  # one write for the replies a commit resolved together
+            self._write_due = True
+            self.loop.call_soon(self._write_later)
+
+    def _write_later(self) -> None:
+        self._write_due = False
         self._write()
 
     def _send(self, event: DataReceived, reply: Reply | None) -> None:

@@ -95,6 +95,7 @@ class PeerConnection(sctp.ReadPausing):
         self.in_progress = 0
         self.load = load
         self._answered = 0  # answered in the read being handled, written at its end
+        self._flush_due = False  # answers given later wait for one write at the end of the loop's turn
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -270,7 +271,18 @@ class PeerConnection(sctp.ReadPausing):
         answer = task.result()
         if answer is not None:
             self.peer.send_answer(request, answer)
-            self._flush()
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """One write for the answers given later in one turn of the loop (a commit resolves
+        many at once), not one system call each."""
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_due = False
+        self._flush()
 
     def _resolve(self, hop_by_hop: int, answer: Message) -> None:
         future = self._waiting.pop(hop_by_hop, None)
