@@ -4,7 +4,7 @@ registry, S13 on TCP and MAP on M3UA/TCP, fed FRAMES fuzzed frames per layer ove
 pipelined in batches, a probe for a white IMEI after each batch. Prints per layer the
 crashes, hangs, aborted associations and wrong answers (the target is 0 of each), the
 agent's peak RSS, its log lines and bytes per 10,000 frames, and the frames a second; for
-any incident, the seed and the single frame at fault. Exit status 1 when a layer is not clean.
+any incident, the seed and the fewest frames found that show it again. Exit status 1 when a layer is not clean.
 
     python bench/bench_fuzz.py [--frames 1000000] [--layers diameter,m3ua,sccp,tcap] [--seed 1]
 """
@@ -38,16 +38,21 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def shown(frame: bytes) -> str:
+    more = f"... ({len(frame)} octets)" if len(frame) > SHOWN_OCTETS else ""
+    return frame[:SHOWN_OCTETS].hex() + more
+
+
 def culprits(target: Target, report: LayerReport) -> list[str]:
     """For each incident: the incident, and the frame at fault when replaying finds one."""
     lines = []
     for incident, suspects in zip(report.incidents, report.suspects, strict=True):
         lines.append(f"  {incident}")
         if suspects and target.alive():
-            frame = asyncio.run(find_culprit(target, report.layer, suspects))
-            shown = "none found alone" if frame is None else frame[:SHOWN_OCTETS].hex() + (
-                f"... ({len(frame)} octets)" if len(frame) > SHOWN_OCTETS else "")
-            lines.append(f"    frame at fault: {shown}")
+            frames = asyncio.run(find_culprit(target, report.layer, suspects))
+            lines.append(f"    frames at fault, written at once: {len(frames)}" if frames else
+                         f"    the {len(suspects)} frames before it, replayed at once, do not show it again")
+            lines.extend(f"      {shown(frame)}" for frame in frames[:10])
     return lines
 
 

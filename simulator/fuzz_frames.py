@@ -53,6 +53,7 @@ _HEADER = struct.Struct(">IIIII")
 _U32 = struct.Struct(">I")
 _M3UA_HEADER = struct.Struct(">BBBBI")
 _TLV = struct.Struct(">HH")
+_BARRIER = b"barrier:"  # heartbeat data of the driver's BEATs
 _DATA_HEADER = struct.Struct(">BBBBIHHIIBBBB")
 _DPR, _FLAG_R = int(Command.DISCONNECT_PEER), 0x80
 _KNOWN_AVP_CODES = sorted({d.code for d in BASE_S13.avps.values()})
@@ -116,8 +117,18 @@ class FrameSource:
         raise NotImplementedError
 
     def batch_end(self) -> bytes:
-        """Valid messages to send after a batch of frames, before its probe."""
+        """Valid messages that undo what the frames made so far did to the association."""
         return b""
+
+    def barrier(self, key: int) -> bytes:
+        """A message the agent answers in any state, or b"": what the driver sends after a
+        batch and waits for the answer of before it sends ``batch_end()`` and the probe, so
+        that the restoring messages are not read together with the frames they repair."""
+        return b""
+
+    def barrier_key(self, frame: bytes) -> int | None:
+        """The key of the barrier ``frame`` answers, or None."""
+        return None
 
     def probe(self) -> Probe:
         raise NotImplementedError
@@ -312,6 +323,14 @@ class _M3uaBased(FrameSource):
 
     def handshake_done(self, frame: bytes) -> bool:
         return frame[2:4] == b"\x04\x03"  # ASPAC-ACK
+
+    def barrier(self, key: int) -> bytes:
+        return Message(Kind.BEAT).add(Tag.HEARTBEAT_DATA, _BARRIER + _U32.pack(key)).to_bytes()
+
+    def barrier_key(self, frame: bytes) -> int | None:
+        if frame[2:4] != b"\x03\x06" or frame[12:20] != _BARRIER or len(frame) < 24:  # BEAT-ACK, our data
+            return None
+        return int(_U32.unpack_from(frame, 20)[0])
 
     def probe(self) -> Probe:
         key = self._next_probe_key()

@@ -11,8 +11,8 @@ is checked. Counted per layer:
 - wrong answers: a probe answered with anything but WHITELISTED / whiteListed;
 - the agent's peak RSS (VmHWM) and what it logged during the layer (lines and bytes).
 
-The first frames behind an abort or a hang are kept; ``find_culprit`` replays them one by
-one, each followed by a probe, to name the single frame at fault.
+The frames behind the first aborts and hangs are kept; ``find_culprit`` replays them and
+leaves out all it can while the fault still shows, to name the few frames at fault.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from simulator.fuzz_frames import FUZZ_NODE, LAYERS, FrameSource, source_for
 HEADER = {"diameter": 20, "m3ua": 8}
 MAX_ANSWER = 1 << 20  # an answer frame longer than this is taken as broken framing from the agent
 KEPT_INCIDENTS = 3
+SETTLE = 0.05  # seconds between replayed frames and the restoring messages after them
 
 
 def _length(framing: str, buffer: bytearray, offset: int) -> int:
@@ -51,6 +52,7 @@ class FuzzLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.after_barrier: dict[int, bytes] = {}  # what to write when the barrier's answer comes
         self.handshake: asyncio.Future[bytes] = self.loop.create_future()
         self.lost: asyncio.Future[str] = self.loop.create_future()
         self.received = 0
@@ -87,6 +89,12 @@ class FuzzLink(asyncio.Protocol):
         if self.framing == "diameter" and frame[4] & 0x80:
             self._agent_request(frame)
             return
+        if self.after_barrier:
+            barrier = self.source.barrier_key(frame)
+            if barrier is not None and self.transport is not None:
+                # what restores the state after every frame written so far, then the probe
+                self.transport.write(self.source.batch_end() + self.after_barrier.pop(barrier, b""))
+                return
         key = self.source.probe_key(frame)
         waiter = self.waiting.pop(key, None) if key is not None else None
         if waiter is not None and not waiter.done():
@@ -299,8 +307,13 @@ class LayerRun:
         assert self.link is not None
         batch = [self.source.frame() for _ in range(count)]
         probe = self.source.probe()
-        self.pending.append((self.link.expect(probe.key), batch))
-        self.link.write(b"".join(batch) + self.source.batch_end() + probe.wire)
+        barrier = self.source.barrier(probe.key)
+        self.pending.append((self.link.expect(probe.key), [*batch, probe.wire]))
+        if barrier:  # the probe, and what restores the state before it, once the agent has read the batch
+            self.link.after_barrier[probe.key] = probe.wire
+            self.link.write(b"".join(batch) + barrier)
+        else:
+            self.link.write(b"".join(batch) + self.source.batch_end() + probe.wire)
         self.report.frames += count
         self.report.probes += 1
 
@@ -318,7 +331,7 @@ class LayerRun:
                 self.report.aborts += 1
             else:
                 self.report.hangs += 1
-            first = self.report.frames - len(suspects)
+            first = self.report.frames - self.settings.batch * (1 + len(self.pending))
             self.report.note(f"{outcome}: {said} (suspects: frames {first + 1:,} to {self.report.frames:,} "
                              "of the run)", suspects)
             self._drop_link()
@@ -356,21 +369,42 @@ async def fuzz(target: Target, layers: list[str], frames: int, seed: int,
     return reports
 
 
-async def find_culprit(target: Target, layer: str, frames: list[bytes], timeout: float = 5.0) -> bytes | None:
-    """The first of ``frames`` that, sent alone and followed by a probe, loses the
-    connection or its probe's answer; None if none does."""
+async def reproduces(target: Target, layer: str, frames: list[bytes], timeout: float = 5.0) -> bool:
+    """Whether ``frames``, written at once on a fresh connection and followed a moment later
+    by what restores the association's state and a probe, lose the connection or the
+    probe's answer."""
     source = source_for(layer, 1)
     port = target.ports["diameter" if layer == "diameter" else "m3ua"]
+    restore = b"" if layer == "diameter" else source.handshake()  # ASPUP and ASPAC
     link = await open_link(target.host, port, source, timeout)
     try:
-        for frame in frames:
-            link.write(frame)
-            outcome, _ = await ask(link, timeout)
-            if outcome in ("lost", "hang"):
-                return frame
+        link.write(b"".join(frames))
+        await asyncio.sleep(SETTLE)  # the frames are read apart from what follows them
+        link.write(restore)
+        outcome, _ = await ask(link, timeout)
     finally:
         link.close()
-    return None
+    return outcome in ("lost", "hang")
+
+
+async def find_culprit(target: Target, layer: str, frames: list[bytes], timeout: float = 5.0) -> list[bytes]:
+    """The fewest of ``frames`` found that, written together, still lose the connection or
+    the probe's answer (frames are left out while that holds: halves, quarters, ... single
+    ones); [] when all of them together do not."""
+    if not await reproduces(target, layer, frames, timeout):
+        return []
+    kept, chunk = list(frames), max(1, len(frames) // 2)
+    while True:
+        at = 0
+        while at < len(kept) and len(kept) > 1:
+            candidate = kept[:at] + kept[at + chunk:]
+            if await reproduces(target, layer, candidate, timeout):
+                kept = candidate
+            else:
+                at += chunk
+        if chunk == 1:
+            return kept
+        chunk = max(1, chunk // 2)
 
 
 def target_of(agent: AgentProcess) -> Target:
