@@ -56,6 +56,7 @@ _TLV = struct.Struct(">HH")
 _BARRIER = b"barrier:"  # heartbeat data of the driver's BEATs
 _DATA_HEADER = struct.Struct(">BBBBIHHIIBBBB")
 _DPR, _FLAG_R = int(Command.DISCONNECT_PEER), 0x80
+_COMMANDS = [257, 280, 282, 324, 316, 318, 272]  # CER, DWR, DPR, ECR, ULR, AIR, CCR
 _KNOWN_AVP_CODES = sorted({d.code for d in BASE_S13.avps.values()})
 _GROUPED_CODES = sorted({key & 0xFFFFFFFF for key in BASE_S13.grouped})
 _M3UA_TAGS = [int(t) for t in Tag] + [0x0001, 0x0002, 0x0003, 0x0005, 0x0008, 0x000A, 0x0010, 0x0014, 0x0016]
@@ -200,7 +201,8 @@ class DiameterFrames(FrameSource):
         if field == 0:
             header[4] = self.rng.getrandbits(8)  # flags R P E T and reserved bits
         elif field == 1:
-            header[5:8] = self.rng.getrandbits(24).to_bytes(3, "big")  # command code
+            code = self.rng.choice([*_COMMANDS, self.rng.getrandbits(24)])  # command code
+            header[5:8] = code.to_bytes(3, "big")
         elif field == 2:
             _U32.pack_into(header, 8, self.rng.choice([APP_COMMON, APP_S13, 0xFFFFFFFF, self.rng.getrandbits(32)]))
         else:
