@@ -78,6 +78,7 @@ from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
 from sigtran.sctp import (
     M3UA,
     MessageProtocol,
+    PerSecond,
     Received,
     Refused,
     Throttled,
@@ -210,6 +211,7 @@ def _dupu(data: ProtocolData, routing_context: int | None) -> Message:
 
 
 Allowed = Callable[[str | None], tuple[M3uaPeer, ...]]  # the allow-list entries for an address
+_events = PerSecond(log)  # connections, ASP states, NTFY and ERR of every association
 _refused_log = Throttled(log)  # connections from addresses not allowed
 _cap_log = Throttled(log)  # connections past a listener's cap
 
@@ -256,7 +258,7 @@ class M3uaConnection(MessageProtocol):
                 return
         if self.sctp:
             self._check_streams(transport.get_extra_info("sctp_streams"))
-        log.info("M3UA connection with %s", self.peer)
+        _events(logging.INFO, "M3UA connection with %s", self.peer)
         if isinstance(self.endpoint, AspClient):
             self._dispatch(self.endpoint.connection_made(self.loop.time()))
         else:
@@ -295,7 +297,7 @@ class M3uaConnection(MessageProtocol):
             self._timer.cancel()
         self._handle(self.endpoint.connection_lost(), time.perf_counter())
         if self.admitted != ():
-            log.info("M3UA connection with %s closed%s", self.peer, f": {exc}" if exc else "")
+            _events(logging.INFO, "M3UA connection with %s closed%s", self.peer, f": {exc}" if exc else "")
         if not self.active.done():
             self.active.set_exception(ConnectionError(f"M3UA connection with {self.peer} closed before ASP-ACTIVE"))
             self.active.exception()  # retrieved: the link loop reports it
@@ -320,7 +322,7 @@ class M3uaConnection(MessageProtocol):
             self._release(self._answered)
             self._answered = 0
         if close is not None and self.transport is not None:
-            log.warning("closing the M3UA connection with %s: %s", self.peer, close)
+            _events(logging.WARNING, "closing the M3UA connection with %s: %s", self.peer, close)
             self.transport.close()
         self._arm_timer()
 
@@ -417,17 +419,17 @@ class M3uaConnection(MessageProtocol):
 
     def _on_state(self, event: Event) -> None:
         if isinstance(event, AspActive):
-            log.info("ASP %s active (traffic mode %s, routing contexts %s)", self.peer, event.traffic_mode,
-                     list(event.routing_contexts) or "none")
+            _events(logging.INFO, "ASP %s active (traffic mode %s, routing contexts %s)", self.peer,
+                    event.traffic_mode, list(event.routing_contexts) or "none")
             if not self.active.done():
                 self.active.set_result(None)
         elif isinstance(event, AspUp | AspInactive | AspDown):
-            log.info("ASP %s: %s", self.peer, type(event).__name__)
+            _events(logging.INFO, "ASP %s: %s", self.peer, type(event).__name__)
         elif isinstance(event, ErrorReceived):
             self.counters["m3ua_err_received"] += 1
-            log.warning("M3UA ERR %#04x from %s", event.code, self.peer)
+            _events(logging.WARNING, "M3UA ERR %#04x from %s", event.code, self.peer)
         elif isinstance(event, NotifyReceived):
-            log.info("NTFY from %s: type %d info %d", self.peer, event.status_type, event.status_info)
+            _events(logging.INFO, "NTFY from %s: type %d info %d", self.peer, event.status_type, event.status_info)
 
     def _arm_timer(self) -> None:
         deadline = self.endpoint.next_deadline()

@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator.agent_process import AgentProcess
 from simulator.demo import build_demo_registry
 from simulator.fuzz_frames import LAYERS
-from simulator.fuzz_sockets import LayerReport, Settings, Target, find_culprit, fuzz, layers_of, target_of
+from simulator.fuzz_sockets import LayerReport, Settings, Target, find_culprit, fuzz, fuzz_agent, layers_of, target_of
 
 SHOWN_OCTETS = 200
 
@@ -57,7 +56,7 @@ def culprits(target: Target, report: LayerReport) -> list[str]:
 
 
 def run(folder: Path, args: argparse.Namespace) -> bool:
-    agent = AgentProcess(folder, build_demo_registry(folder), m3ua=True)
+    agent = fuzz_agent(folder, build_demo_registry(folder))
     target = target_of(agent)
     settings = Settings(batch=args.batch, probe_timeout=args.probe_timeout)
     started = time.perf_counter()

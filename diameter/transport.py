@@ -41,6 +41,7 @@ from diameter.watchdog import WatchdogState
 from sigtran import sctp
 
 log = logging.getLogger("diameter.transport")
+_events = sctp.PerSecond(log)  # connections opened and closed, DPRs, watchdog changes of every peer
 
 DIAMETER_PORT = 3868
 SCTP_PPID_DIAMETER = 46
@@ -216,8 +217,8 @@ class PeerConnection(sctp.ReadPausing):
 
     def _on_open(self, event: CapabilitiesExchanged) -> None:
         self.counters["peers_opened"] += 1
-        log.info("peer %s (%s) open, applications %s", event.peer.origin_host, self.peername,
-                 sorted(event.applications))
+        _events(logging.INFO, "peer %s (%s) open, applications %s", event.peer.origin_host, self.peername,
+                sorted(event.applications))
         if not self.opened.done():
             self.opened.set_result(event.peer)
 
@@ -230,17 +231,17 @@ class PeerConnection(sctp.ReadPausing):
                 log.warning("bad input from %s: %s: %s (result %s, %s)", self.peername, event.command,
                             event.reason[:300], event.result_code, "answered" if event.answered else "not answered")
         elif isinstance(event, CloseConnection):
-            log.info("closing connection to %s: %s", self.peername, event.reason)
+            _events(logging.INFO, "closing connection to %s: %s", self.peername, event.reason)
             if self.transport is not None:
                 self._flush()
                 self.transport.close()
         elif isinstance(event, PeerDisconnecting):
             self.disconnect_cause = event.cause
-            log.info("peer %s sent DPR (cause %s)", self.peername, event.cause)
+            _events(logging.INFO, "peer %s sent DPR (cause %s)", self.peername, event.cause)
         elif isinstance(event, WatchdogChanged):
             self.counters[f"watchdog_{event.new.name.lower()}"] += 1
             level = logging.WARNING if event.new is WatchdogState.SUSPECT else logging.INFO
-            log.log(level, "watchdog of %s: %s -> %s", self.peername, event.old.name, event.new.name)
+            _events(level, "watchdog of %s: %s -> %s", self.peername, event.old.name, event.new.name)
         elif isinstance(event, ReconnectWanted):
             log.debug("watchdog wants a reconnection to %s", self.peername)
 

@@ -216,6 +216,33 @@ class Throttled:
         self.log.warning(text + (f" (and {held} more like it since)" if held else ""), *args)
 
 
+class PerSecond:
+    """Peer events (connections opened and closed, ASP and watchdog state changes, NTFY and
+    ERR received) logged at most ``limit`` lines a second at their own level: a peer that
+    flips its state at line rate must not fill the disk. Lines held back are counted and
+    the next line logged says how many."""
+
+    def __init__(self, log: logging.Logger, limit: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.limit = limit
+        self.clock = clock
+        self._second_began = float("-inf")
+        self._lines = 0
+        self.held = 0  # lines held back so far
+
+    def __call__(self, level: int, text: str, *args: object) -> None:
+        now = self.clock()
+        if now - self._second_began >= 1.0:
+            self._second_began, self._lines = now, 0
+        self._lines += 1
+        if self._lines > self.limit:
+            self.held += 1
+            return
+        if self.held:
+            text += f" ({self.held} peer event lines held back so far)"
+        self.log.log(level, text, *args)
+
+
 class ReadPausing(asyncio.Protocol):
     """Backpressure: not read while the transport's write buffer is above the high-water
     mark (asyncio calls ``pause_writing``), read again below the low one (``resume_writing``).

@@ -407,6 +407,19 @@ async def find_culprit(target: Target, layer: str, frames: list[bytes], timeout:
         chunk = max(1, chunk // 2)
 
 
+# The driver keeps up to four batches of frames in flight on one connection: more than the
+# agent's default bound on requests in progress (256 a connection), past which it answers
+# 3004 or aborts the dialogue (agent/admission.py), which a probe would take for a wrong answer.
+AGENT_LIMITS = "limits: {in_progress_per_peer: 100000, in_progress: 100000}\n"
+
+
+def fuzz_agent(folder: Path, registry: str) -> AgentProcess:
+    """``eir serve`` for fuzzing: S13 and M3UA on loopback, bounds above the driver's pipeline."""
+    config = folder / "fuzz-agent.yaml"
+    config.write_text(AGENT_LIMITS)
+    return AgentProcess(folder, registry, m3ua=True, config=config)
+
+
 def target_of(agent: AgentProcess) -> Target:
     """The Target of an ``eir serve`` child process started with ``m3ua=True``."""
     ports = {"diameter": agent.port}

@@ -216,3 +216,31 @@ def test_simulator_over_sctp_fails_with_one_line(tmp_path: Path, command: list[s
                    "352099001761481", check=False, timeout=60)
     assert done.returncode == 1
     _one_line_error(done.stderr)
+
+
+def test_peer_events_are_logged_at_most_ten_a_second_and_the_next_line_says_how_many_were_held(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from sigtran.sctp import PerSecond, Throttled
+
+    now = [100.0]
+    events = PerSecond(logging.getLogger("test.events"), limit=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.events"):
+        for n in range(500):  # a peer flipping its ASP state at line rate
+            events(logging.INFO, "ASP %s: AspInactive", n)
+        now[0] += 1.0
+        events(logging.WARNING, "M3UA ERR %#04x from %s", 0x0D, "peer")
+    assert len(caplog.records) == 11 and events.held == 490
+    assert caplog.records[-1].levelno == logging.WARNING
+    assert caplog.records[-1].getMessage() == "M3UA ERR 0x0d from peer (490 peer event lines held back so far)"
+
+    caplog.clear()
+    throttled = Throttled(logging.getLogger("test.events"), interval=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.events"):
+        for _ in range(100):
+            throttled("not reading %s", "peer")
+        now[0] += 5.0
+        throttled("not reading %s", "peer")
+    assert [r.getMessage() for r in caplog.records] == ["not reading peer",
+                                                       "not reading peer (and 99 more like it since)"]

@@ -19,10 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulator.agent_process import AgentProcess
 from simulator.demo import BLACK, build_demo_registry
 from simulator.fuzz_frames import LAYERS, MAP_IDENTITY, PROBE_MARK, DiameterFrames, FrameSource, Probe, TcapFrames
-from simulator.fuzz_sockets import LayerReport, LayerRun, Settings, Target, find_culprit, target_of
+from simulator.fuzz_sockets import LayerReport, LayerRun, Settings, Target, find_culprit, fuzz_agent, target_of
 from simulator.msc import encode_request, map_imei
 
 CI = os.environ.get("CI", "").strip().lower() == "true"
@@ -36,7 +35,7 @@ LONGEST_LINE = 1_000  # a reason is cut at 300 characters, the peer at 128
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     folder = tmp_path_factory.mktemp("socket-fuzz")
-    agent = AgentProcess(folder, build_demo_registry(folder), m3ua=True)
+    agent = fuzz_agent(folder, build_demo_registry(folder))
     yield target_of(agent)
     assert agent.stop() == 0
 
@@ -111,13 +110,7 @@ def test_the_harness_counts_a_hang_and_a_wrong_answer(target: Target) -> None:
 
 # --- the agent under fuzz ------------------------------------------------------------------------
 
-ITEM_7 = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 12 item 7: a CheckIMEI DATA and, in the same read, an ASPUP (or ASPIA, ASPDN) that moves the "
-    "ASP out of ASP-ACTIVE: agent/map_server.py answers the DATA after sigtran/asp.py has changed state, "
-    "send_data raises RuntimeError 'cannot send DATA in ASP-INACTIVE' and asyncio drops the association"))
-
-
-@pytest.mark.parametrize("layer", [pytest.param(layer, marks=[ITEM_7] if layer == "m3ua" else []) for layer in LAYERS])
+@pytest.mark.parametrize("layer", LAYERS)
 def test_fuzzed_frames_with_valid_framing_find_no_crash_hang_abort_or_wrong_answer(
         reports: dict[str, LayerReport], layer: str) -> None:
     report = reports[layer]
@@ -126,14 +119,7 @@ def test_fuzzed_frames_with_valid_framing_find_no_crash_hang_abort_or_wrong_answ
     assert report.answers > FRAMES // 3  # the agent answered, not only survived
 
 
-@pytest.mark.parametrize("layer", [
-    "diameter",
-    pytest.param("m3ua", marks=pytest.mark.xfail(strict=True, reason=(
-        "agent/map_server.py logs every NTFY and ERR a peer sends and every ASP state change, "
-        "without a rate limit: about 500 lines per 10,000 fuzzed M3UA frames"))),
-    "sccp",
-    "tcap",
-])
+@pytest.mark.parametrize("layer", LAYERS)
 def test_the_log_stays_bounded_under_fuzz(reports: dict[str, LayerReport], layer: str) -> None:
     report = reports[layer]
     assert report.longest_log_line <= LONGEST_LINE
