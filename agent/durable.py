@@ -3,10 +3,14 @@ notice due, or enter an IMEI automatically) leave only once those rows are on di
 no database write ever stalls the answers that do not.
 
 ``GroupCommit.wait()`` gives an answer a future that is True once every durable row
-queued so far is committed. One task writes batch after batch, each in a worker thread
-(the Recorder's writer connection is its own), so other peers' answers go on while
-SQLite waits for a lock or the disk. The periodic ``flush`` writes the sights kept in
-memory through the same task, so there is one writer and one order.
+queued so far is committed. One task writes batch after batch. On a SQLite file a batch's
+statements run on the loop (a millisecond or two; they never wait for another process's
+lock: they fail at once and are retried) and its COMMIT, the fsync and SQLite's
+checkpoints, in a worker thread with the Recorder's own writer connection; a batch of more
+than ``STAGED_ROWS`` rows, and every batch elsewhere (PostgreSQL), runs whole in the
+thread. So other peers' answers go on while the database waits for the disk. The
+periodic ``flush`` writes the sights kept in memory through the same task, so there is
+one writer and one order.
 
 When the database refuses writes (another process holds the lock, a read-only file, a
 full disk) the rows stay queued and are retried every ``RETRY_SECONDS``; an answer that
@@ -33,6 +37,7 @@ A = TypeVar("A")
 T = TypeVar("T")
 COMMIT_TIMEOUT = 1.0  # seconds an answer waits for its rows to be on disk before 5012 / systemFailure
 RETRY_SECONDS = 0.05  # between attempts while the database refuses writes
+STAGED_ROWS = 512  # rows a batch may have for its statements to run on the loop (about 12 ms); more: all in the thread
 SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL while the writer waits for it
 
 
@@ -100,6 +105,9 @@ class GroupCommit:
         try:
             if self._executor is None:
                 self.recorder.write(batch)
+            elif self.recorder.stages and len(batch) <= STAGED_ROWS:
+                self.recorder.stage(batch)  # on the loop, a millisecond or two; never waits for a lock
+                await self.loop.run_in_executor(self._executor, self.recorder.commit_staged)
             else:
                 await self.loop.run_in_executor(self._executor, self.recorder.write, batch)
         except Exception as error:  # any refusal of the database: the rows are kept and retried

@@ -197,6 +197,7 @@ class Recorder(Observations):
         super().__init__(registry)
         self._upsert = upsert_sql(registry.url.get_dialect().name)
         self._writer = _writer(registry, busy_seconds)
+        self._busy_seconds = self._lock_wait = busy_seconds
         self._first: list[dict[str, Any]] = []  # durable: first sights not yet committed
         self._notices: list[dict[str, Any]] = []  # durable: notices not yet committed
         self._auto: dict[str, dict[str, Any]] = {}  # durable: automatic entries not yet committed
@@ -346,8 +347,53 @@ class Recorder(Observations):
         """Write a batch in one transaction (any thread: only the writer connection is
         used); raises what the database raised."""
         if batch:
-            self._write([(self._upsert, batch.first + batch.later), (NOTICE_INSERT_SQL, batch.notices),
-                         (AUTO_HISTORY_SQL, batch.auto), (AUTO_ENTRY_SQL, batch.auto)])
+            self._write(self._statements(batch))
+
+    def _statements(self, batch: Batch) -> list[tuple[str, list[dict[str, Any]]]]:
+        return [(self._upsert, batch.first + batch.later), (NOTICE_INSERT_SQL, batch.notices),
+                (AUTO_HISTORY_SQL, batch.auto), (AUTO_ENTRY_SQL, batch.auto)]
+
+    @property
+    def stages(self) -> bool:
+        """A SQLite file: a batch's statements can run on the deciding thread (``stage``,
+        never waiting for a lock) and only its COMMIT, the fsync, on the writer thread
+        (``commit_staged``). A worker thread running every statement needs the GIL back
+        for each row, from an event loop busy with the next requests."""
+        writer = self._writer
+        return isinstance(writer, sqlite3.Connection) and writer is not self.registry.raw_connection
+
+    def stage(self, batch: Batch) -> None:
+        """Begin the batch's transaction and run its statements, on this thread; raises at
+        once (database is locked) when another process holds the write lock."""
+        writer = self._writer
+        assert isinstance(writer, sqlite3.Connection)
+        self._wait_for_lock(0.0)
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in self._statements(batch):
+                if rows:
+                    writer.executemany(sql, rows)
+        except BaseException:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
+
+    def commit_staged(self) -> None:
+        """COMMIT what ``stage`` wrote (any thread: the fsync)."""
+        writer = self._writer
+        assert isinstance(writer, sqlite3.Connection)
+        try:
+            writer.execute("COMMIT")
+        except BaseException:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
+
+    def _wait_for_lock(self, seconds: float) -> None:
+        """How long the SQLite writer waits for another process's write lock."""
+        if seconds != self._lock_wait and isinstance(self._writer, sqlite3.Connection):
+            self._writer.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            self._lock_wait = seconds
 
     def settle(self, batch: Batch, error: BaseException | None = None) -> bool:
         """After ``write``: the batch is readable (True), or, when it failed with ``error``,
@@ -432,6 +478,7 @@ class Recorder(Observations):
     def _write(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> None:
         writer = self._writer
         if isinstance(writer, sqlite3.Connection):
+            self._wait_for_lock(self._busy_seconds)
             writer.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in batches:
@@ -460,6 +507,9 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.first or self.notices or self.auto or self.later)
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.notices) + 2 * len(self.auto) + len(self.later)
 
     def pairs(self) -> set[tuple[str, str]]:
         return {(row["imei"], row["imsi"]) for row in (*self.first, *self.later)}
