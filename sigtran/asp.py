@@ -15,8 +15,9 @@ the request was accepted while active but its answer is built once the ASP is in
 RFC 4666 4.3.2 says what an SGP does then: the AS is AS-PENDING, T(r) runs, and the SGP
 SHOULD queue the AS's messages; if the ASP is active again before T(r) expires they are
 sent to it (after ASPAC-ACK and the NTFY), otherwise they are discarded. ``AspServer``
-does exactly that (at most ``ServerSettings.max_pending`` messages; beyond, and when T(r)
-expires, ASPDN arrives or the connection goes, they are reported as ``DataDiscarded``).
+does exactly that, whether the ASP went ASP-INACTIVE or ASP-DOWN (at most
+``ServerSettings.max_pending`` messages; beyond, and when T(r) expires or the connection
+goes, they are reported as ``DataDiscarded``).
 Where there is no AS-PENDING (the ASP is down, the AS inactive, or we are the ASP),
 ``send_data`` drops the message and returns False for the caller to count and log. The
 association is never aborted for it.
@@ -327,7 +328,7 @@ class AspServer(_Endpoint):
         events: list[Event] = []
         if self._recovery_deadline is not None and now >= self._recovery_deadline:
             self._recovery_deadline = None
-            events += self._discard("T(r) expired with the ASP inactive")
+            events += self._discard("T(r) expired with no active ASP")
             if self.state is AspState.INACTIVE:
                 self._send(build_notify(StatusType.AS_STATE_CHANGE, AsState.AS_INACTIVE))
         if self._activation_deadline is not None and now >= self._activation_deadline and not self.closed:
@@ -377,13 +378,14 @@ class AspServer(_Endpoint):
 
     def _on_aspdn(self, message: Message, now: float) -> list[Event]:
         self._send(Message(Kind.ASPDN_ACK))
-        self._recovery_deadline = None
-        discarded = self._discard("ASPDN")
         if self.state is AspState.ACTIVE:
+            # The AS's last active ASP went ASP-DOWN: AS-PENDING as for ASPIA (RFC 4666 4.3.2),
+            # T(r) runs and DATA for the AS is queued; no NTFY, the ASP being down.
+            self._recovery_deadline = now + self.settings.recovery_timer
             self._start_activation_timer(now)
         was_down = self.state is AspState.DOWN
         self.state = AspState.DOWN
-        return discarded + ([] if was_down else [AspDown()])
+        return [] if was_down else [AspDown()]
 
     # --- ASPTM ------------------------------------------------------------------------------
 

@@ -167,8 +167,9 @@ def test_repeated_requests_are_acknowledged_again() -> None:
 
 def test_aspdn_from_active() -> None:
     s = active_server()
-    events, out = feed(s, Message(Kind.ASPDN))
-    assert events == [AspDown()] and kinds(out) == [Kind.ASPDN_ACK] and s.next_deadline() is None
+    events, out = feed(s, Message(Kind.ASPDN), now=10.0)
+    assert events == [AspDown()] and kinds(out) == [Kind.ASPDN_ACK]
+    assert s.next_deadline() == 12.0  # AS-PENDING: T(r) runs (RFC 4666 4.3.2)
     events, out = feed(s, DATA)
     assert_err(out[0], ErrorCode.UNEXPECTED_MESSAGE, DATA)
 
@@ -237,24 +238,38 @@ def test_data_and_aspia_in_one_read_the_answer_waits_for_the_asp_to_be_active_ag
     assert s.handle_timer(100.0) == [] and replies(s) == []
 
 
-@pytest.mark.parametrize("ending", ["timer", "aspdn", "connection_lost"])
+@pytest.mark.parametrize("ending", ["timer", "connection_lost"])
 def test_answers_queued_while_as_pending_are_discarded_when_it_ends(ending: str) -> None:
     s = active_server(max_pending=2)
     feed(s, Message(Kind.ASPIA), now=5.0)
     answer = ProtocolData(1, 2, 3, 0, 0, 0, b"x")
     assert [s.send_data(answer) for _ in range(3)] == [True, True, False]  # the third is beyond max_pending
     if ending == "timer":
-        assert s.handle_timer(5.0 + 2.0) == [DataDiscarded(2, "T(r) expired with the ASP inactive")]
+        assert s.handle_timer(5.0 + 2.0) == [DataDiscarded(2, "T(r) expired with no active ASP")]
         assert [m.status for m in replies(s)] == [(StatusType.AS_STATE_CHANGE, AsState.AS_INACTIVE)]
-    elif ending == "aspdn":
-        events, out = feed(s, Message(Kind.ASPDN))
-        assert events == [DataDiscarded(2, "ASPDN"), AspDown()] and kinds(out) == [Kind.ASPDN_ACK]
     else:
         assert s.connection_lost() == [DataDiscarded(2, "connection lost"), AspDown()]
         return
     feed(s, Message(Kind.ASPUP))
-    events, out = feed(s, build_aspac())
+    _, out = feed(s, build_aspac())
     assert kinds(out) == [Kind.ASPAC_ACK, Kind.NTFY]  # nothing left over
+
+
+def test_answers_queued_through_an_aspdn_are_sent_when_the_asp_is_back_within_t_r() -> None:
+    """RFC 4666 4.3.2: ASP-DOWN of the last active ASP puts the AS in AS-PENDING as ASPIA
+    does. Seen in the socket fuzz: answers discarded at the ASPDN of a DATA's same read."""
+    s = active_server()
+    events, out = feed(s, DATA, Message(Kind.ASPDN), now=5.0)
+    received = events[0]
+    assert isinstance(received, DataReceived) and kinds(out) == [Kind.ASPDN_ACK]
+    assert s.send_data(received.data.reply(b"answer"), received.routing_context) is True
+    assert replies(s) == []
+    feed(s, Message(Kind.ASPUP), now=5.5)
+    events, out = feed(s, build_aspac(TrafficMode.LOADSHARE, (RC,)), now=6.0)
+    assert kinds(out)[-1] is Kind.DATA and out[-1].protocol_data.user_data == b"answer"
+    feed(s, Message(Kind.ASPDN), now=7.0)
+    assert s.send_data(received.data.reply(b"late"), received.routing_context) is True
+    assert s.handle_timer(9.0) == [DataDiscarded(1, "T(r) expired with no active ASP")]
 
 
 def test_connection_lost() -> None:
@@ -558,6 +573,8 @@ def test_the_activation_timer_stops_while_active_and_runs_again_when_the_asp_lea
     feed(s, build_aspac(), now=1010.0)
     assert s.next_deadline() is None
     feed(s, Message(Kind.ASPDN), now=2000.0)
+    assert s.next_deadline() == 2002.0  # T(r) first: the AS is pending
+    s.handle_timer(2002.0)
     assert s.next_deadline() == 2030.0
     assert s.handle_timer(2030.0) == [CloseConnection("not ASP-ACTIVE within 30 s")]
 
