@@ -23,10 +23,11 @@ from agent.config import (
     parse_networks,
 )
 from agent.context import CliContext
+from registry.decision import Rule
 from sigtran.sctp import SctpUnavailable, check_sctp
 
 if TYPE_CHECKING:
-    from registry.policy import Decision
+    from registry.decision import Decision
 
 
 @click.command()
@@ -175,7 +176,7 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
     sys.exit(check_status(decision))
 
 
-INVALID_RULES = frozenset({"invalid-imei", "malformed-request"})  # input that is not a valid request
+INVALID_RULES = frozenset({Rule.INVALID_IMEI, Rule.MALFORMED_REQUEST})  # input that is not a valid request
 CHECK_STATUS = {"white": 0, "black": 1, "grey": 2, "unknown": 3, "invalid": 4}
 
 

@@ -45,6 +45,7 @@ from agent.service import (
     malformed_imei,
     malformed_imsi,
 )
+from registry.decision import Rule
 from sigtran import map as mapv
 from sigtran import tcap
 from sigtran.map import CHECK_IMEI, EquipmentStatus, ErrorCode, MapError
@@ -167,7 +168,7 @@ class MapAnswerer:
         self.counters["unrecorded"] += 1
         self._bad("unrecorded", f"CheckIMEI for IMEI {outcome.imei}: its first sight is not on disk in time: "
                   "answered systemFailure", peer)
-        decision = Decision(Status.INVALID, "unrecorded", "the EIR cannot record this request now "
+        decision = Decision(Status.INVALID, Rule.UNRECORDED, "the EIR cannot record this request now "
                             "(registry refuses writes)", outcome.imei)
         assert component.invoke_id is not None  # an invoke's answer always has one
         return (ReturnError(component.invoke_id, ErrorCode.SYSTEM_FAILURE),
@@ -178,7 +179,7 @@ class MapAnswerer:
         resourceLimitation, Q.773), without a decision; one answer-log line per invoke."""
         self.counters["too_busy"] += 1
         self._bad("overload", "TCAP Begin: too many requests in progress: P-Abort resourceLimitation", peer)
-        decision = Decision(Status.INVALID, "overload", "the EIR has too many requests in progress")
+        decision = Decision(Status.INVALID, Rule.OVERLOAD, "the EIR has too many requests in progress")
         for component in message.components:
             if isinstance(component, Invoke):
                 self._log(_Outcome(decision, -2), peer, otid, started)
@@ -259,7 +260,7 @@ class MapAnswerer:
             self.counters["system_failure"] += 1
             self._bad("decision", f"CheckIMEI for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
                       f"{str(error)[:200]}): answered systemFailure", peer)
-            failed = Decision(Status.INVALID, "system-failure", "the decision failed", query.imei)
+            failed = Decision(Status.INVALID, Rule.SYSTEM_FAILURE, "the decision failed", query.imei)
             return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
                 failed, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)
         status = decision.status
@@ -288,7 +289,7 @@ class MapAnswerer:
 
     def _bad_argument(self, invoke_id: int, error: MapError, peer: str) -> tuple[Component, _Outcome]:
         code = _PROBLEM_ERRORS.get(error.problem)
-        decision = Decision(Status.INVALID, "malformed-request", str(error))
+        decision = Decision(Status.INVALID, Rule.MALFORMED_REQUEST, str(error))
         if code is None:  # the argument is not of the operation's type
             return self._reject(invoke_id, tcap.INVOKE_MISTYPED_PARAMETER, str(error), peer), _Outcome(decision, -1)
         self._bad("argument", f"CheckIMEI {code.name}: {error}", peer)

@@ -45,6 +45,7 @@ from diameter.errors import AvpProblem
 from diameter.message import Message
 from diameter.peer import BadMessage
 from diameter.transport import PeerConnection
+from registry.decision import Rule
 from registry.imei import IdentityError, parse_svn
 
 EQUIPMENT_STATUS = {Status.WHITE: EquipmentStatus.WHITELISTED, Status.GREY: EquipmentStatus.GREYLISTED,
@@ -149,7 +150,7 @@ class S13Answerer:
         query, problem = self._read_query(found)
         if problem is not None:
             answer = error_answer(request, self.node.origin_host, self.node.origin_realm, problem)
-            decision = Decision(Status.INVALID, "malformed-request", problem.reason)
+            decision = Decision(Status.INVALID, Rule.MALFORMED_REQUEST, problem.reason)
         else:
             assert query is not None
             try:
@@ -195,7 +196,7 @@ class S13Answerer:
         reason = "the EIR cannot record this request now (registry refuses writes)"
         self._bad("unrecorded", f"ECR for IMEI {query.imei}: its first sight is not on disk in time: answered 5012",
                   _peer_name(connection))
-        return (Decision(Status.INVALID, "unrecorded", reason, query.imei),
+        return (Decision(Status.INVALID, Rule.UNRECORDED, reason, query.imei),
                 error_answer(request, self.node.origin_host, self.node.origin_realm,
                              AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason)))
 
@@ -210,7 +211,7 @@ class S13Answerer:
         avps += found.proxies
         answer = Message(request.command_code, (request.flags & FLAG_P) | FLAG_E, request.application_id,
                          request.hop_by_hop, request.end_to_end, avps, request.dictionary)
-        return Decision(Status.INVALID, "overload", TOO_BUSY, imei), answer
+        return Decision(Status.INVALID, Rule.OVERLOAD, TOO_BUSY, imei), answer
 
     def _failed(self, request: Message, query: Query, error: Exception,
                 connection: PeerConnection | None) -> tuple[Decision, Message]:
@@ -220,7 +221,7 @@ class S13Answerer:
         self._bad("decision", f"ECR for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
                   f"{str(error)[:200]}): answered 5012", _peer_name(connection))
         reason = "the decision failed: the EIR cannot judge this request now"
-        failed = Decision(Status.INVALID, "system-failure", reason, query.imei)
+        failed = Decision(Status.INVALID, Rule.SYSTEM_FAILURE, reason, query.imei)
         return failed, error_answer(request, self.node.origin_host, self.node.origin_realm,
                                     AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason))
 
@@ -236,7 +237,7 @@ class S13Answerer:
                   f"{outcome})", peer)
         if event.answered and self.log is not None:
             interface = "s13" if event.command in S13_COMMANDS else "diameter"
-            self.log.write(interface, peer, event.session, None, None, _NAME[Status.INVALID], "protocol-error",
+            self.log.write(interface, peer, event.session, None, None, _NAME[Status.INVALID], Rule.PROTOCOL_ERROR,
                            f"{event.command}: {event.reason}", event.result_code, 0)
 
     def query(self, request: Message) -> tuple[Query | None, AvpProblem | None]:

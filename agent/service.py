@@ -1,7 +1,8 @@
 """The one EquipmentCheck service: every interface (S13, MAP, the CLI) asks it and only
-translates its Decision to the wire. The decision is ``registry.policy.decide`` over the
-registry's facts, the IMEI's observations and the country profile; answering a query also
-records it (``answer``), checking one does not (``check``)."""
+translates its Decision to the wire. The decision is ``registry.check.gather_and_decide``:
+``registry.decision.decide`` over the registry's facts, the IMEI's observations and the
+country profile; answering a query also records it (``answer``), checking one does not
+(``check``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from time import time
 
-from registry.imei import IdentityError, ImeiError, parse_imsi, parse_msisdn
-from registry.models import ListName
-from registry.observations import Observations, Recorder, Sightings
-from registry.policy import Decision, Query, Status, decide, needs_device_type, needs_sightings, registry_key
+from registry.check import gather_and_decide
+from registry.decision import Decision, Query, Rule, Status
+from registry.imei import IdentityError, parse_imsi, parse_msisdn
+from registry.observations import Observations, Recorder
 from registry.profile import Profile
 from registry.store import Registry
 
@@ -49,7 +50,7 @@ class MillisecondClock:
 # 7.3.4; the software version is an AVP of its own); MAP's TBCD string 15 (TAC, SNR and a
 # spare or check digit) or 16 (an IMEISV), 14 as some MSCs send it; a person may type any.
 IMEI_LENGTHS = {Interface.S13: (14, 15), Interface.MAP: (14, 15, 16), Interface.CLI: (14, 15, 16)}
-MALFORMED = "malformed-request"  # the rule of a query the wire refuses (S13 5004, MAP unexpectedDataValue)
+MALFORMED = Rule.MALFORMED_REQUEST  # the rule of a query the wire refuses (S13 5004, MAP unexpectedDataValue)
 
 
 def malformed_imei(text: str, interface: Interface) -> str | None:
@@ -117,7 +118,7 @@ class EquipmentCheck:
         problem = malformed(query, Interface(query.interface))
         if problem is not None:
             return Decision(Status.INVALID, MALFORMED, problem)
-        return self._decide(query)[0]
+        return gather_and_decide(self._reader, query, self.profile).decision
 
     def answer(self, query: Query) -> Decision:
         """The decision for a query the network asked, recorded (``record``)."""
@@ -127,27 +128,7 @@ class EquipmentCheck:
         """The decision for a query the network asked, recorded as a sighting with the
         notices it makes due; and whether it rests on rows not on disk yet: then its answer
         leaves only once they are (agent/durable.py GroupCommit.wait, or Recorder.commit)."""
-        decision, key, sightings = self._decide(query)
+        decision, key, sightings = gather_and_decide(self._reader, query, self.profile)
         if key is not None and self.recorder is not None:
             return decision, self.recorder.observe(key, query, sightings, decision)
         return decision, False
-
-    def _decide(self, query: Query) -> tuple[Decision, str | None, Sightings | None]:
-        """The decision, the key, and the sightings read (None: not read, the pair being
-        known today and the decision not looking at them)."""
-        try:
-            key = registry_key(query.imei)
-        except ImeiError:
-            return decide(query, None, (), None, self.profile), None, None
-        reader = self._reader
-        sightings: Sightings | None
-        if reader.known_today(key, query.imsi or "", query.at):  # one B-tree, not two, for most queries
-            equipment = self.registry.lookup(key)
-            sightings = reader.sightings(key) if needs_sightings(equipment, query.imsi, self.profile) else None
-        else:
-            equipment, sightings = reader.lookup(key)
-        device_type = reader.device_type(key[:8]) if needs_device_type(equipment) else None
-        msisdns = None
-        if equipment is not None and equipment.list is ListName.PAIRED and not query.msisdn:
-            msisdns = reader.msisdns(equipment, query.imsi, sightings or (), query.at)
-        return decide(query, equipment, sightings or (), device_type, self.profile, key, msisdns), key, sightings

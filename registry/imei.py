@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DIGITS = "0123456789"
+TAC_LENGTH = 8
 
 
 class IdentityError(ValueError):
@@ -33,7 +34,7 @@ class Imei:
     @property
     def tac(self) -> str:
         """Type Allocation Code: make and model (8 digits)."""
-        return self.key[:8]
+        return tac_of(self.key)
 
     @property
     def snr(self) -> str:
@@ -47,6 +48,11 @@ class Imei:
 
     def __str__(self) -> str:
         return self.key
+
+
+def tac_of(key: str) -> str:
+    """The Type Allocation Code of a registry key (or of any IMEI as digits): its first 8 digits."""
+    return key[:TAC_LENGTH]
 
 
 # Luhn over digit pairs: the first digit of a pair counts as is, the second is doubled

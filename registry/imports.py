@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from registry.decision import ListName
 from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
-from registry.models import ListName
 from registry.observations import stamp
 from registry.sightings import SightingLoader, iso_utc, iter_observations
 from registry.store import CHUNK, Bulk, Counts, Registry

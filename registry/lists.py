@@ -22,11 +22,11 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
+from registry.check import gather_and_decide
+from registry.decision import ListName, Query, Status
 from registry.imei import luhn_check_digit
 from registry.imports import write_csv
-from registry.models import ListName
-from registry.observations import Observations, parse_stamp
-from registry.policy import Query, Sighting, Status, decide, needs_device_type
+from registry.observations import Observations, Sightings, parse_stamp
 from registry.profile import Profile, plmn_digits
 from registry.sightings import SIGHTING, iso_utc, stream
 from registry.store import EQUIPMENT, PAIRING, Registry
@@ -62,21 +62,21 @@ def notification_rows(registry: Registry, profile: Profile, prefix: str,
         rows = list(group)  # one IMEI's sightings: a handful
         if not any(imsi.startswith(prefix) for _, imsi, _, _, _ in rows):
             continue
-        sightings = [Sighting(imsi, parse_stamp(first), parse_stamp(last)) for _, imsi, _, first, last in rows]
-        ours = [(imsi, msisdn) for (_, imsi, msisdn, _, _), seen in zip(rows, sightings, strict=True)
-                if imsi.startswith(prefix) and seen.first_seen <= at]
+        ours = [(imsi, msisdn) for _, imsi, msisdn, first, _ in rows
+                if imsi.startswith(prefix) and parse_stamp(first) <= at]
         if ours:
+            sightings = Sightings([(imsi, first, last) for _, imsi, _, first, last in rows])
             yield from _grey_pairs(key, ours, sightings, observations, profile, at)
 
 
-def _grey_pairs(key: str, pairs: list[tuple[str, str | None]], sightings: list[Sighting], observations: Observations,
+def _grey_pairs(key: str, pairs: list[tuple[str, str | None]], sightings: Sightings, observations: Observations,
                 profile: Profile, at: datetime) -> Iterator[tuple[str, str, str | None, str | None, str]]:
-    equipment = observations.registry.lookup(key)
-    device_type = observations.device_type(key[:8]) if needs_device_type(equipment) else None
+    """The grey ones of an IMEI's pairs: each decided as the agent decides (registry/check.py),
+    from the sightings streamed in bulk."""
     imei15 = key + luhn_check_digit(key)
     for imsi, msisdn in pairs:
-        decision = decide(Query(key, INTERFACE, at, imsi=imsi, msisdn=msisdn), equipment, sightings, device_type,
-                          profile)
+        query = Query(key, INTERFACE, at, imsi=imsi, msisdn=msisdn)
+        decision = gather_and_decide(observations, query, profile, sightings).decision
         if decision.status is Status.GREY:
             deadline = iso_utc(decision.deadline) if decision.deadline else None
             yield imei15, imsi, msisdn or observations.msisdn(imsi, at), deadline, decision.reason

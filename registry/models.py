@@ -13,7 +13,8 @@
   held and when, every change kept as a row of its own (``valid_from``, ``valid_until``).
 
 Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
-path can read them with plain SQL.
+path can read them with plain SQL; ``ListName`` itself is one of the decision's facts
+(registry/decision/facts.py).
 """
 
 from __future__ import annotations
@@ -35,12 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-class ListName(enum.StrEnum):
-    WHITE = "white"
-    GREY = "grey"
-    BLACK = "black"
-    PAIRED = "paired"  # paired white: allowed only with a bound IMSI or MSISDN
+from registry.decision.facts import ListName
 
 
 class HistoryField(enum.StrEnum):

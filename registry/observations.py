@@ -2,7 +2,7 @@
 
 Every answered query is a sighting of its (IMEI, IMSI) pair. A pair's first sight whose
 answer rests on the sightings (a grace clock starts, a roamer's exemption, a grey-list
-deadline: ``policy.OBSERVED_RULES``) and every notice due are *durable*: they are
+deadline: ``decision.OBSERVED_RULES``) and every notice due are *durable*: they are
 written in one transaction, synchronously on disk (SQLite: WAL with synchronous=FULL),
 and the answers that depend on them leave only once that transaction committed (group
 commit; the agent runs the writes off its event loop: agent/durable.py). Other first
@@ -34,8 +34,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from registry.policy import OBSERVED_RULES, Decision, Query, Sighting
-from registry.store import EquipmentFacts, Registry
+from registry.decision import OBSERVED_RULES, Decision, EquipmentFacts, Query, Rule, Sighting
+from registry.store import Registry
 
 log = logging.getLogger("eir.observations")
 
@@ -239,7 +239,7 @@ class Recorder(Observations):
             durable = self._unwritten(key, query.imsi or "")
         if decision.notices:
             durable = self._notice(key, query.imsi or decision.imsi or "", query, decision) or durable
-        if decision.rule == "auto-entered" and key not in self._auto:
+        if decision.rule == Rule.AUTO_ENTERED and key not in self._auto:
             self._auto[key] = {"imei": key, "reason": decision.reason, "source": AUTO_ENTRY_SOURCE, "stolen": False,
                                "at": stamp(query.at)}
             durable = True

@@ -52,7 +52,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
-from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, ListName, utcnow
+from registry.decision.facts import EquipmentFacts, ListName, Pair
+from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, utcnow
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
@@ -85,21 +86,6 @@ _OBSERVED_SQL = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.
                  "FROM (SELECT ? AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
                  "LEFT JOIN sighting AS s ON s.imei = q.imei")
 _LISTS: dict[str | None, ListName | None] = {None: None, **{name.value: name for name in ListName}}
-
-Pair = tuple[str | None, str | None]  # (imsi, msisdn)
-
-
-@dataclass(frozen=True, slots=True)
-class EquipmentFacts:
-    """What the decision needs to know about one IMEI."""
-
-    imei: str  # registry key, 14 digits
-    list: ListName | None  # None: known only as stolen
-    stolen: bool
-    reason: str | None
-    stolen_reason: str | None
-    pairings: tuple[Pair, ...] = ()  # (imsi, msisdn); read only for the paired list
-
 
 def _fast_facts() -> Callable[[str, ListName | None, bool, str | None, str | None, tuple[Pair, ...]], EquipmentFacts]:
     """EquipmentFacts(...) for the hot path: the generated __init__ of a frozen dataclass

@@ -17,7 +17,7 @@ grace          in no list, a local SIM                 grey      grace *
 roamer         in no list, a foreign SIM (MCC 250)     white     roamer *
 =============  ======================================  ========  ===============
 
-The rules marked * are in registry.policy.OBSERVED_RULES: such an answer rests on the
+The rules marked * are in registry.decision.OBSERVED_RULES: such an answer rests on the
 first sight of its (IMEI, IMSI) pair, which must be in the registry's sighting table,
 first seen no later than the answer came, whatever happens to the agent afterwards.
 ``lost_first_sights`` counts those that are not.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from registry.imei import luhn_check_digit
-from registry.policy import OBSERVED_RULES
+from registry.decision import OBSERVED_RULES
+from registry.imei import luhn_check_digit, tac_of
 from simulator.agent_process import run_eir
 
 WHITE, BLACK, GREY = 0, 1, 2  # Equipment-Status on S13 and MAP alike
@@ -188,7 +188,7 @@ class FirstSights:
 def stored_first_sights(database: Path, keys: set[str]) -> dict[tuple[str, str], datetime]:
     """The sighting table's first sights of ``keys`` (read with a plain SQLite connection)."""
     found: dict[tuple[str, str], datetime] = {}
-    tacs = sorted({k[:8] for k in keys})
+    tacs = sorted({tac_of(k) for k in keys})
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as connection:
         for tac in tacs:
             rows = connection.execute("SELECT imei, imsi, first_seen FROM sighting WHERE imei >= ? AND imei < ?",

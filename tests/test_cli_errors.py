@@ -14,8 +14,8 @@ import pytest
 
 from agent.commands_agent import check_status
 from agent.config import ConfigError, load_config
+from registry.decision import Decision, Status
 from registry.imei import luhn_check_digit
-from registry.policy import Decision, Status
 from registry.profile import ProfileError, load_profile
 from registry.schema import SCHEMA_VERSION, RegistryMissing, SchemaVersionError
 from registry.store import Registry

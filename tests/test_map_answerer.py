@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from agent.map import MapAnswerer
 from agent.map_server import SccpRouter
 from agent.service import EquipmentCheck, Query
-from registry.models import ListName
+from registry.decision import ListName
 from registry.profile import load_profile
 from registry.store import Registry
 from sigtran import map as mapv

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.service import EquipmentCheck, Interface, MillisecondClock
-from registry.models import ListName
+from registry.decision import ListName, Query, Status
 from registry.observations import Observations, Recorder, parse_stamp, stamp
-from registry.policy import Query, Status
 from registry.profile import load_profile
 from registry.store import Registry
 

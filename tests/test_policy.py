@@ -1,4 +1,4 @@
-"""The enforcement decision (registry/policy.py): every rule, for both shipped profiles,
+"""The enforcement decision (registry/decision/policy.py): every rule, for both shipped profiles,
 over EquipmentFacts and Sighting values built here (no database), and two properties:
 black stays black as time passes, and a registration always wins over the grace rules."""
 
@@ -12,11 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from registry.decision import Decision, EquipmentFacts, ListName, Notice, Pair, Query, Sighting, Status, decide
 from registry.imei import luhn_check_digit
-from registry.models import ListName
-from registry.policy import Decision, Notice, Query, Sighting, Status, decide
 from registry.profile import InvalidImei, Profile, UnknownTac, load_profile
-from registry.store import EquipmentFacts, Pair
 
 TJ = load_profile("tj")
 KG = load_profile("kg")

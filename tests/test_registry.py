@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from agent.context import DEFAULT_REGISTRY
+from registry.decision import EquipmentFacts, ListName
 from registry.imei import luhn_check_digit
 from registry.imports import (
     BadRow,
@@ -24,8 +25,8 @@ from registry.imports import (
     import_file,
     parse_rows,
 )
-from registry.models import Base, HistoryField, ListName
-from registry.store import Counts, EquipmentFacts, Registry
+from registry.models import Base, HistoryField
+from registry.store import Counts, Registry
 
 WHITE, GREY, BLACK, PAIRED, STOLEN = (f"3520990017614{n}" for n in range(5))
 UNKNOWN = "35209900999999"

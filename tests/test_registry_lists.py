@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from agent.service import EquipmentCheck, Interface
+from registry.decision import EquipmentFacts, ListName, Query
 from registry.imei import luhn_check_digit
 from registry.imports import BadRow, CsvFormatError, ImportKind, ImportReport, export_csv, import_file
 from registry.lists import OperatorError, exception_rows, notification_rows, operator_prefix
-from registry.models import HistoryField, ListName
+from registry.models import HistoryField
 from registry.observations import Recorder, stamp
 from registry.outbox import NoticeExport, export_notices, mark_exported
-from registry.policy import Query
 from registry.profile import load_profile
-from registry.store import Counts, EquipmentFacts, Registry
+from registry.store import Counts, Registry
 
 TJ = load_profile("tj")
 A, B, C, D = (f"3520990017614{n}" for n in range(4))

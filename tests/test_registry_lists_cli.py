@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agent.service import EquipmentCheck, Interface
+from registry.decision import Query
 from registry.imei import luhn_check_digit
 from registry.observations import Recorder
-from registry.policy import Query
 from registry.profile import load_profile
 from registry.store import Registry
 

@@ -16,10 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.service import EquipmentCheck, Interface
+from registry.decision import Decision, ListName, Notice, Query, Status
 from registry.imports import ImportKind, ImportReport, export_csv, import_file
-from registry.models import ListName
 from registry.observations import Observations, Recorder
-from registry.policy import Decision, Notice, Query, Status
 from registry.profile import load_profile
 from registry.store import Counts, Registry
 

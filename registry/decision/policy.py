@@ -1,8 +1,8 @@
 """The enforcement decision: a pure function of (registry facts, observations, profile, time).
 
-``decide`` answers one query with a Decision: the status, the rule that matched (a stable
-name), a reason for a person, the deadline of a grey IMEI and the SMS notices due. Rules,
-first match wins (../shared/DOMAIN.md, with the registry's own black list beside stolen):
+``decide`` answers one query with a Decision: the status, the rule that matched (a ``Rule``:
+registry/decision/rules.py), a reason for a person, the deadline of a grey IMEI and the SMS
+notices due. Rules, first match wins (../shared/DOMAIN.md, with the registry's own black list beside stolen):
 
 ==================  ===========================================================  ======
 rule                when                                                         status
@@ -44,10 +44,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from registry.imei import ImeiError, imei_key
-from registry.models import ListName
+from registry.decision.facts import EquipmentFacts, ListName, Sighting
+from registry.decision.rules import Rule
+from registry.imei import ImeiError, imei_key, tac_of
 from registry.profile import InvalidImei, Profile, UnknownTac
-from registry.store import EquipmentFacts
 
 DAY = timedelta(days=1)
 
@@ -77,17 +77,9 @@ class Notice(NamedTuple):
     deadline: datetime | None
 
 
-class Sighting(NamedTuple):
-    """An IMEI seen with a SIM: ``imsi`` is "" when the network did not say which."""
-
-    imsi: str
-    first_seen: datetime
-    last_seen: datetime | None = None
-
-
 class Decision(NamedTuple):
     status: Status
-    rule: str  # the rule that matched, a stable name for logs and counters
+    rule: Rule  # the rule that matched, a stable name for logs and counters
     reason: str  # for a person
     imei: str | None = None  # the registry key (TAC+SNR) when the IMEI parsed
     deadline: datetime | None = None  # the end of a grey IMEI's window
@@ -107,11 +99,6 @@ class Query(NamedTuple):
     msisdn: str | None = None
 
 
-# The rules whose answer rests on the IMEI's sightings (a grace clock, a roamer's or a
-# grandfather's first sight): a first sight that leads to one must be durable before the
-# answer leaves. Other answers do not depend on it, and may record it a moment later.
-OBSERVED_RULES = frozenset({"grey-list", "grey-list-expired", "roamer", "grandfathered", "grace", "grace-expired",
-                            "no-grace", "not-registered"})
 _UNKNOWN_TAC = {UnknownTac.WHITE: Status.WHITE, UnknownTac.BLACK: Status.BLACK, UnknownTac.UNKNOWN: Status.UNKNOWN}
 
 
@@ -156,7 +143,7 @@ def decide(query: Query, equipment: EquipmentFacts | None, sightings: Iterable[S
             key = registry_key(query.imei)
         except ImeiError as error:
             status = Status.BLACK if profile.invalid_imei is InvalidImei.BLACK else Status.INVALID
-            return Decision(status, "invalid-imei", f"not an IMEI: {error}")
+            return Decision(status, Rule.INVALID_IMEI, f"not an IMEI: {error}")
     looks = needs_sightings(equipment, query.imsi, profile)
     known = _known_until(sightings, query.at) if looks else []  # read once: ``sightings`` may be an iterator
     last = None if query.imsi else last_imsi(known, query.at, profile)
@@ -190,14 +177,14 @@ def _decide(key: str, query: Query, equipment: EquipmentFacts | None, known: lis
     if equipment is not None:
         if equipment.list is ListName.WHITE and not (roaming or equipment.stolen):  # the commonest answer
             reason = equipment.reason
-            return Decision(Status.WHITE, "white-list", f"on the white list ({reason})" if reason else
+            return Decision(Status.WHITE, Rule.WHITE_LIST, f"on the white list ({reason})" if reason else
                             "on the white list", key)
         listed = _listed_before_roaming(key, equipment)
         if listed is not None:
             return listed
     if roaming and profile.roamer_days is None:
         imsi = query.imsi or "none known"
-        return Decision(Status.WHITE, "roamer", f"inbound roamer (IMSI {imsi}): exempt from registration", key)
+        return Decision(Status.WHITE, Rule.ROAMER, f"inbound roamer (IMSI {imsi}): exempt from registration", key)
     seen = _with_query(known, query)
     if roaming:
         exempt = _roamer(key, seen, query, profile)
@@ -210,9 +197,9 @@ def _decide(key: str, query: Query, equipment: EquipmentFacts | None, known: lis
 
 def _listed_before_roaming(key: str, equipment: EquipmentFacts) -> Decision | None:
     if equipment.stolen:
-        return Decision(Status.BLACK, "stolen", _with("reported stolen or lost", equipment.stolen_reason), key)
+        return Decision(Status.BLACK, Rule.STOLEN, _with("reported stolen or lost", equipment.stolen_reason), key)
     if equipment.list is ListName.BLACK:
-        return Decision(Status.BLACK, "black-list", _with("on the black list", equipment.reason), key)
+        return Decision(Status.BLACK, Rule.BLACK_LIST, _with("on the black list", equipment.reason), key)
     return None
 
 
@@ -222,7 +209,7 @@ def _listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[Sighti
     if name is ListName.PAIRED:
         return _paired(key, equipment, query, msisdns)
     if name is ListName.WHITE:
-        return Decision(Status.WHITE, "white-list", _with("on the white list", equipment.reason), key)
+        return Decision(Status.WHITE, Rule.WHITE_LIST, _with("on the white list", equipment.reason), key)
     return _grey_listed(key, equipment, query, seen, profile)
 
 
@@ -232,15 +219,15 @@ def _grey_listed(key: str, equipment: EquipmentFacts, query: Query, seen: list[S
     grace rules' window), with the grey notice and the reminders; black after it."""
     first_local = _first(seen, profile, local=True)
     if first_local is None:  # seen only with roaming SIMs: no window has started
-        return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason), key)
+        return Decision(Status.GREY, Rule.GREY_LIST, _with("on the grey list", equipment.reason), key)
     days = profile.grace_days(first_local)
     deadline = first_local + days * DAY
     ends = f"the {days}-day window from {profile.local_date(first_local)}"
     if query.at >= deadline:
-        return Decision(Status.BLACK, "grey-list-expired", _with("on the grey list", equipment.reason) +
+        return Decision(Status.BLACK, Rule.GREY_LIST_EXPIRED, _with("on the grey list", equipment.reason) +
                         f"; {ends} ended {profile.local_date(deadline)}", key, deadline,
                         (Notice(Event.BLACK, deadline),))
-    return Decision(Status.GREY, "grey-list", _with("on the grey list", equipment.reason) +
+    return Decision(Status.GREY, Rule.GREY_LIST, _with("on the grey list", equipment.reason) +
                     f"; {ends} ends {profile.local_date(deadline)}", key, deadline,
                     _grey_notices(deadline, query, profile))
 
@@ -257,7 +244,7 @@ def _roamer(key: str, seen: list[Sighting], query: Query, profile: Profile) -> D
     assert first is not None and profile.roamer_days is not None  # the query's own sighting is a roaming one
     until = first + profile.roamer_days * DAY
     if query.at < until:
-        return Decision(Status.WHITE, "roamer",
+        return Decision(Status.WHITE, Rule.ROAMER,
                         f"inbound roamer: exempt for {profile.roamer_days} days from {first:%Y-%m-%d}", key, until)
     return None
 
@@ -269,15 +256,15 @@ def _paired(key: str, equipment: EquipmentFacts, query: Query, msisdns: Mapping[
     used_msisdn = given or (msisdns.get(query.imsi) if query.imsi else None)
     for imsi, msisdn in equipment.pairings:
         if imsi is not None and imsi == query.imsi:
-            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound IMSI {imsi}", key)
+            return Decision(Status.WHITE, Rule.PAIRED_MATCH, f"paired white, used with its bound IMSI {imsi}", key)
         if msisdn is not None and msisdn == used_msisdn:
             via = "" if given else f" (the MSISDN of IMSI {query.imsi} in the subscriber data)"
-            return Decision(Status.WHITE, "paired-match", f"paired white, used with its bound MSISDN {msisdn}{via}",
+            return Decision(Status.WHITE, Rule.PAIRED_MATCH, f"paired white, used with its bound MSISDN {msisdn}{via}",
                             key)
     used = query.imsi or query.msisdn or "no subscriber identity"
     if query.imsi and used_msisdn and not given:
         used = f"{query.imsi} (MSISDN {used_msisdn})"
-    return Decision(Status.BLACK, "paired-mismatch", f"paired white, but used with {used}, which is not bound to it",
+    return Decision(Status.BLACK, Rule.PAIRED_MISMATCH, f"paired white, but used with {used}, which is not bound to it",
                     key)
 
 
@@ -286,16 +273,16 @@ def _unregistered(key: str, seen: list[Sighting], device_type: str | None, query
     first_local = _first(seen, profile, local=True)
     cutoff = profile.grandfather_before
     if first_local is not None and cutoff is not None and first_local < profile.local_midnight(cutoff):
-        return Decision(Status.WHITE, "grandfathered",
+        return Decision(Status.WHITE, Rule.GRANDFATHERED,
                         f"seen with a local SIM on {profile.local_date(first_local)}, before {cutoff}", key)
     if device_type is not None and profile.auto_entered(device_type):
-        return Decision(Status.WHITE, "auto-entered", f"a {device_type.strip()}: entered automatically", key)
+        return Decision(Status.WHITE, Rule.AUTO_ENTERED, f"a {device_type.strip()}: entered automatically", key)
     if device_type is None and profile.unknown_tac is not UnknownTac.GRACE:
         status = _UNKNOWN_TAC[profile.unknown_tac]
-        return _noticed(Decision(status, "unknown-tac", f"TAC {key[:8]} is not in the catalogue", key))
+        return _noticed(Decision(status, Rule.UNKNOWN_TAC, f"TAC {tac_of(key)} is not in the catalogue", key))
     if first_local is None:
         reason = f"not registered; the roamer exemption of {profile.roamer_days} days is over"
-        return _noticed(Decision(Status.BLACK, "not-registered", reason, key))
+        return _noticed(Decision(Status.BLACK, Rule.NOT_REGISTERED, reason, key))
     return _grace(key, first_local, query, profile, roaming)
 
 
@@ -303,16 +290,16 @@ def _grace(key: str, first_local: datetime, query: Query, profile: Profile, roam
     days = profile.grace_days(first_local)
     first_day = profile.local_date(first_local)
     if days == 0:
-        return _noticed(Decision(Status.BLACK, "no-grace",
+        return _noticed(Decision(Status.BLACK, Rule.NO_GRACE,
                                  f"not registered; first seen with a local SIM on {first_day}, when no window "
                                  "applied", key))
     deadline = first_local + days * DAY
     if query.at >= deadline:
-        return _noticed(Decision(Status.BLACK, "grace-expired",
+        return _noticed(Decision(Status.BLACK, Rule.GRACE_EXPIRED,
                                  f"not registered; the {days}-day window from {first_day} ended "
                                  f"{profile.local_date(deadline)}", key, deadline))
     via = " (now roaming)" if roaming else ""
-    return Decision(Status.GREY, "grace", f"not registered; {days}-day window from {first_day} ends "
+    return Decision(Status.GREY, Rule.GRACE, f"not registered; {days}-day window from {first_day} ends "
                     f"{profile.local_date(deadline)}{via}", key, deadline, _grey_notices(deadline, query, profile))
 
 
