@@ -38,7 +38,7 @@ from tests import diameter_samples as samples
 from tests.tools import LOOPBACK, free_tcp_port
 
 ROOT = Path(__file__).resolve().parent.parent
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 SERVER_SCRIPT = ROOT / "bench" / "fixed_answer_server.py"
 EIR_NODE = LocalNode("eir.localdomain", "localdomain", product_name="test-eir")
 
