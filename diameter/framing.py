@@ -22,8 +22,8 @@ _U32 = struct.Struct(">I")
 Buffer = bytes | bytearray | memoryview
 
 
-def _untrusted(word: int, max_length: int) -> FramingError | None:
-    """Why a header's first word makes the stream untrustworthy, or None when it does not."""
+def _untrusted(word: int, max_length: int) -> FramingError:
+    """Why a header's first word makes the stream untrustworthy (the caller found it does)."""
     version, length = word >> 24, word & 0xFFFFFF
     if version != DIAMETER_VERSION:
         return FramingError(f"unsupported Diameter version {version}")
@@ -31,9 +31,7 @@ def _untrusted(word: int, max_length: int) -> FramingError | None:
         return FramingError(f"message length {length} is below the 20-octet header")
     if length & 3:
         return FramingError(f"message length {length} is not a multiple of 4")
-    if length > max_length:
-        return FramingError(f"message length {length} exceeds the maximum {max_length}")
-    return None
+    return FramingError(f"message length {length} exceeds the maximum {max_length}")
 
 
 def frame_length(buffer: Buffer, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH, offset: int = 0) -> int | None:
@@ -45,10 +43,10 @@ def frame_length(buffer: Buffer, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH, o
     if len(buffer) - offset < 4:
         return None
     word = _U32.unpack_from(buffer, offset)[0]
-    error = _untrusted(word, max_length)
-    if error is not None:
-        raise error
-    return word & 0xFFFFFF
+    length = word & 0xFFFFFF
+    if word >> 24 != DIAMETER_VERSION or length < HEADER_LENGTH or length & 3 or length > max_length:
+        raise _untrusted(word, max_length)
+    return length
 
 
 def frame_ends(buffer: Buffer, offset: int = 0,
@@ -60,11 +58,11 @@ def frame_ends(buffer: Buffer, offset: int = 0,
     that cannot be trusted (the connection must close, RFC 6733 3)."""
     ends: list[int] = []
     size = len(buffer)
-    unpack = _U32.unpack_from
+    unpack, version = _U32.unpack_from, DIAMETER_VERSION
     while size - offset >= 4:
         word = unpack(buffer, offset)[0]
         length = word & 0xFFFFFF
-        if word >> 24 != DIAMETER_VERSION or length < HEADER_LENGTH or length & 3 or length > max_length:
+        if word >> 24 != version or length < HEADER_LENGTH or length & 3 or length > max_length:
             return ends, _untrusted(word, max_length)
         if size - offset < length:
             break
