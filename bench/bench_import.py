@@ -32,7 +32,7 @@ from workdir import registry_megabytes, workdir
 from registry.imei import luhn_check_digit
 from registry.store import Registry
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 
 
 def generate(path: Path, rows: int, seed: int = 7) -> list[str]:

@@ -29,7 +29,7 @@ from workdir import registry_megabytes, workdir
 
 from registry.imei import luhn_check_digit
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 OPERATORS = ["43601", "43602", "43603", "43604", "43605", "25001"]  # the last: an inbound roamer
 
 

@@ -23,6 +23,7 @@ import time
 from diameter.answers import answer_to
 from diameter.capabilities import LocalNode, capability_avps
 from diameter.constants import APP_COMMON, APP_S13, VENDOR_3GPP, Command, EquipmentStatus, ResultCode
+from diameter.framing import frame_ends
 from diameter.message import make_message
 
 _HEADER = struct.Struct(">IIIII")
@@ -81,20 +82,13 @@ class FixedAnswerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.buffer:
             data = self.buffer + data
-        end = len(data)
+        ends, framing_error = frame_ends(data)
         offset = 0
         out = bytearray()
         unpack = _HEADER.unpack_from
         close = False
-        while end - offset >= 20:
-            version_length, flags_command, application, hop, e2e = unpack(data, offset)
-            length = version_length & 0xFFFFFF
-            if version_length >> 24 != 1 or length < 20 or length & 3:
-                assert self.transport is not None
-                self.transport.abort()  # framing that cannot be trusted: close (RFC 6733 3)
-                return
-            if offset + length > end:
-                break
+        for end in ends:
+            _, flags_command, application, hop, e2e = unpack(data, offset)
             command = flags_command & 0xFFFFFF
             if not flags_command & R_BIT:
                 pass  # an answer: this server sends no requests
@@ -110,13 +104,17 @@ class FixedAnswerProtocol(asyncio.Protocol):
                 code, flags_avp_length = _AVP.unpack_from(data, offset + 20)
                 if code == SESSION_ID:
                     session_end = offset + 20 + ((flags_avp_length & 0xFFFFFF) + 3 & ~3)
-                    session = data[offset + 20:min(session_end, offset + length)]
+                    session = data[offset + 20:min(session_end, end)]
                 out += _HEADER.pack(0x01000000 | (20 + len(session) + len(ECA_BODY)), ECA_FLAGS_COMMAND,
                                     application, hop, e2e)
                 out += session
                 out += ECA_BODY
-            offset += length
-        self.buffer = data[offset:] if offset < end else b""
+            offset = end
+        if framing_error is not None:
+            assert self.transport is not None
+            self.transport.abort()  # framing that cannot be trusted: close (RFC 6733 3)
+            return
+        self.buffer = data[offset:] if offset < len(data) else b""
         if self.transport is not None:
             if out:
                 self.transport.write(out)

@@ -1,4 +1,4 @@
-"""Diameter messages: framing, decoding with problems reported as data, and encoding.
+"""Diameter messages: decoding with problems reported as data, and encoding (framing: diameter.framing).
 
 ``decode_message`` never raises for AVP-level trouble: each problem becomes an
 ``AvpProblem`` (result code + offending AVP) on ``Message.problems``, so the answer can
@@ -33,12 +33,13 @@ from diameter.dictionary import (
     avp_key,
 )
 from diameter.errors import AvpProblem, EncodeError, FramingError
+from diameter.framing import DEFAULT_MAX_MESSAGE_LENGTH, frame_length
+from diameter.framing import MessageReader as MessageReader  # the stream reader, where it was before
 from diameter.types import ValueProblem
 
 _HEADER = struct.Struct(">IIIII")
 _AVP_HEADER = struct.Struct(">II")
 _U32 = struct.Struct(">I")
-DEFAULT_MAX_MESSAGE_LENGTH = 65536
 # Grouped AVPs inside Grouped AVPs: deeper input is refused (5012), never a RecursionError.
 MAX_GROUPED_DEPTH = 32
 CLEAN_SHAPES_LIMIT = 1024
@@ -139,58 +140,6 @@ def encode_header(message: Message, length: int) -> bytes:
 def group(dictionary: Dictionary, name: str, *members: tuple[str, Any] | Avp) -> Avp:
     built = [m if isinstance(m, Avp) else Avp.of(dictionary.avp_def(m[0]), m[1]) for m in members]
     return Avp.grouped(dictionary.avp_def(name), built)
-
-
-# --- framing -------------------------------------------------------------------------
-
-def frame_length(buffer: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
-                 offset: int = 0) -> int | None:
-    """The length of the message at ``buffer[offset:]``, or None if 4 octets are not there yet.
-
-    Raises FramingError when the stream cannot be trusted any more (RFC 6733 3): a version
-    other than 1, a length below 20, not a multiple of 4, or above ``max_length``.
-    """
-    if len(buffer) - offset < 4:
-        return None
-    word = _U32.unpack_from(buffer, offset)[0]
-    version, length = word >> 24, word & 0xFFFFFF
-    if version != DIAMETER_VERSION:
-        raise FramingError(f"unsupported Diameter version {version}")
-    if length < HEADER_LENGTH:
-        raise FramingError(f"message length {length} is below the 20-octet header")
-    if length & 3:
-        raise FramingError(f"message length {length} is not a multiple of 4")
-    if length > max_length:
-        raise FramingError(f"message length {length} exceeds the maximum {max_length}")
-    return length
-
-
-class MessageReader:
-    """Splits a byte stream into whole messages (sans-I/O: feed bytes, take frames)."""
-
-    def __init__(self, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> None:
-        self._buffer = bytearray()
-        self.max_length = max_length
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """The whole messages buffered so far, each cut from the stream with one copy."""
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        frames: list[bytes] = []
-        offset, size, max_length = 0, len(data), self.max_length
-        try:
-            while (length := frame_length(data, max_length, offset)) is not None and size - offset >= length:
-                frames.append(data[offset:offset + length])
-                offset += length
-        finally:
-            self._buffer += data[offset:]  # what a FramingError left stays, as before the change
-        return frames
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
 
 
 # --- decoding ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
+from diameter.framing import split_messages
 from diameter.message import Message
 from diameter.peer import (
     AnswerReceived,
@@ -45,7 +46,6 @@ _events = sctp.PerSecond(log)  # connections opened and closed, DPRs, watchdog c
 
 DIAMETER_PORT = 3868
 SCTP_PPID_DIAMETER = 46
-_HEADER_LENGTH = 20
 
 RequestHandler = Callable[[Message, "PeerConnection"], "Message | Awaitable[Message] | None"]
 
@@ -68,7 +68,7 @@ class CapabilitiesRefused(ConnectionError):
 def diameter_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
     """Each Diameter message its own SCTP message, all on stream 0 (RFC 6733 leaves the stream
     to us; one stream keeps requests and answers in the order they were written)."""
-    return [(message, 0) for message in sctp.cut(data, _HEADER_LENGTH, lambda d, at: int.from_bytes(d[at + 1:at + 4]))]
+    return [(message, 0) for message in split_messages(data)]
 
 
 SCTP_DIAMETER = sctp.Payload(SCTP_PPID_DIAMETER, diameter_split)

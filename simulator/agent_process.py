@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 LOOPBACK = "127.0.0.1"
 
 

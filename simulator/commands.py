@@ -1,4 +1,4 @@
-"""``eir sim``: the network around the agent, from the command line. Parse, call, print."""
+"""``eir sim`` and ``eir demo``: the network around the agent, from the command line. Parse, call, print."""
 
 from __future__ import annotations
 
@@ -72,6 +72,19 @@ def _identity_options(function: Any) -> Any:
 def _transport_option(help_text: str) -> Any:
     return click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "sctp"]),
                         help=help_text)
+
+
+@click.command()
+def demo() -> None:
+    """Build a demo registry, start `eir serve` on loopback, send ECRs for every case (each
+    list, paired match and mismatch, unknown, invalid) and MAP CheckIMEI v1-v3 over M3UA,
+    print each answer with its reason, and stop the agent."""
+    from simulator.demo import run_demo
+
+    surprises = run_demo(click.echo)
+    if surprises:
+        click.echo(f"{surprises} answer(s) were not as expected", err=True)
+        sys.exit(1)
 
 
 @click.group()

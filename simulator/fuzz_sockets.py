@@ -25,20 +25,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diameter.constants import APP_COMMON, Command
+from diameter.errors import FramingError as DiameterFramingError
+from diameter.framing import frame_length as diameter_frame_length
 from diameter.message import make_message
+from sigtran.m3ua import FramingError as M3uaFramingError
+from sigtran.m3ua import frame_length as m3ua_frame_length
 from simulator.agent_process import LOOPBACK, AgentProcess
 from simulator.fuzz_frames import FUZZ_NODE, LAYERS, FrameSource, source_for
 
-HEADER = {"diameter": 20, "m3ua": 8}
 MAX_ANSWER = 1 << 20  # an answer frame longer than this is taken as broken framing from the agent
 KEPT_INCIDENTS = 3
 SETTLE = 0.05  # seconds between replayed frames and the restoring messages after them
 
 
-def _length(framing: str, buffer: bytearray, offset: int) -> int:
+def _frame_length(framing: str, buffer: bytearray, offset: int) -> int | None:
+    """The length of the agent's frame at ``offset`` (None: its header is not all there yet),
+    read by the layer's own framing; raises that layer's FramingError past ``MAX_ANSWER``."""
     if framing == "diameter":
-        return int.from_bytes(buffer[offset + 1:offset + 4], "big")
-    return int.from_bytes(buffer[offset + 4:offset + 8], "big")
+        return diameter_frame_length(buffer, MAX_ANSWER, offset)
+    return m3ua_frame_length(buffer, MAX_ANSWER, offset)
 
 
 class FuzzLink(asyncio.Protocol):
@@ -67,14 +72,15 @@ class FuzzLink(asyncio.Protocol):
             self.lost.set_result(f"connection {'reset' if exc else 'closed'} by the agent{f': {exc}' if exc else ''}")
 
     def data_received(self, data: bytes) -> None:
-        buffer, header, offset = self.buffer, HEADER[self.framing], 0
+        buffer, offset = self.buffer, 0
         buffer += data
-        while len(buffer) - offset >= header:
-            length = _length(self.framing, buffer, offset)
-            if length < header or length > MAX_ANSWER:
-                self._broken(f"the agent sent a frame of length {length}")
+        while True:
+            try:
+                length = _frame_length(self.framing, buffer, offset)
+            except (DiameterFramingError, M3uaFramingError) as exc:
+                self._broken(f"the agent sent a frame that cannot be trusted: {exc}")
                 return
-            if len(buffer) - offset < length:
+            if length is None or len(buffer) - offset < length:
                 break
             self._frame(bytes(buffer[offset:offset + length]))
             offset += length

@@ -37,8 +37,10 @@ from diameter.constants import (
     ResultCode,
 )
 from diameter.errors import FramingError
+from diameter.framing import frame_ends
 from diameter.message import Message, decode_message, make_message
 from simulator.load_common import (
+    LinkState,
     LoadFailed,
     LoadStats,
     RequestWindow,
@@ -50,16 +52,16 @@ from simulator.load_common import (
     run_processes,
 )
 from simulator.load_wire import (
-    _AVP,
-    _ECA,
-    _HEADER,
-    _IDS,
-    _MASK,
-    _R_BIT,
-    _SESSION_ID,
+    AVP_HEADER,
     CONNECTION_SPAN,
     COUNTER_WIDTH,
+    ECA,
+    HEADER,
     HISTOGRAM_US,
+    IDS,
+    MASK_32,
+    R_BIT,
+    SESSION_ID,
     AnswerScanner,
     EcrTemplates,
 )
@@ -108,7 +110,7 @@ class LoadConnection(RequestWindow):
         self._cer.end_to_end = self._e2e
 
     def _next_hop(self) -> int:
-        self._hop = (self._hop + 1) & _MASK
+        self._hop = (self._hop + 1) & MASK_32
         return self._hop
 
     # --- asyncio.Protocol ----------------------------------------------------------------
@@ -116,11 +118,11 @@ class LoadConnection(RequestWindow):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.state = "wait_cea"
+        self.state = LinkState.WAIT_CEA
         transport.write(self._cer.to_bytes())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state in ("open", "wait_cea"):
+        if self.state in (LinkState.OPEN, LinkState.WAIT_CEA):
             self.stats.errors["connection_losses"] += 1
         self._lost()
 
@@ -128,26 +130,20 @@ class LoadConnection(RequestWindow):
         now = time.perf_counter_ns()
         if self._buffer:
             data = self._buffer + data
-        end = len(data)
+        ends, framing_error = frame_ends(data)
         offset = 0
         pending = self.pending
         stats = self.stats
         outcomes = stats.outcomes
         histogram = stats.histogram
-        unpack = _HEADER.unpack_from
-        unpack_avp = _AVP.unpack_from
+        unpack = HEADER.unpack_from
+        unpack_avp = AVP_HEADER.unpack_from
         memo = self._scan.memo
         low_water = self._low_water if self.running else -1
         answers = unmatched = 0
-        while end - offset >= HEADER_LENGTH:
-            version_length, flags_command, _, hop, _ = unpack(data, offset)
-            length = version_length & 0xFFFFFF
-            if version_length >> 24 != 1 or length < HEADER_LENGTH or length & 3:
-                self._framing_error()
-                return
-            if offset + length > end:
-                break
-            if flags_command & 0xFFFFFF == _ECA and not flags_command & _R_BIT:
+        for end in ends:
+            _, flags_command, _, hop, _ = unpack(data, offset)
+            if flags_command & 0xFFFFFF == ECA and not flags_command & R_BIT:
                 sent = pending.pop(hop, None)
                 if sent is None:
                     unmatched += 1
@@ -161,16 +157,19 @@ class LoadConnection(RequestWindow):
                     # AnswerScanner inlined: the memo, keyed by the octets after Session-Id
                     code, flags_length = unpack_avp(data, offset + HEADER_LENGTH)
                     body = offset + HEADER_LENGTH + (((flags_length & 0xFFFFFF) + 3) & ~3)
-                    outcome = memo.get(data[body:offset + length]) if code == _SESSION_ID else None
+                    outcome = memo.get(data[body:end]) if code == SESSION_ID else None
                     if outcome is None:
-                        outcome = self._scan(data, offset + HEADER_LENGTH, offset + length)
+                        outcome = self._scan(data, offset + HEADER_LENGTH, end)
                     outcomes[outcome] += 1
                     if len(pending) <= low_water:  # refill now: the peer works while we read on
                         self._refill(now)
             else:
-                self._other(data[offset:offset + length])
-            offset += length
-        self._buffer = data[offset:] if offset < end else b""
+                self._other(data[offset:end])
+            offset = end
+        if framing_error is not None:
+            self._framing_error()
+            return
+        self._buffer = data[offset:] if offset < len(data) else b""
         stats.answers += answers
         if unmatched:
             stats.errors["unmatched_answers"] += unmatched
@@ -183,15 +182,15 @@ class LoadConnection(RequestWindow):
     def _send(self, count: int) -> None:
         """Queue ``count`` ECRs in one write; the hot path of the generator."""
         transport = self.transport
-        if transport is None or self.state != "open":
+        if transport is None or self.state != LinkState.OPEN:
             return
         requests = self.templates.requests
         n_requests = len(requests)
         counter_at = self.templates.counter_at
-        pack_ids = _IDS.pack_into
-        if self._hop + count > _MASK:
+        pack_ids = IDS.pack_into
+        if self._hop + count > MASK_32:
             self._hop = 0
-        if self._e2e + count > _MASK:
+        if self._e2e + count > MASK_32:
             self._e2e = 0
         first_hop = hop = self._hop
         e2e, counter, index = self._e2e, self._counter, self._imei
@@ -222,7 +221,7 @@ class LoadConnection(RequestWindow):
             self._framing_error()
             return
         command = message.command_code
-        if self.state == "wait_cea":
+        if self.state == LinkState.WAIT_CEA:
             self._on_cea(message)
         elif message.is_request and command in (Command.DEVICE_WATCHDOG, Command.DISCONNECT_PEER):
             answer = answer_to(message, self._node.origin_host, self._node.origin_realm, ResultCode.DIAMETER_SUCCESS)
@@ -232,9 +231,9 @@ class LoadConnection(RequestWindow):
                 self.transport.write(answer.to_bytes())
             if command == Command.DISCONNECT_PEER:  # no new request; answers may still come
                 self.stats.errors["peer_disconnects"] += 1
-                self.state = "disconnected_by_peer"
+                self.state = LinkState.DISCONNECTED_BY_PEER
                 self.stop()
-        elif not message.is_request and command == Command.DISCONNECT_PEER and self.state == "closing":
+        elif not message.is_request and command == Command.DISCONNECT_PEER and self.state == LinkState.CLOSING:
             if self.transport is not None:
                 self.transport.close()
         elif not message.is_request and command == Command.DEVICE_WATCHDOG:
@@ -249,11 +248,11 @@ class LoadConnection(RequestWindow):
         elif self.cea_result == ResultCode.DIAMETER_SUCCESS and not common_applications(self._node, peer_info(message)):
             self.cea_result = ResultCode.DIAMETER_NO_COMMON_APPLICATION  # it did not advertise S13
         elif self.cea_result == ResultCode.DIAMETER_SUCCESS:
-            self.state = "open"
+            self.state = LinkState.OPEN
             if not self.opened.done():
                 self.opened.set_result(None)
             return
-        self.state = "refused"
+        self.state = LinkState.REFUSED
         if self.transport is not None:
             self.transport.close()
 
@@ -267,14 +266,14 @@ class LoadConnection(RequestWindow):
         """DPR, then wait for the DPA (or the peer's close) for at most ``timeout``."""
         if self.transport is None:
             return
-        if self.state != "open":  # the peer said DPR first, or never finished the CER/CEA
+        if self.state != LinkState.OPEN:  # the peer said DPR first, or never finished the CER/CEA
             self.transport.close()
             return
         dpr = make_message(Command.DISCONNECT_PEER, request=True, application_id=APP_COMMON,
-                           hop_by_hop=self._next_hop(), end_to_end=(self._e2e + 1) & _MASK)
+                           hop_by_hop=self._next_hop(), end_to_end=(self._e2e + 1) & MASK_32)
         dpr.add("Origin-Host", self._node.origin_host).add("Origin-Realm", self._node.origin_realm)
         dpr.add("Disconnect-Cause", int(DisconnectCause.REBOOTING))
-        self.state = "closing"
+        self.state = LinkState.CLOSING
         self.transport.write(dpr.to_bytes())
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
@@ -305,7 +304,7 @@ async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, n
     connection = await connect_link(lambda: LoadConnection(config, stats, templates, number), config.host,
                                     config.port, config.connect_timeout, "CEA")
     peer = f"{config.host}:{config.port}"
-    if connection.state != "open":
+    if connection.state != LinkState.OPEN:
         code = connection.cea_result
         detail = f"CEA Result-Code {code} {code_name(code)}" if code is not None else "closed without a CEA"
         raise LoadFailed(f"{peer} refused the capabilities exchange: {detail}")

@@ -14,10 +14,25 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from simulator.load_wire import HISTOGRAM_US, MAX_CONNECTIONS
 from simulator.mme import os_error_text
+
+
+class LinkState(StrEnum):
+    """Where one connection of a load generator is (its values are what reports and tests read)."""
+
+    CONNECTING = "connecting"
+    WAIT_CEA = "wait_cea"  # Diameter: CER sent, waiting for the CEA (RFC 6733 Wait-I-CEA)
+    HANDSHAKE = "handshake"  # M3UA: ASPUP and ASPAC sent, waiting for the ASP to be active
+    OPEN = "open"  # requests may be sent
+    DOWN = "down"  # M3UA: the gateway took the ASP down
+    DISCONNECTED_BY_PEER = "disconnected_by_peer"  # Diameter: the peer sent DPR
+    CLOSING = "closing"  # we sent DPR or ASPDN
+    REFUSED = "refused"  # the capabilities exchange failed
+    CLOSED = "closed"
 
 
 class LoadFailed(Exception):
@@ -108,7 +123,7 @@ class RequestWindow(asyncio.Protocol):
     """What both generators' connections do alike: keep ``inflight`` requests pending from
     ``start`` to the deadline, refill as answers come, count and replace timed-out ones,
     and say ``drained`` once stopped with nothing pending. Subclasses send (``_send``) and
-    set ``state`` ("open" while requests may be sent) and ``transport``."""
+    set ``state`` (``LinkState.OPEN`` while requests may be sent) and ``transport``."""
 
     def __init__(self, stats: LoadStats, inflight: int, timeout: float) -> None:
         self.stats = stats
@@ -118,7 +133,7 @@ class RequestWindow(asyncio.Protocol):
         self.opened: asyncio.Future[None] = self.loop.create_future()
         self.drained: asyncio.Future[None] = self.loop.create_future()
         self.closed: asyncio.Future[None] = self.loop.create_future()
-        self.state = "connecting"
+        self.state = LinkState.CONNECTING
         self.pending: dict[int, int] = {}
         self.running = False
         self.started = False  # drained means something only once the load has started
@@ -157,7 +172,7 @@ class RequestWindow(asyncio.Protocol):
     def _sweep(self) -> None:
         """Requests older than the timeout are counted and replaced."""
         self._sweeper = None
-        if self.state != "open":
+        if self.state != LinkState.OPEN:
             return
         limit = time.perf_counter_ns() - self._timeout_ns
         expired = [key for key, sent in self.pending.items() if sent < limit]
@@ -172,7 +187,7 @@ class RequestWindow(asyncio.Protocol):
         """The connection is gone: what was pending is lost, the futures are done."""
         self.stats.errors["lost_in_flight"] += len(self.pending)  # never answered
         self.pending.clear()
-        self.state = "closed"
+        self.state = LinkState.CLOSED
         self.running = False
         self.transport = None
         if self._sweeper is not None:

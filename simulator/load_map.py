@@ -41,6 +41,7 @@ from sigtran.asp import (
 from sigtran.m3ua import DEFAULT_MAX_MESSAGE_LENGTH
 from sigtran.map import EquipmentStatus
 from simulator.load_common import (
+    LinkState,
     LoadFailed,
     LoadStats,
     RequestWindow,
@@ -124,11 +125,11 @@ class MapLoadConnection(RequestWindow):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.state = "handshake"
+        self.state = LinkState.HANDSHAKE
         self._handle(self.asp.connection_made(self.loop.time()))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state in ("open", "handshake"):
+        if self.state in (LinkState.OPEN, LinkState.HANDSHAKE):
             self.stats.errors["connection_losses"] += 1
         self.asp.connection_lost()
         if self._timer is not None:
@@ -148,7 +149,7 @@ class MapLoadConnection(RequestWindow):
         unpack = _FRAME.unpack_from
         read = self.reader.read
         low_water = self._low_water if self.running else -1
-        is_open = self.state == "open"
+        is_open = self.state == LinkState.OPEN
         answers = 0
         while end - offset >= 8:
             first, length = unpack(data, offset)
@@ -197,7 +198,7 @@ class MapLoadConnection(RequestWindow):
     def _send(self, count: int) -> None:
         """Queue ``count`` CheckIMEI dialogues in one write; the hot path of the generator."""
         transport = self.transport
-        if transport is None or self.state != "open":
+        if transport is None or self.state != LinkState.OPEN:
             return
         requests = self.templates.requests
         offsets = self.templates.otid_at
@@ -232,19 +233,19 @@ class MapLoadConnection(RequestWindow):
         self._arm_timer()
 
     def _event(self, event: Event) -> None:
-        if isinstance(event, AspActive) and self.state == "handshake":
-            self.state = "open"
+        if isinstance(event, AspActive) and self.state == LinkState.HANDSHAKE:
+            self.state = LinkState.OPEN
             if not self.opened.done():
                 self.opened.set_result(None)
         elif isinstance(event, ErrorReceived):
-            if self.state == "handshake":
+            if self.state == LinkState.HANDSHAKE:
                 self.refusal = err_text(event.code)
                 self._close()
             else:
                 self.stats.errors["m3ua_errors"] += 1
-        elif isinstance(event, AspDown) and self.state == "open":  # the gateway took us down
+        elif isinstance(event, AspDown) and self.state == LinkState.OPEN:  # the gateway took us down
             self.stats.errors["peer_down"] += 1
-            self.state = "down"
+            self.state = LinkState.DOWN
             self.stop()
         elif isinstance(event, CloseConnection):
             self.refusal = self.refusal or event.reason
@@ -274,10 +275,10 @@ class MapLoadConnection(RequestWindow):
         """ASPDN, then wait for the ASPDN-ACK (or the peer's close) for at most ``timeout``."""
         if self.transport is None:
             return
-        if self.state not in ("open", "down"):
+        if self.state not in (LinkState.OPEN, LinkState.DOWN):
             self.transport.close()
             return
-        self.state = "closing"
+        self.state = LinkState.CLOSING
         self._handle(self.asp.close(self.loop.time()))
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
@@ -292,7 +293,7 @@ async def _open(config: MapLoadConfig, stats: LoadStats, templates: MapTemplates
     connection = await connect_link(lambda: MapLoadConnection(config, stats, templates, number), config.host,
                                     config.port, config.connect_timeout, "ASP handshake")
     peer = f"{config.host}:{config.port}"
-    if connection.state != "open":
+    if connection.state != LinkState.OPEN:
         raise LoadFailed(f"{peer} refused the ASP handshake: {connection.refusal or 'closed the connection'}")
     return connection
 

@@ -14,7 +14,7 @@ from sigtran.m3ua import M3uaError
 from sigtran.m3ua import decode_message as decode_m3ua
 from sigtran.sccp import SccpError, Udts, Xudts
 from sigtran.sccp import decode_message as decode_sccp
-from simulator.load_wire import MAX_IMEIS, _changed_runs, imsi_at
+from simulator.load_wire import MAX_IMEIS, changed_runs, imsi_at
 from simulator.msc import MscIdentity, check_version, describe, encode_request, map_imei
 
 Outcome = tuple[str, int | None]  # (result, EquipmentStatus): ("result", 0), ("unknownEquipment", None)...
@@ -86,10 +86,10 @@ class MapTemplates:
 
     def _shape(self, length: int) -> tuple[bytes, slice, slice | None, int]:
         one = self._encode("1", length)
-        runs = _changed_runs(one, self._encode("2", length))
+        runs = changed_runs(one, self._encode("2", length))
         widths = [(length + 1) // 2] + ([8] if self.imsi_prefix is not None else [])
-        otid_runs = _changed_runs(one, self._encode("1", length, b"\xff" * 4))
-        sls_runs = _changed_runs(one, self._encode("1", length, sls=15))
+        otid_runs = changed_runs(one, self._encode("1", length, b"\xff" * 4))
+        sls_runs = changed_runs(one, self._encode("1", length, sls=15))
         if [end - start for start, end in runs] != widths or [end - start for start, end in otid_runs] != [4] \
                 or sls_runs != [(self.sls_at, self.sls_at + 1)]:
             raise ValueError(f"cannot locate the variable fields of a CheckIMEI with a {length}-digit IMEI")

@@ -19,9 +19,9 @@ from diameter.constants import (
 from registry.imei import luhn_check_digit
 from simulator.mme import MmeIdentity, build_ecr
 
-_HEADER = struct.Struct(">IIIII")
-_IDS = struct.Struct(">II")
-_AVP = struct.Struct(">II")
+HEADER = struct.Struct(">IIIII")
+IDS = struct.Struct(">II")
+AVP_HEADER = struct.Struct(">II")
 _U32 = struct.Struct(">I")
 COUNTER_WIDTH = 12  # Session-Id suffix: connection number * 10**9 + request number
 CONNECTION_SPAN = 10**9
@@ -31,11 +31,11 @@ IMSI_LENGTH = 15
 DEFAULT_TAC = "35209900"
 GENERATED_IMEIS = 10_000
 HISTOGRAM_US = 100_000  # 1-microsecond buckets up to 100 ms; slower answers are kept exactly
-_MASK = 0xFFFFFFFF
-_ECA = Command.ME_IDENTITY_CHECK
-_R_BIT = FLAG_R << 24
+MASK_32 = 0xFFFFFFFF
+ECA = Command.ME_IDENTITY_CHECK
+R_BIT = FLAG_R << 24
 _V_BIT = 0x80000000
-_SESSION_ID = 263
+SESSION_ID = 263
 
 
 # --- IMEIs -----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def read_imeis(path: str) -> list[str]:
 
 # --- pre-encoded requests ------------------------------------------------------------------
 
-def _changed_runs(a: bytes, b: bytes) -> list[tuple[int, int]]:
+def changed_runs(a: bytes, b: bytes) -> list[tuple[int, int]]:
     """The [start, end) runs where two encodings of the same shape differ."""
     runs: list[tuple[int, int]] = []
     start = None
@@ -129,7 +129,7 @@ class EcrTemplates:
             return build_ecr(node, digit * length, imsi, software_version=sv, destination_realm=destination_realm,
                              session=session_prefix + digit * COUNTER_WIDTH).to_bytes()
         one, two = encode("1"), encode("2")
-        runs = _changed_runs(one, two)
+        runs = changed_runs(one, two)
         widths = [COUNTER_WIDTH, length] + ([self.imsi_width] if imsi_prefix is not None else [])
         if [end - start for start, end in runs] != widths or runs[0][0] != self.counter_at:
             raise ValueError(f"cannot locate the variable fields of an ECR with a {length}-character IMEI")
@@ -138,7 +138,7 @@ class EcrTemplates:
     def request(self, index: int, counter: int, hop_by_hop: int, end_to_end: int) -> bytes:
         """The ECR for IMEI ``index`` with these ids (the hot path inlines the same steps)."""
         out = bytearray(self.requests[index])
-        _IDS.pack_into(out, 12, hop_by_hop, end_to_end)
+        IDS.pack_into(out, 12, hop_by_hop, end_to_end)
         out[self.counter_at:self.counter_at + COUNTER_WIDTH] = b"%012d" % counter
         return bytes(out)
 
@@ -150,7 +150,7 @@ def scan_answer(data: bytes, start: int, end: int) -> tuple[int | None, int | No
 
     The result code is Result-Code, or the Experimental-Result-Code inside Experimental-Result."""
     code = status = None
-    unpack = _AVP.unpack_from
+    unpack = AVP_HEADER.unpack_from
     while start + 12 <= end:
         avp_code, flags_length = unpack(data, start)
         length = flags_length & 0xFFFFFF
@@ -178,9 +178,9 @@ class AnswerScanner:
         self.limit = limit
 
     def __call__(self, data: bytes, start: int, end: int) -> tuple[int | None, int | None]:
-        code, flags_length = _AVP.unpack_from(data, start)
+        code, flags_length = AVP_HEADER.unpack_from(data, start)
         skip = ((flags_length & 0xFFFFFF) + 3) & ~3
-        if code != _SESSION_ID or skip < 8 or start + skip > end:
+        if code != SESSION_ID or skip < 8 or start + skip > end:
             return scan_answer(data, start, end)
         key = data[start + skip:end]
         outcome = self.memo.get(key)
@@ -193,7 +193,7 @@ class AnswerScanner:
 
 def _experimental_code(data: bytes, start: int, end: int) -> int | None:
     while start + 12 <= end:
-        avp_code, flags_length = _AVP.unpack_from(data, start)
+        avp_code, flags_length = AVP_HEADER.unpack_from(data, start)
         length = flags_length & 0xFFFFFF
         if length < 8:
             return None

@@ -324,7 +324,7 @@ def describe(message: tcap.TcMessage, *, peer: str, imei: str, imei_sent: str, v
 
 # --- one dialogue over a connection ------------------------------------------------------------
 
-class _Link(asyncio.Protocol):
+class MscLink(asyncio.Protocol):
     """The asyncio side of an AspClient: bytes in and out, events into a queue."""
 
     def __init__(self, asp: AspClient) -> None:
@@ -393,7 +393,7 @@ class _Request:
     ignored: list[str]
 
 
-async def _handshake(link: _Link, peer: str, timeout: float) -> None:
+async def asp_handshake(link: MscLink, peer: str, timeout: float) -> None:
     deadline = link.loop.time() + timeout
     while True:
         waiting = "ASPUP-ACK" if link.asp.state is AspState.DOWN else "ASPAC-ACK"
@@ -443,7 +443,7 @@ def _answer_of(event: DataReceived, request: _Request, rtt_ms: float) -> CheckIm
     return outcome
 
 
-async def _dialogue_round(link: _Link, identity: MscIdentity, request: _Request, imsi: str | None,
+async def _dialogue_round(link: MscLink, identity: MscIdentity, request: _Request, imsi: str | None,
                           timeout: float) -> CheckImeiOutcome:
     begin = check_imei_begin(request.otid, request.imei_sent, request.version, imsi)
     started = time.perf_counter_ns()
@@ -467,7 +467,7 @@ async def _dialogue_round(link: _Link, identity: MscIdentity, request: _Request,
             raise CheckImeiFailed(f"{request.peer} closed the connection before answering")
 
 
-async def _leave(link: _Link, timeout: float) -> None:
+async def _leave(link: MscLink, timeout: float) -> None:
     """ASPDN, then wait for the ASPDN-ACK (or the close) for at most ``timeout``."""
     if link.transport is None:
         return
@@ -481,10 +481,10 @@ async def _leave(link: _Link, timeout: float) -> None:
         link.transport.close()
 
 
-async def _open(host: str, port: int, identity: MscIdentity, transport: str) -> _Link:
+async def _open(host: str, port: int, identity: MscIdentity, transport: str) -> MscLink:
     """The association: TCP, or SCTP with PPID 3 and DATA off stream 0 (``sigtran.sctp``)."""
-    def factory() -> _Link:
-        return _Link(AspClient(identity.settings()))
+    def factory() -> MscLink:
+        return MscLink(AspClient(identity.settings()))
 
     if transport == "sctp":
         return (await sctp_connect(factory, host, port, M3UA))[1]
@@ -513,7 +513,7 @@ async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = 
     except OSError as exc:
         raise CheckImeiFailed(f"cannot connect to {request.peer}: {os_error_text(exc)}") from None
     try:
-        await _handshake(link, request.peer, timeout)
+        await asp_handshake(link, request.peer, timeout)
         return await _dialogue_round(link, identity, request, imsi, timeout)
     finally:
         await _leave(link, min(timeout, 2.0))

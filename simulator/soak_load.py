@@ -27,8 +27,8 @@ from simulator.mme import build_ecr
 from simulator.msc import (
     CheckImeiFailed,
     MscIdentity,
-    _handshake,
-    _Link,
+    MscLink,
+    asp_handshake,
     check_imei_begin,
     check_imei_udt,
     describe,
@@ -162,7 +162,7 @@ class S13Load:
 
 # --- MAP ----------------------------------------------------------------------------------------
 
-class MapAssociation(_Link):
+class MapAssociation(MscLink):
     """An ASP association that carries many CheckIMEI dialogues at once: answers go to the
     dialogue whose otid they name."""
 
@@ -270,7 +270,7 @@ class MapLoad:
             await asyncio.sleep(0.1)
             return None
         try:
-            await _handshake(link, "agent", 2)
+            await asp_handshake(link, "agent", 2)
         except CheckImeiFailed:  # the agent went away again, or is still starting
             if link.transport is not None:
                 link.transport.close()

@@ -17,7 +17,7 @@ from sigtran import map as mapv
 from sigtran.m3ua import decode_message as decode_m3ua
 from sigtran.sccp import SSN_SGSN, ReturnCause
 from sigtran.sccp import decode_message as decode_sccp
-from simulator.load_common import LoadStats
+from simulator.load_common import LinkState, LoadStats
 from simulator.load_map import MapLoadConfig, MapLoadConnection, report
 from simulator.load_map_wire import RETURNED, UNDECODABLE, UNEXPECTED, AnswerReader, MapTemplates
 from simulator.load_wire import imsi_at
@@ -299,7 +299,7 @@ def test_the_hot_path_sends_the_templates_and_counts_the_answers() -> None:
         connection = MapLoadConnection(config, LoadStats(), templates, 1)
         transport = _Transport()
         connection.transport = transport  # type: ignore[assignment]
-        connection.state = "open"
+        connection.state = LinkState.OPEN
         connection.start(deadline_ns=2**62)
         assert connection._sweeper is not None
         connection._sweeper.cancel()
@@ -340,7 +340,7 @@ def test_an_undeliverable_request_is_counted_as_returned() -> None:
         connection = MapLoadConnection(config, LoadStats(), templates, 0)
         transport = _Transport()
         connection.transport = transport  # type: ignore[assignment]
-        connection.state = "open"
+        connection.state = LinkState.OPEN
         connection.start(deadline_ns=0)
         assert connection._sweeper is not None
         connection._sweeper.cancel()

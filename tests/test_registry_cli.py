@@ -11,7 +11,7 @@ import pytest
 
 from registry.imei import luhn_check_digit
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 WHITE, GREY, PAIRED = "35209900176148", "35209900176149", "35209900176152"
 IMSI = "437011234567890"
 

@@ -18,7 +18,7 @@ from registry.observations import Recorder
 from registry.profile import load_profile
 from registry.store import Registry
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 A, B, PAIRED = "35209900176148", "35209900176149", "35209900176152"
 MEGAFON, TCELL = "436011234567890", "436059876543210"
 MSISDN = "992900123456"

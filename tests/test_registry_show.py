@@ -12,7 +12,7 @@ import pytest
 
 from registry.imei import luhn_check_digit
 
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 WHITE, PAIRED, UNREGISTERED = "35209900176148", "35209900176152", "35209900999999"
 BOUND, OTHER = "436011234567890", "436059999999999"
 

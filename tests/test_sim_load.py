@@ -32,13 +32,14 @@ from diameter.peer import PeerSettings
 from diameter.transport import PeerConnection, start_server
 from registry.imei import parse_imei
 from simulator.load import LoadConfig, LoadConnection, LoadStats
+from simulator.load_common import LinkState
 from simulator.load_wire import AnswerScanner, EcrTemplates, generated_imeis, read_imeis, scan_answer
 from simulator.mme import MmeIdentity, build_ecr
 from tests import diameter_samples as samples
 from tests.tools import LOOPBACK, free_tcp_port
 
 ROOT = Path(__file__).resolve().parent.parent
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 SERVER_SCRIPT = ROOT / "bench" / "fixed_answer_server.py"
 EIR_NODE = LocalNode("eir.localdomain", "localdomain", product_name="test-eir")
 
@@ -279,7 +280,7 @@ def test_the_hot_path_sends_what_the_codec_encodes() -> None:
         connection = LoadConnection(config, LoadStats(), templates, 2)
         transport = _Transport()
         connection.transport = transport  # type: ignore[assignment]
-        connection.state = "open"
+        connection.state = LinkState.OPEN
         connection.start(deadline_ns=2**62)
         assert connection._sweeper is not None
         connection._sweeper.cancel()
@@ -356,7 +357,7 @@ def test_the_generator_answers_dwr_and_counts_stray_answers() -> None:
         connection = LoadConnection(config, stats, templates, 0)
         transport = _Transport()
         connection.transport = transport  # type: ignore[assignment]
-        connection.state = "open"
+        connection.state = LinkState.OPEN
         connection.data_received(samples.dwr(hop_by_hop=77, end_to_end=78).to_bytes()
                                  + samples.eca(hop_by_hop=79).to_bytes()[:30])
         connection.data_received(samples.eca(hop_by_hop=79).to_bytes()[30:])
@@ -376,7 +377,7 @@ def test_the_window_is_not_drained_before_the_load_starts() -> None:
         templates = EcrTemplates(config.identity, config.imeis, "1;", "43701", None)
         connection = LoadConnection(config, LoadStats(), templates, 0)
         connection.transport = _Transport()  # type: ignore[assignment]
-        connection.state = "wait_cea"
+        connection.state = LinkState.WAIT_CEA
         connection.data_received(samples.cea(hop_by_hop=connection._cer.hop_by_hop).to_bytes())
         assert connection.state == "open" and connection.opened.done()
         assert not connection.drained.done()  # a drain before start() would end the run at once

@@ -21,7 +21,7 @@ from tests import map_eir
 from tests.tools import LOOPBACK, free_tcp_port
 
 ROOT = Path(__file__).resolve().parent.parent
-EIR = [sys.executable, "-m", "agent.cli"]
+EIR = [sys.executable, "-m", "eir"]
 IMEI = "35209900176148"
 
 

@@ -51,7 +51,7 @@ def test_the_walkthrough_runs_as_written_from_any_folder(tmp_path: Path) -> None
     bin_dir = tmp_path / "bin"  # `eir` of this working tree, whatever else is on PATH
     bin_dir.mkdir()
     wrapper = bin_dir / "eir"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m agent.cli "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m eir "$@"\n')
     wrapper.chmod(0o755)
     work = tmp_path / "work"  # the folder the user pastes in: not the repository
     work.mkdir()

@@ -1,15 +1,22 @@
-"""The ``eir`` command: parse, call a service, print. Nothing more lives here."""
+"""The ``eir`` command: the root options, and each package's commands added side by side.
+
+The agent (serve, check), the registry (registry, notices) and the simulator (sim, demo)
+each define their own commands; only this module knows them all, so the running agent
+never imports the test tool that plays the network around it.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import click
 
 from agent.commands_agent import check, serve
+from agent.commands_notices import notices
+from agent.commands_registry import registry
 from agent.context import DEFAULT_REGISTRY, CliContext
+from simulator.commands import demo, sim
 
 
 def _version() -> str:
@@ -33,33 +40,5 @@ def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
     ctx.obj = CliContext(registry_url=registry_url)
 
 
-@main.command()
-def demo() -> None:
-    """Build a demo registry, start `eir serve` on loopback, send ECRs for every case (each
-    list, paired match and mismatch, unknown, invalid) and MAP CheckIMEI v1-v3 over M3UA,
-    print each answer with its reason, and stop the agent."""
-    from simulator.demo import run_demo
-
-    surprises = run_demo(click.echo)
-    if surprises:
-        click.echo(f"{surprises} answer(s) were not as expected", err=True)
-        sys.exit(1)
-
-
-main.add_command(serve)
-main.add_command(check)
-
-from simulator.commands import sim  # noqa: E402
-
-main.add_command(sim)
-
-from agent.commands_registry import registry  # noqa: E402
-
-main.add_command(registry)
-
-from agent.commands_notices import notices  # noqa: E402
-
-main.add_command(notices)
-
-if __name__ == "__main__":
-    main()
+for command in (serve, check, demo, sim, registry, notices):
+    main.add_command(command)
