@@ -325,6 +325,8 @@ def throttle_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     throttled = Throttled(log, LOG_INTERVAL)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if _stale_accept_retry(context):
+            return
         if context.get("message") != ACCEPT_OUT_OF_RESOURCES:
             if previous is not None:
                 previous(loop, context)
@@ -334,6 +336,17 @@ def throttle_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
         accept_failed(context.get("exception"), context.get("socket"), throttled)
 
     loop.set_exception_handler(handler)
+
+
+def _stale_accept_retry(context: dict[str, Any]) -> bool:
+    """asyncio schedules a retry of the listener after each failed accept (one a second per
+    failure); those still pending when the listener closes at shutdown fail on its closed
+    socket, a traceback each (200 seen after a minute without descriptors). Nothing is lost:
+    the listener is gone on purpose."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    return (isinstance(context.get("exception"), ValueError)
+            and getattr(callback, "__name__", "") == "_start_serving")
 
 
 def accept_failed(error: object, sock: Any, throttled: Throttled) -> None:
