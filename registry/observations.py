@@ -85,10 +85,11 @@ AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, st
 
 # A notice is addressed to its IMSI and the MSISDN the IMSI held when it was made due (the
 # query's, else the subscriber data's, else the last one imported observations gave it),
-# looked up by the database as it writes the batch.
+# looked up by the database as it writes the batch. The IMSI is cast where the subquery
+# reads it: PostgreSQL refuses a parameter it deduces as text there and as varchar in VALUES.
 NOTICE_INSERT_SQL = (
     "INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
-    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql(':imsi', ':created_at')}), "
+    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql('CAST(:imsi AS VARCHAR(15))', ':created_at')}), "
     ":event, :deadline, :reason, :created_at) ON CONFLICT (imei, imsi, event) DO NOTHING")
 
 
