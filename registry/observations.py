@@ -492,6 +492,8 @@ class Recorder(Observations):
                 raise
             return
         with self.registry.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # as SQLite's busy timeout: never wait on a lock for ever
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self._busy_seconds * 1000))}")
             for sql, rows in batches:
                 if rows:
                     conn.execute(text(sql), rows)
