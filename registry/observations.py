@@ -76,10 +76,11 @@ def upsert_sql(dialect: str) -> str:
 
 # An IMEI the profile enters automatically by its device type: on the white list, with its
 # history, unless the registry holds it already (an import, or another answer, came first).
+# The IMEI is cast where the condition reads it (PostgreSQL: one type per parameter).
 AUTO_ENTRY_SOURCE = "auto-entry"
 AUTO_HISTORY_SQL = ("INSERT INTO history (imei, at, field, old, new, reason, source) "
                     "SELECT :imei, :at, 'list', NULL, 'white', :reason, :source "
-                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = :imei)")
+                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = CAST(:imei AS VARCHAR(14)))")
 AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
                   "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
 
