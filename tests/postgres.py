@@ -24,9 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
+from registry.models import Base
 from registry.observations import parse_stamp, stamp
+from registry.schema import SCHEMA
 from simulator.agent_process import LOOPBACK, free_port
 
 DATABASE = "eirtest"
@@ -73,7 +75,8 @@ class Cluster:
         """Make, start and open the cluster; its database's SQLAlchemy URL."""
         if self.user:
             shutil.chown(self.folder, self.user)
-        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-E", "UTF8", "--no-locale")
+        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-E", "UTF8", "--no-locale",
+                  "--no-sync")  # only initdb's own files: fsync stays on for the server
         options = f"-p {self.port} -k {self.folder} -c listen_addresses={LOOPBACK}"
         self._run(self.pg_ctl, "-D", str(self.data), "-w", "-t", str(START_SECONDS), "-l",
                   str(self.folder / "server.log"), "-o", options, "start")
@@ -100,13 +103,18 @@ def _current_user() -> str:
 
 
 def reset(url: str) -> None:
-    """Empty the database: every table (the registry's and eir_schema) goes with its schema."""
+    """Empty the database: the registry's tables truncated where the registry's whole schema
+    is there (a quarter of a second less per test than making it again), else every table
+    dropped with the public schema."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a connection a test left open: fail, not hang
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+            if set(inspect(conn).get_table_names()) == {*Base.metadata.tables, SCHEMA.name}:
+                conn.execute(text(f"TRUNCATE {', '.join(Base.metadata.tables)} RESTART IDENTITY"))
+            else:
+                conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
 
