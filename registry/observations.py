@@ -76,19 +76,21 @@ def upsert_sql(dialect: str) -> str:
 
 # An IMEI the profile enters automatically by its device type: on the white list, with its
 # history, unless the registry holds it already (an import, or another answer, came first).
+# The IMEI is cast where the condition reads it (PostgreSQL: one type per parameter).
 AUTO_ENTRY_SOURCE = "auto-entry"
 AUTO_HISTORY_SQL = ("INSERT INTO history (imei, at, field, old, new, reason, source) "
                     "SELECT :imei, :at, 'list', NULL, 'white', :reason, :source "
-                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = :imei)")
+                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = CAST(:imei AS VARCHAR(14)))")
 AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
                   "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
 
 # A notice is addressed to its IMSI and the MSISDN the IMSI held when it was made due (the
 # query's, else the subscriber data's, else the last one imported observations gave it),
-# looked up by the database as it writes the batch.
+# looked up by the database as it writes the batch. The IMSI is cast where the subquery
+# reads it: PostgreSQL refuses a parameter it deduces as text there and as varchar in VALUES.
 NOTICE_INSERT_SQL = (
     "INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
-    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql(':imsi', ':created_at')}), "
+    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql('CAST(:imsi AS VARCHAR(15))', ':created_at')}), "
     ":event, :deadline, :reason, :created_at) ON CONFLICT (imei, imsi, event) DO NOTHING")
 
 
@@ -491,6 +493,8 @@ class Recorder(Observations):
                 raise
             return
         with self.registry.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # as SQLite's busy timeout: never wait on a lock for ever
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self._busy_seconds * 1000))}")
             for sql, rows in batches:
                 if rows:
                     conn.execute(text(sql), rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,9 +23,31 @@ T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
+def registry(registry_url: str) -> Iterator[Registry]:
+    with Registry(registry_url) as store:
+        yield store
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
     with Registry(f"sqlite:///{tmp_path / 'r.db'}") as store:
         yield store
+
+
+@contextmanager
+def write_lock(registry: Registry, mode: str = "IMMEDIATE") -> Iterator[None]:
+    """Another writer holds the lock (an import, say): SQLite's BEGIN ``mode``, or on
+    PostgreSQL the sighting table locked against writes, until the block ends."""
+    if registry.raw_connection is None:
+        with registry.engine.connect() as other, other.begin() as transaction:
+            other.exec_driver_sql("LOCK TABLE sighting IN EXCLUSIVE MODE")
+            yield
+            transaction.rollback()
+        return
+    with closing(sqlite3.connect(registry.url.database or "", isolation_level=None)) as other:
+        other.execute(f"BEGIN {mode}")
+        yield
+        other.execute("ROLLBACK")
 
 
 def query(at: datetime, imsi: str | None = LOCAL, key: str = KEY) -> Query:
@@ -39,8 +61,10 @@ def recording(registry: Registry, busy_seconds: float = 0.2) -> tuple[Recorder, 
 
 
 def stored(registry: Registry) -> list[tuple[str, str, str, str]]:
-    with sqlite3.connect(registry.url.database or "") as conn:
-        return conn.execute("SELECT imei, imsi, first_seen, last_seen FROM sighting ORDER BY imsi").fetchall()
+    """The sightings on disk, times as the recorder writes them (PostgreSQL gives datetimes)."""
+    with registry.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT imei, imsi, first_seen, last_seen FROM sighting ORDER BY imsi")
+        return [(imei, imsi, stamp(parse_stamp(first)), stamp(parse_stamp(last))) for imei, imsi, first, last in rows]
 
 
 def test_a_first_sight_waits_for_commit_and_is_readable_before_it(registry: Registry) -> None:
@@ -88,8 +112,9 @@ def test_notices_are_queued_once_per_imei_imsi_and_event(registry: Registry) -> 
     for days in (0, 1, 2, 24, 25, 29, 31, 32):
         service.answer(query(T0 + timedelta(days=days)))
         recorder.commit()
-    with sqlite3.connect(registry.url.database or "") as conn:
-        events = conn.execute("SELECT event, imsi, deadline FROM notice ORDER BY id").fetchall()
+    with registry.engine.connect() as conn:
+        events = [(event, imsi, stamp(parse_stamp(deadline))) for event, imsi, deadline
+                  in conn.exec_driver_sql("SELECT event, imsi, deadline FROM notice ORDER BY id")]
     deadline = stamp(T0 + timedelta(days=30))
     assert events == [("grey", LOCAL, deadline), ("reminder-7d", LOCAL, deadline), ("reminder-1d", LOCAL, deadline),
                       ("black", LOCAL, deadline)]
@@ -103,11 +128,8 @@ def test_notices_are_queued_once_per_imei_imsi_and_event(registry: Registry) -> 
 def test_a_refused_commit_keeps_the_rows_and_the_next_one_writes_them(registry: Registry) -> None:
     recorder, service = recording(registry, busy_seconds=0.05)
     service.answer(query(T0))
-    blocker = sqlite3.connect(registry.url.database or "", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: an import, say
-    assert recorder.commit() is False and recorder.failures == 1 and recorder.waiting
-    blocker.execute("ROLLBACK")
-    blocker.close()
+    with write_lock(registry):  # another writer holds the lock: an import, say
+        assert recorder.commit() is False and recorder.failures == 1 and recorder.waiting
     assert recorder.commit() is True and not recorder.waiting
     assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
     recorder.close()
@@ -173,7 +195,8 @@ def test_the_millisecond_clock_is_aware_utc_and_never_goes_back() -> None:
     assert abs((datetime.now(UTC) - times[-1]).total_seconds()) < 0.01
 
 
-def test_the_registry_tells_when_another_connection_committed(registry: Registry) -> None:
+def test_the_registry_tells_when_another_connection_committed(sqlite_registry: Registry) -> None:
+    registry = sqlite_registry  # SQLite's data_version; elsewhere changed() is True every 10 s
     registry.changed()
     assert not registry.changed()
     with sqlite3.connect(registry.url.database or "") as other:
@@ -202,16 +225,15 @@ def test_an_answer_resting_on_a_first_sight_in_flight_waits_and_a_failed_write_q
     recorder.close()
 
 
-async def _commit_while_locked(path: Path) -> tuple[bool, bool, int]:
+async def _commit_while_locked(url: str) -> tuple[bool, bool, int]:
     import asyncio
 
     from agent.durable import GroupCommit
 
-    with Registry(f"sqlite:///{path}") as store:
+    with Registry(url) as store:
         recorder, service = recording(store, busy_seconds=0.2)
         commits = GroupCommit(recorder, timeout=0.6)
-        with closing(sqlite3.connect(path, isolation_level=None)) as other:
-            other.execute("BEGIN EXCLUSIVE")
+        with write_lock(store, "EXCLUSIVE"):
             assert service.record(query(T0))[1]
             waited = commits.wait()
             ticks = 0
@@ -219,7 +241,6 @@ async def _commit_while_locked(path: Path) -> tuple[bool, bool, int]:
                 await asyncio.sleep(0.01)
                 ticks += 1
             recorded = waited.result()
-            other.execute("ROLLBACK")
         second = commits.wait()  # the rows stayed queued: written now the lock is gone
         recorded_later = await second
         assert await commits.close()
@@ -227,16 +248,15 @@ async def _commit_while_locked(path: Path) -> tuple[bool, bool, int]:
 
 
 def test_a_commit_against_a_locked_registry_runs_off_the_loop_and_answers_false_after_the_timeout(
-        tmp_path: Path) -> None:
+        registry_url: str) -> None:
     import asyncio
 
-    path = tmp_path / "r.db"
-    Registry(f"sqlite:///{path}").close()
-    recorded, recorded_later, ticks = asyncio.run(_commit_while_locked(path))
+    Registry(registry_url).close()
+    recorded, recorded_later, ticks = asyncio.run(_commit_while_locked(registry_url))
     assert recorded is False and recorded_later is True
     assert ticks >= 10  # the loop turned at least ten times while the write waited in its thread
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT imei, imsi FROM sighting").fetchall() == [(KEY, LOCAL)]
+    with Registry(registry_url) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT imei, imsi FROM sighting").fetchall() == [(KEY, LOCAL)]
 
 
 def test_a_pair_known_today_whose_decision_reads_no_sightings_still_waits_for_its_unwritten_first_sight(

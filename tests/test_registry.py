@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
 from agent.context import DEFAULT_REGISTRY
 from registry.decision import EquipmentFacts, ListName
@@ -25,7 +23,7 @@ from registry.imports import (
     import_file,
     parse_rows,
 )
-from registry.models import Base, HistoryField
+from registry.models import HistoryField
 from registry.store import Counts, Registry
 
 WHITE, GREY, BLACK, PAIRED, STOLEN = (f"3520990017614{n}" for n in range(5))
@@ -37,21 +35,9 @@ def imei15(key: str) -> str:
     return key + luhn_check_digit(key)
 
 
-# Set EIR_TEST_POSTGRES to a SQLAlchemy URL of a scratch PostgreSQL database (its tables
-# are dropped) to run the store tests there too, e.g. postgresql+psycopg://eir@127.0.0.1/eirtest
-POSTGRES = os.environ.get("EIR_TEST_POSTGRES")
-
-
-@pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRES else [])])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    if request.param == "postgresql":
-        assert POSTGRES is not None
-        url = POSTGRES
-        engine = create_engine(url)
-        Base.metadata.drop_all(engine)
-        engine.dispose()
-    store = Registry(url)
+@pytest.fixture
+def registry(registry_url: str) -> Iterator[Registry]:
+    store = Registry(registry_url)
     yield store
     store.close()
 

@@ -4,7 +4,6 @@ outbox, in process, on SQLite files."""
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from registry.observations import Recorder, stamp
 from registry.outbox import NoticeExport, export_notices, mark_exported
 from registry.profile import load_profile
 from registry.store import Counts, Registry
+from tests.postgres import stored_rows
 
 TJ = load_profile("tj")
 A, B, C, D = (f"3520990017614{n}" for n in range(4))
@@ -34,8 +34,8 @@ def imei15(key: str) -> str:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as store:
+def registry(registry_url: str) -> Iterator[Registry]:
+    with Registry(registry_url) as store:
         yield store
 
 
@@ -46,9 +46,8 @@ def observe(registry: Registry, folder: Path, text: str, strict: bool = False) -
 
 
 def sightings(registry: Registry) -> list[tuple[str, ...]]:
-    with sqlite3.connect(registry.url.database or "") as conn:
-        return conn.execute("SELECT imei, imsi, msisdn, first_seen, last_seen, interface FROM sighting "
-                            "ORDER BY imei, imsi").fetchall()
+    return stored_rows(registry.engine, "SELECT imei, imsi, msisdn, first_seen, last_seen, interface FROM sighting "
+                                        "ORDER BY imei, imsi")
 
 
 # -- import observations ---------------------------------------------------------------

@@ -6,7 +6,6 @@ it: notices carry the number, and no notice is queued without an addressee."""
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from registry.imports import ImportKind, ImportReport, export_csv, import_file
 from registry.observations import Observations, Recorder
 from registry.profile import load_profile
 from registry.store import Counts, Registry
+from tests.postgres import stored_rows
 
 IMSI_A, IMSI_B, IMSI_C = "436011000000001", "436011000000002", "436011000000003"
 NUMBER_1, NUMBER_2, NUMBER_3 = "992901000001", "992901000002", "992901000003"
@@ -28,8 +28,8 @@ KEY = "35209900100001"
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as store:
+def registry(registry_url: str) -> Iterator[Registry]:
+    with Registry(registry_url) as store:
         yield store
 
 
@@ -41,8 +41,7 @@ def load(registry: Registry, folder: Path, text: str, kind: ImportKind = ImportK
 
 
 def rows(registry: Registry) -> list[tuple[str, str, str | None, str | None]]:
-    with sqlite3.connect(registry.url.database or "") as conn:
-        return conn.execute("SELECT imsi, msisdn, valid_from, valid_until FROM subscriber ORDER BY id").fetchall()
+    return stored_rows(registry.engine, "SELECT imsi, msisdn, valid_from, valid_until FROM subscriber ORDER BY id")
 
 
 def held(registry: Registry, imsi: str, at: datetime) -> str | None:
@@ -130,8 +129,7 @@ def test_a_paired_imei_matches_through_the_number_of_its_sim(registry: Registry,
 # -- the recorder: notices' addressees -------------------------------------------------
 
 def outbox(registry: Registry) -> list[tuple[str, str, str | None, str]]:
-    with sqlite3.connect(registry.url.database or "") as conn:
-        return conn.execute("SELECT imei, imsi, msisdn, event FROM notice ORDER BY id").fetchall()
+    return stored_rows(registry.engine, "SELECT imei, imsi, msisdn, event FROM notice ORDER BY id")
 
 
 def test_notices_carry_the_number_and_none_goes_without_an_addressee(registry: Registry, tmp_path: Path) -> None:
