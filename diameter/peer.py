@@ -23,7 +23,8 @@ The RFC's states and ours. A Peer is one connection, so the election of 5.6.4 (t
 connections between the same two nodes, one of them dropped) has no place in it:
 
     RFC 6733 5.6           PeerState             how
-    Closed                 CLOSED                no connection, or one being closed
+    Closed                 CLOSED                no connection, or one being closed (a
+                                                 message received now is not allowed)
     Wait-Conn-Ack          (the I/O layer)       ``connect`` in diameter.transport; a refused
                                                  connection (I-Rcv-Conn-Nack) never reaches a Peer
     (R-Conn-CER, split)    WAIT_CER "Wait-CER"   accepted (R-Accept), CER not read yet
@@ -362,7 +363,7 @@ class Peer:
         """Wait-I-CEA, I-Rcv-CEA: Process-CEA, I-Open; or Closed when it refuses us. A CEA
         that answers no CER of ours is a Non-CEA."""
         if self.pending.answered(cea.hop_by_hop) is None:
-            return self._non_cea_reason(cea)
+            return self._non_cea(cea, now)
         verdict = process_cea(self.node, cea)
         self.cea_result = verdict.result_code
         if verdict.failure is not None:
@@ -372,10 +373,6 @@ class Peer:
     def _non_cea(self, answer: Message, now: float) -> Transition:
         """Wait-I-CEA, I-Rcv-Non-CEA: Error, Closed."""
         self.pending.answered(answer.hop_by_hop)
-        return self._non_cea_reason(answer)
-
-    @staticmethod
-    def _non_cea_reason(answer: Message) -> Transition:
         return PeerState.CLOSED, [CloseConnection(f"{answer.name} received while waiting for CEA")]
 
     def _opened(self, info: PeerInfo, common: frozenset[int], now: float) -> list[Event]:
