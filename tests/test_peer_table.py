@@ -10,7 +10,7 @@ import pytest
 
 from diameter.answers import answer_to, finish_answer, result_code_of
 from diameter.capabilities import LocalNode, build_cer, capability_avps
-from diameter.constants import APP_S13, FLAG_E, Command, DisconnectCause, ResultCode
+from diameter.constants import APP_S13, FLAG_E, FLAG_T, Command, DisconnectCause, ResultCode
 from diameter.disconnect import build_dpr
 from diameter.errors import FramingError
 from diameter.message import Message, decode_message, make_message
@@ -97,15 +97,15 @@ def wait_cer() -> Peer:
     return server
 
 
-def wait_cea() -> Peer:
-    client = Peer(MME, Role.INITIATOR, settings())
+def wait_cea(**kw: object) -> Peer:
+    client = Peer(MME, Role.INITIATOR, settings(**kw))
     client.connection_made(0.0)
     return client
 
 
-def open_pair() -> tuple[Peer, Peer]:
+def open_pair(**client_settings: object) -> tuple[Peer, Peer]:
     """An initiator (I-Open) and a responder (R-Open) after CER/CEA."""
-    client, server = wait_cea(), wait_cer()
+    client, server = wait_cea(**client_settings), wait_cer()
     server.receive_data(client.data_to_send(), 0.0)
     client.receive_data(server.data_to_send(), 0.0)
     assert client.state is PeerState.OPEN and server.state is PeerState.OPEN
@@ -408,3 +408,48 @@ def test_untrusted_stream_closes_in_every_state(state: PeerState) -> None:
     peer = IN_STATE[state]()
     events = peer.receive_data(b"\x02\x00\x00\x14" + bytes(16), 1.0)
     assert [type(e) for e in events] == [BadMessage, CloseConnection] and peer.state is PeerState.CLOSED
+
+
+def test_closed_peer_disc_after_a_close_keeps_the_applications_requests() -> None:
+    """Closed, Peer-Disc (ours): the transport confirms a close the Peer asked for; the
+    application's requests still pending are kept for the next connection, with T."""
+    client = open_pair(request_timeout=1000.0)[0]
+    request = client.send_request(ecr(), 1.0)
+    client.data_to_send()
+    for now in (TW, 2 * TW, 3 * TW):  # no DWA ever comes: SUSPECT, then DOWN and closed
+        client.handle_timer(now)
+    assert client.state is PeerState.CLOSED and client.watchdog.state is WatchdogState.DOWN
+    assert client.connection_lost(3 * TW) == [] and client.state is PeerState.CLOSED
+    (again,) = client.pending.retransmissions()
+    assert again is request and again.flags & FLAG_T
+
+
+def test_wait_i_cea_requests_are_handled_as_on_an_open_connection() -> None:
+    """Wait-I-CEA, a request (ours, kept): the watchdog throws an ECR away, a DWR is answered."""
+    peer = wait_cea()
+    peer.data_to_send()
+    assert peer.receive_data(ecr().to_bytes(), 1.0) == [] and peer.data_to_send() == b""
+    assert peer.receive_data(base_request(Command.DEVICE_WATCHDOG).to_bytes(), 1.0) == []
+    assert decode_message(peer.data_to_send()).command_code == Command.DEVICE_WATCHDOG
+    assert peer.state is PeerState.WAIT_CEA
+
+
+@pytest.mark.parametrize("command", [Command.CAPABILITIES_EXCHANGE, Command.DISCONNECT_PEER])
+def test_open_a_cea_or_dpa_is_an_answer_like_any_other(command: int) -> None:
+    """Open, Rcv-CEA and Rcv-DPA (ours): matched by Hop-by-Hop id like any answer."""
+    server = r_open()
+    stray = base_answer(base_request(command))
+    stray.hop_by_hop = 0x0BAD
+    (bad,) = server.receive_data(stray.to_bytes(), 1.0)
+    assert isinstance(bad, BadMessage) and "unknown Hop-by-Hop" in bad.reason and server.state is PeerState.OPEN
+
+
+def test_closing_answers_to_outstanding_requests_are_still_delivered() -> None:
+    """Closing, Rcv-Message (ours, kept): a request sent before our DPR gets its answer."""
+    client, server = open_pair()
+    request = client.send_request(ecr(), 1.0)
+    (received,) = of(RequestReceived, server.receive_data(client.data_to_send(), 1.0))
+    client.disconnect(1.5)
+    server.send_answer(received.message, eca_for(received.message))
+    (answered,) = of(AnswerReceived, client.receive_data(server.data_to_send(), 1.6))
+    assert answered.request is request and client.state is PeerState.CLOSING
