@@ -1,12 +1,18 @@
-"""Capabilities exchange (RFC 6733 5.3): building CER/CEA and finding common applications."""
+"""Capabilities exchange (RFC 6733 5.3): building CER/CEA, finding common applications,
+and the checks of Process-CER and Process-CEA (RFC 6733 5.6) whose verdicts the peer state
+machine (``diameter.peer``) acts on."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from diameter.answers import answer_to, result_code_of, select_problem
 from diameter.avp import Avp
-from diameter.constants import APP_COMMON, APP_RELAY, APP_S13, VENDOR_3GPP, Command
+from diameter.constants import APP_COMMON, APP_RELAY, APP_S13, VENDOR_3GPP, Command, ResultCode
+from diameter.errors import AvpProblem
 from diameter.message import Message, make_message
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -108,3 +114,66 @@ def capability_avp_list(node: LocalNode) -> list[Avp]:
     scratch = make_message(Command.CAPABILITIES_EXCHANGE, request=False, application_id=APP_COMMON)
     capability_avps(scratch, node)
     return scratch.avps
+
+
+# Whether a peer may connect, from its CER and its transport address: True admits it, False
+# or a sentence saying why refuses it (see ``diameter.peer.PeerSettings.accept_peer``).
+AcceptPeer = Callable[[PeerInfo, Any], bool | str]
+
+
+@dataclass(frozen=True)
+class CerVerdict:
+    """What Process-CER decided: who the peer is, the applications in common and, when the
+    CER is refused, the problem the error CEA carries and what the log is told (``why``)."""
+
+    peer: PeerInfo
+    applications: frozenset[int]
+    problem: AvpProblem | None = None
+    why: str | None = None
+
+
+def process_cer(node: LocalNode, cer: Message, accept: AcceptPeer | None, address: Any) -> CerVerdict:
+    """Check a CER: its grammar, whether the peer is admitted (3010; the wire only hears
+    "not allowed", the reason goes to ``why``), then an application in common (5010)."""
+    problem = select_problem(cer.problems)
+    info = peer_info(cer)
+    why = None
+    if problem is None and accept is not None:
+        verdict = accept(info, address)
+        if verdict is not True:
+            problem = AvpProblem(ResultCode.DIAMETER_UNKNOWN_PEER, f"peer {info.origin_host} is not allowed")
+            why = f"{problem.reason}: {verdict}" if isinstance(verdict, str) and verdict else None
+    common = common_applications(node, info)
+    if problem is None and not common:
+        problem = AvpProblem(ResultCode.DIAMETER_NO_COMMON_APPLICATION, "no application in common")
+    return CerVerdict(info, common, problem, why or (problem.reason if problem is not None else None))
+
+
+def build_cea(node: LocalNode, cer: Message) -> Message:
+    """The CEA accepting ``cer`` (R-Snd-CEA)."""
+    cea = answer_to(cer, node.origin_host, node.origin_realm, ResultCode.DIAMETER_SUCCESS)
+    capability_avps(cea, node)
+    return cea
+
+
+@dataclass(frozen=True)
+class CeaVerdict:
+    """What Process-CEA decided: the peer, the applications in common, the CEA's
+    Result-Code and, when the exchange failed, why."""
+
+    peer: PeerInfo
+    applications: frozenset[int]
+    result_code: int | None
+    failure: str | None
+
+
+def process_cea(node: LocalNode, cea: Message) -> CeaVerdict:
+    """Check a CEA: success and an application in common, or the exchange failed."""
+    code = result_code_of(cea)
+    info = peer_info(cea)
+    common = common_applications(node, info)
+    failure = None
+    if code != ResultCode.DIAMETER_SUCCESS or not common:
+        reason = f"CEA {code}" if code != ResultCode.DIAMETER_SUCCESS else "no application in common"
+        failure = f"capabilities exchange failed: {reason}"
+    return CeaVerdict(info, common, code, failure)

@@ -19,23 +19,20 @@ from typing import Any, Protocol
 
 from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
+from diameter.duplicates import DuplicateCache
 from diameter.framing import split_messages
 from diameter.message import Message
-from diameter.peer import (
+from diameter.peer import Peer, PeerSettings, PeerState, Role
+from diameter.peer_events import (
     AnswerReceived,
     BadMessage,
     CapabilitiesExchanged,
     CloseConnection,
-    DuplicateCache,
     Event,
-    Peer,
     PeerDisconnecting,
-    PeerSettings,
-    PeerState,
     ReconnectWanted,
     RequestReceived,
     RequestTimedOut,
-    Role,
     WatchdogChanged,
 )
 from diameter.watchdog import WatchdogState
