@@ -6,6 +6,6 @@ Only ``diameter.transport`` touches sockets; everything else is fed bytes and ti
 RFC 6733 5.6; each of its procedures has a module of its own: ``capabilities`` (CER/CEA),
 ``watchdog`` (RFC 3539), ``disconnect`` (DPR/DPA), ``pending`` (ids, request timers,
 retransmission with the T flag), ``duplicates`` (answers kept for T-flagged requests),
-``admission`` (the checks a request passes before the application sees it); the events
+``request_checks`` (the checks a request passes before the application sees it); the events
 it returns are in ``peer_events``.
 """

@@ -5,7 +5,7 @@ a second decision.
 The key is the request's own Origin-Host and End-to-End id, not the peer's identity:
 behind a relay one peer carries the requests of many origins, and two of them may use the
 same End-to-End id. Only a request whose Origin-Host passed the identity check
-(``diameter.admission``) gets this far, or a peer could ask for another node's answers.
+(``diameter.request_checks``) gets this far, or a peer could ask for another node's answers.
 One ``DuplicateCache`` may be shared by every connection of a server, so that a request
 retransmitted on a new connection finds the answer given on the old one.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 
-from diameter.admission import origin_host
 from diameter.message import Message
+from diameter.request_checks import origin_host
 
 _U32 = struct.Struct(">I")
 

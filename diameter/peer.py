@@ -17,7 +17,7 @@ The procedures live beside this module, one each: capabilities exchange
 RFC 3539), disconnection (``diameter.disconnect``: DPR/DPA), pending requests, their timers
 and retransmission with the T flag (``diameter.pending``), duplicate detection
 (``diameter.duplicates``), and the checks a request passes before the application sees it
-(``diameter.admission``: routing, the originator's identity, application support).
+(``diameter.request_checks``: routing, the originator's identity, application support).
 
 The RFC's states and ours. A Peer is one connection, so the election of 5.6.4 (two
 connections between the same two nodes, one of them dropped) has no place in it:
@@ -58,7 +58,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diameter.admission import Admission
 from diameter.answers import answer_to, error_answer, finish_answer
 from diameter.avp import Avp
 from diameter.capabilities import (
@@ -89,6 +88,7 @@ from diameter.peer_events import (
     WatchdogChanged,
 )
 from diameter.pending import IdGenerator, PendingRequests
+from diameter.request_checks import RequestChecks
 from diameter.watchdog import Watchdog, WatchdogAction, WatchdogState
 
 # Names that lived here before the procedures had modules of their own; callers outside
@@ -195,7 +195,7 @@ class Peer:
         self.pending = PendingRequests(self.ids)
         self.watchdog = Watchdog(self.settings.tw_init, self.settings.tw_jitter, self.settings.rng)
         self.duplicates = duplicates or DuplicateCache(self.settings.duplicate_cache_size)
-        self.admission = Admission(node)
+        self.checks = RequestChecks(node)
         self._reader = MessageReader(self.settings.max_message_length)
         self._out: list[bytes] = []
         self._state_deadline: float | None = None
@@ -377,7 +377,7 @@ class Peer:
 
     def _opened(self, info: PeerInfo, common: frozenset[int], now: float) -> list[Event]:
         self.remote = info
-        self.admission.peer_opened(info)
+        self.checks.peer_opened(info)
         self.applications = common
         self._state_deadline = None
         events: list[Event] = [CapabilitiesExchanged(info, common)]
@@ -432,14 +432,14 @@ class Peer:
     def _screen(self, request: Message, now: float) -> tuple[list[Event], bool]:
         """What every request goes through first: the watchdog hears it (an application
         request is thrown away while it says so; base requests are still answered, or two
-        peers both in REOPEN would never see each other's DWAs), then the admission checks
+        peers both in REOPEN would never see each other's DWAs), then the request checks
         and, once the peer has sent DPR, the 3002 of ``diameter.disconnect``. Returns the
         events so far and whether the request goes on."""
         actions = self.watchdog.message_received(now, is_dwa=False)
         events = self._watchdog_actions(actions, now) if actions or self._watchdog_moved() else []
         if WatchdogAction.THROWAWAY in actions and request.application_id != APP_COMMON:
             return events, False
-        problem = self.admission.problem(request, self.applications)
+        problem = self.checks.problem(request, self.applications)
         if problem is None and self._peer_left:
             problem = after_peer_dpr(request)
         if problem is not None:
@@ -510,7 +510,7 @@ class Peer:
     def _refuse(self, request: Message, problem: AvpProblem, extra: list[Avp] | None = None) -> BadMessage:
         """Answer ``request`` with ``problem``'s error; the event that tells the application."""
         self._answer_error(request, problem, extra)
-        return self.admission.refused(request, problem)
+        return self.checks.refused(request, problem)
 
     # --- watchdog (RFC 3539) -----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """What the Diameter peer (``diameter.peer.Peer``) tells the I/O layer: one dataclass per
 event its methods return. Kept apart from the state machine so that each procedure module
-(capabilities, disconnect, pending requests, duplicates, admission) can name them without
+(capabilities, disconnect, pending requests, duplicates, request checks) can name them without
 importing the Peer."""
 
 from __future__ import annotations

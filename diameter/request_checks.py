@@ -2,7 +2,7 @@
 on an open connection goes through before the application sees it, in this order:
 decoding problems (the dictionary's), routing (3005 loop, 3002 another Destination-Host,
 3003 another realm), the originator's identity (5003), then application and command
-support (3007, 3001). ``Admission`` holds what the checks compare with: this node's
+support (3007, 3001). ``RequestChecks`` holds what the checks compare with: this node's
 identity and the peer's, as it gave it in CER/CEA.
 
 Peer identity. An application request names its originator in Origin-Host (RFC 6733 6.3;
@@ -65,7 +65,7 @@ def origin_host(message: Message) -> str | None:
     return text_of(message, ORIGIN_HOST)
 
 
-class Admission:
+class RequestChecks:
     """The checks of one peer connection; ``peer_opened`` tells it who the peer is."""
 
     def __init__(self, node: LocalNode) -> None:
