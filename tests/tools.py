@@ -48,25 +48,27 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
     """The first true value ``predicate()`` returns, looking every ``POLL`` seconds; fails
     the test with "``what`` did not happen within ``timeout`` s" when none comes."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
+    while (value := _look(predicate, deadline, timeout, what)) is None:
         time.sleep(POLL)
+    return value
 
 
 async def wait_until_async(predicate: Callable[[], T], timeout: float, what: str) -> T:
     """``wait_until`` inside an event loop: the loop runs on between two looks."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
+    while (value := _look(predicate, deadline, timeout, what)) is None:
         await asyncio.sleep(POLL)
+    return value
+
+
+def _look(predicate: Callable[[], T], deadline: float, timeout: float, what: str) -> T | None:
+    """``predicate()`` when true, None when false and there is time left; past ``deadline``, fail."""
+    value = predicate()
+    if value:
+        return value
+    if time.monotonic() >= deadline:
+        pytest.fail(f"{what} did not happen within {timeout} s")
+    return None
 
 
 def unknown_tac_profile(folder: Path) -> Path:
