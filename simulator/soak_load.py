@@ -9,10 +9,10 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
@@ -42,6 +42,7 @@ TIMEOUT = 2.0  # seconds: an answer later than this counts as unanswered (and as
 REFUSED_S13 = {ResultCode.DIAMETER_UNABLE_TO_COMPLY, ResultCode.DIAMETER_TOO_BUSY}
 REFUSED_MAP = {"SYSTEM_FAILURE", "abort"}
 OK, WRONG, REFUSED, UNANSWERED = "ok", "wrong", "refused", "unanswered"
+L = TypeVar("L")  # the link a load sends on: a Diameter peer connection, an M3UA association
 
 
 @dataclass
@@ -102,30 +103,55 @@ async def paced(rate: float, until: float, send: Any) -> None:
         await asyncio.sleep(max(0.0, tick - now))
 
 
-# --- S13 ----------------------------------------------------------------------------------------
+class PacedLoad(Generic[L]):
+    """One interface's load: a query ``rate`` times a second on the link it holds (made
+    again, and counted in ``connects``, whenever the agent went away), each answer judged
+    in its own task; ``run`` waits for the last answer and closes the link."""
 
-class S13Load:
     def __init__(self, target: Target, population: Population, tally: Tally) -> None:
         self.target, self.population, self.tally = target, population, tally
-        self.connection: PeerConnection | None = None
-        self.numbers = itertools.count()
         self.tasks: set[asyncio.Task[None]] = set()
         self.connects = 0
 
     async def run(self, rate: float, until: float) -> None:
         await paced(rate, until, self._send)
         await asyncio.gather(*self.tasks)
-        if self.connection is not None and self.connection.transport is not None:
-            await self.connection.disconnect(timeout=2)
+        await self._close()
 
     async def _send(self) -> None:
-        connection = await self._connected()
-        if connection is None:
+        link = await self._connected()
+        if link is None:
             return
-        case = self.population.pick()
-        task = asyncio.create_task(self._ask(connection, case, next(self.numbers)))
+        task = asyncio.create_task(self._query(link))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _connected(self) -> L | None:
+        """The link, made again when it is gone; None when the agent cannot be reached now."""
+        raise NotImplementedError
+
+    def _query(self, link: L) -> Coroutine[Any, Any, None]:
+        """The next query on ``link``: its case is picked now, its answer awaited in a task."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+
+# --- S13 ----------------------------------------------------------------------------------------
+
+class S13Load(PacedLoad[PeerConnection]):
+    def __init__(self, target: Target, population: Population, tally: Tally) -> None:
+        super().__init__(target, population, tally)
+        self.connection: PeerConnection | None = None
+        self.numbers = itertools.count()
+
+    def _query(self, link: PeerConnection) -> Coroutine[Any, Any, None]:
+        return self._ask(link, self.population.pick(), next(self.numbers))
+
+    async def _close(self) -> None:
+        if self.connection is not None and self.connection.transport is not None:
+            await self.connection.disconnect(timeout=2)
 
     async def _connected(self) -> PeerConnection | None:
         if self.connection is not None and not self.connection.closed.done():
@@ -226,33 +252,23 @@ class MapAssociation(MscLink):
             self.waiting.pop(otid, None)
 
 
-class MapLoad:
+class MapLoad(PacedLoad[MapAssociation]):
     """CheckIMEI dialogues: a third v3 (no IMSI: only classes the SIM cannot change), the rest
     v2 with the vendor variant's IMSI, which reaches the decision as S13's User-Name does."""
 
     def __init__(self, target: Target, population: Population, tally: Tally) -> None:
-        self.target, self.population, self.tally = target, population, tally
+        super().__init__(target, population, tally)
         self.identity = MscIdentity()
         self.otids = itertools.count(1)
         self.association: MapAssociation | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.connects = 0
 
-    async def run(self, rate: float, until: float) -> None:
-        await paced(rate, until, self._send)
-        await asyncio.gather(*self.tasks)
+    def _query(self, link: MapAssociation) -> Coroutine[Any, Any, None]:
+        v3 = self.population.rng.random() < 1 / 3
+        return self._ask(link, self.population.pick(with_imsi=not v3), 3 if v3 else 2)
+
+    async def _close(self) -> None:
         if self.association is not None and self.association.transport is not None:
             self.association.transport.close()
-
-    async def _send(self) -> None:
-        association = await self._connected()
-        if association is None:
-            return
-        v3 = self.population.rng.random() < 1 / 3
-        case = self.population.pick(with_imsi=not v3)
-        task = asyncio.create_task(self._ask(association, case, 3 if v3 else 2))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _connected(self) -> MapAssociation | None:
         association = self.association

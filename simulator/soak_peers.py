@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from diameter.capabilities import LocalNode, build_cer
@@ -86,6 +86,18 @@ async def _open(host: str, port: int, limit: int = 1 << 16) -> tuple[asyncio.Str
         return None
 
 
+async def connections(host: str, port: int, window: tuple[float, float], limit: int = 1 << 16
+                      ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Connections to ``host:port`` from the window's start to its end, one at a time: the
+    next is opened once the caller is done with the last (the agent closed it, or went
+    away), a failed attempt tried again after 0.2 s."""
+    await _until(window[0])
+    while time.monotonic() < window[1]:
+        opened = await _open(host, port, limit)
+        if opened is not None:
+            yield opened
+
+
 async def _discard(reader: asyncio.StreamReader) -> None:
     with contextlib.suppress(OSError):
         while await reader.read(1 << 16):
@@ -97,12 +109,7 @@ async def fuzz(host: str, port: int, window: tuple[float, float], rate: int, hel
     """Mutated frames at ``rate`` a second on one connection (reopened when the agent closes
     it), after ``hello`` (CER; ASPUP and ASPAC); the answers are read and dropped."""
     rng = random.Random(seed)
-    await _until(window[0])
-    while time.monotonic() < window[1]:
-        opened = await _open(host, port)
-        if opened is None:
-            continue
-        reader, writer = opened
+    async for reader, writer in connections(host, port, window):
         counts[f"{name}_connections"] += 1
         drain = asyncio.create_task(_discard(reader))
         try:
@@ -123,12 +130,7 @@ async def fuzz(host: str, port: int, window: tuple[float, float], rate: int, hel
 
 async def idle(host: str, port: int, window: tuple[float, float], counts: Counter[str], name: str) -> None:
     """One connection that never sends a byte, reopened a second after the agent closes it."""
-    await _until(window[0])
-    while time.monotonic() < window[1]:
-        opened = await _open(host, port)
-        if opened is None:
-            continue
-        reader, writer = opened
+    async for reader, writer in connections(host, port, window):
         counts[f"{name}_opened"] += 1
         try:
             await asyncio.wait_for(reader.read(1 << 16), max(0.0, window[1] - time.monotonic()))
@@ -147,12 +149,7 @@ async def non_reader(host: str, port: int, window: tuple[float, float], rate: in
     key = TACS["white"] + "000000"
     base = build_ecr(SILENT, key, LOCAL_PREFIX + "0000000000", session="mute;0").to_bytes()
     rng = random.Random(3)
-    await _until(window[0])
-    while time.monotonic() < window[1]:
-        opened = await _open(host, port, limit=4096)
-        if opened is None:
-            continue
-        _, writer = opened
+    async for _, writer in connections(host, port, window, limit=4096):
         counts["non_reader_connections"] += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:

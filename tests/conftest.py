@@ -1,8 +1,12 @@
-"""Shared fixtures: the registry URL on both databases, and the Hypothesis profiles.
+"""Shared fixtures: the registry on both databases, the country profiles, and the
+Hypothesis profiles. The end-to-end fixtures (running agents) are in tests/e2e/conftest.py.
 
 ``registry_url`` runs a test once on SQLite (a file in its tmp_path) and once on PostgreSQL
 (a server tests/postgres.py starts once per session, or EIR_TEST_POSTGRES; emptied before
-each test). Where PostgreSQL is not installed its runs skip, and fail in CI.
+each test). Where PostgreSQL is not installed its runs skip, and fail in CI. ``registry``
+is an open ``Registry`` on that URL; ``sqlite_registry`` one on a SQLite file alone, for
+what only SQLite has (its lock modes, its lookup connection). ``tj`` and ``kg`` are the
+profiles of registry/profiles.
 
 Hypothesis profiles: "ci" where the CI environment variable is "true", "dev" elsewhere.
 
@@ -21,6 +25,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from registry.profile import Profile, load_profile
+from registry.store import Registry
 from tests.postgres import Cluster, reset
 from tests.tools import unavailable
 
@@ -72,3 +78,33 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_url")
     reset(url)
     return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a SQLite registry file in the test's tmp_path (not made yet)."""
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.fixture
+def registry(registry_url: str) -> Iterator[Registry]:
+    """An empty registry, open, on each database in turn."""
+    with Registry(registry_url) as store:
+        yield store
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
+    """An empty registry, open, on a SQLite file in the test's tmp_path."""
+    with Registry(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def tj() -> Profile:
+    return load_profile("tj")
+
+
+@pytest.fixture(scope="session")
+def kg() -> Profile:
+    return load_profile("kg")

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
 from diameter.constants import ResultCode
 from diameter.message import decode_message
-from registry.profile import load_profile
+from registry.profile import Profile
 from registry.store import Registry
 from simulator.mme import build_ecr
 
@@ -185,10 +184,8 @@ def test_listen_parses_ipv6_and_rejects_bad_ports() -> None:
 
 
 @pytest.fixture
-def answerer(tmp_path: Path) -> Iterator[S13Answerer]:
-    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    yield S13Answerer(EquipmentCheck(registry, load_profile("tj")), LocalNode("eir.localdomain", "localdomain"))
-    registry.close()
+def answerer(sqlite_registry: Registry, tj: Profile) -> S13Answerer:
+    return S13Answerer(EquipmentCheck(sqlite_registry, tj), LocalNode("eir.localdomain", "localdomain"))
 
 
 MME = LocalNode("mme.localdomain", "localdomain")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from simulator.agent_process import EIR
 def imei(n: int) -> str:
     key = f"35209900{n:06d}"
     return key + luhn_check_digit(key)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(f"sqlite:///{tmp_path / 'r.db'}") as store:
-        yield store
 
 
 def good_rows(first: int, count: int) -> str:

@@ -21,7 +21,7 @@ from diameter.transport import (
 )
 from diameter.watchdog import WatchdogState
 from sigtran.sctp import SctpUnavailable, sctp_socket
-from tests.tools import without_sctp
+from tests.tools import wait_until_async, without_sctp
 
 EIR = LocalNode("eir.localdomain", "localdomain", product_name="eir-test")
 MME = LocalNode("mme.localdomain", "localdomain", product_name="mme-test")
@@ -74,10 +74,7 @@ def test_dwr_dwa_over_tcp_driven_by_the_watchdog_timer() -> None:
         assert deadline is not None
         client.run_timers(deadline)  # the watchdog sends a real DWR
         assert client.peer.watchdog.pending
-        for _ in range(100):
-            if not client.peer.watchdog.pending:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: not client.peer.watchdog.pending, 1.0, "the DWA")
         assert not client.peer.watchdog.pending  # the server's DWA came back over the socket
         assert client.peer.watchdog.state is WatchdogState.OKAY
         await client.disconnect()
@@ -92,7 +89,7 @@ def test_watchdog_detects_a_silent_peer_and_closes_the_connection() -> None:
         server_side.transport.pause_reading()  # the EIR stops hearing anything
         start = client.loop.time()
         client.run_timers(start + 30)  # DWR goes out, no DWA will come
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the test: time for a DWA that must not come
         client.run_timers(start + 60)
         assert client.peer.watchdog.state is WatchdogState.SUSPECT
         client.run_timers(start + 90)

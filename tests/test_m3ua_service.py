@@ -8,7 +8,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from agent.config import GatewayLink, Listen, M3uaConfig
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
 from agent.service import EquipmentCheck
-from registry.profile import load_profile
+from registry.profile import Profile
 from registry.store import Registry
 
 
@@ -31,9 +30,8 @@ def silent_gateway() -> Iterator[int]:
 
 
 def test_a_silent_gateway_times_out_each_attempt_and_the_link_keeps_trying(
-        tmp_path: Path, silent_gateway: int, caplog: pytest.LogCaptureFixture) -> None:
-    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    answerer = MapAnswerer(EquipmentCheck(registry, load_profile("tj")))
+        sqlite_registry: Registry, tj: Profile, silent_gateway: int, caplog: pytest.LogCaptureFixture) -> None:
+    answerer = MapAnswerer(EquipmentCheck(sqlite_registry, tj))
     config = M3uaConfig(connect=[GatewayLink(Listen("127.0.0.1", silent_gateway), routing_context=100)])
 
     async def main() -> float:
@@ -41,13 +39,12 @@ def test_a_silent_gateway_times_out_each_attempt_and_the_link_keeps_trying(
         loop = asyncio.get_running_loop()
         began = loop.time()
         await service.start()
-        await asyncio.sleep(1.8)  # 0.3 s timeout, 1 s back-off, 0.3 s timeout, 2 s back-off...
+        await asyncio.sleep(1.8)  # the test: 0.3 s timeout, 1 s back-off, 0.3 s timeout, 2 s back-off...
         await service.close()
         return loop.time() - began
 
     with caplog.at_level(logging.WARNING, logger="eir.m3ua"):
         elapsed = asyncio.run(main())
-    registry.close()
     timeouts = [r.getMessage() for r in caplog.records if "no connection within 0.3 s" in r.getMessage()]
     assert len(timeouts) == 2, caplog.text
     assert timeouts[0] == f"M3UA gateway 127.0.0.1:{silent_gateway} (tcp): no connection within 0.3 s"

@@ -15,7 +15,7 @@ from agent.map import MapAnswerer
 from agent.map_server import SccpRouter
 from agent.service import EquipmentCheck, Query
 from registry.decision import ListName
-from registry.profile import load_profile
+from registry.profile import Profile
 from registry.store import Registry
 from sigtran import map as mapv
 from sigtran import sccp, tcap
@@ -40,14 +40,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def answerer(registry: Registry) -> MapAnswerer:
-    return MapAnswerer(EquipmentCheck(registry, load_profile("tj")), clock=lambda: NOW)
+def answerer(registry: Registry, tj: Profile) -> MapAnswerer:
+    return MapAnswerer(EquipmentCheck(registry, tj), clock=lambda: NOW)
 
 
 @pytest.fixture(scope="module")
-def shared(registry: Registry) -> MapAnswerer:
+def shared(registry: Registry, tj: Profile) -> MapAnswerer:
     """One answerer for every example of a fuzz test."""
-    return MapAnswerer(EquipmentCheck(registry, load_profile("tj")), clock=lambda: NOW)
+    return MapAnswerer(EquipmentCheck(registry, tj), clock=lambda: NOW)
 
 
 def ask(answerer: MapAnswerer, imei: str, version: int, imsi: str | None = None) -> tcap.TcMessage:
@@ -74,7 +74,7 @@ def test_each_version_is_answered_in_its_own_dialogue(answerer: MapAnswerer, ver
     assert answerer.counters == {"white": 1, "black": 1, "grey": 1}
 
 
-def test_the_clock_passed_in_dates_the_query(registry: Registry) -> None:
+def test_the_clock_passed_in_dates_the_query(registry: Registry, tj: Profile) -> None:
     seen: list[Query] = []
 
     class Recording(EquipmentCheck):
@@ -82,20 +82,20 @@ def test_the_clock_passed_in_dates_the_query(registry: Registry) -> None:
             seen.append(query)
             return super().record(query)
 
-    answerer = MapAnswerer(Recording(registry, load_profile("tj")), clock=lambda: NOW)
+    answerer = MapAnswerer(Recording(registry, tj), clock=lambda: NOW)
     ask(answerer, WHITE, 2, imsi="436011234567890")
     (query,) = seen
     assert (query.imei, query.at, query.imsi, str(query.interface)) == (WHITE, NOW, "436011234567890", "map")
 
 
-def test_a_failing_decision_is_system_failure_and_the_next_is_answered(registry: Registry) -> None:
+def test_a_failing_decision_is_system_failure_and_the_next_is_answered(registry: Registry, tj: Profile) -> None:
     class Broken(EquipmentCheck):
         def record(self, query: Query):  # type: ignore[no-untyped-def]
             if query.imei == BLACK:
                 raise RuntimeError("database is locked")
             return super().record(query)
 
-    answerer = MapAnswerer(Broken(registry, load_profile("tj")), clock=lambda: NOW)
+    answerer = MapAnswerer(Broken(registry, tj), clock=lambda: NOW)
     (error,) = ask(answerer, BLACK, 3).components
     assert error == tcap.ReturnError(1, mapv.ErrorCode.SYSTEM_FAILURE)
     assert status(ask(answerer, WHITE, 3), 3) is EquipmentStatus.WHITE_LISTED

@@ -7,31 +7,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-
-import pytest
 
 from agent.service import EquipmentCheck, Interface, MillisecondClock
 from registry.decision import ListName, Query, Status
 from registry.observations import Observations, Recorder, parse_stamp, stamp
-from registry.profile import load_profile
+from registry.profile import Profile, load_profile
 from registry.store import Registry
 
 KEY = "35999000000017"
 LOCAL, OTHER = "436011234567890", "436059876543210"
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    with Registry(registry_url) as store:
-        yield store
-
-
-@pytest.fixture
-def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(f"sqlite:///{tmp_path / 'r.db'}") as store:
-        yield store
 
 
 @contextmanager
@@ -135,8 +120,8 @@ def test_a_refused_commit_keeps_the_rows_and_the_next_one_writes_them(registry: 
     recorder.close()
 
 
-def test_checking_records_nothing(registry: Registry) -> None:
-    service = EquipmentCheck(registry, load_profile("tj"))
+def test_checking_records_nothing(registry: Registry, tj: Profile) -> None:
+    service = EquipmentCheck(registry, tj)
     assert service.check(query(T0)).status is Status.GREY
     assert list(Observations(registry).sightings(KEY)) == []
     assert stored(registry) == []
@@ -238,7 +223,7 @@ async def _commit_while_locked(url: str) -> tuple[bool, bool, int]:
             waited = commits.wait()
             ticks = 0
             while not waited.done():  # the event loop runs on while the commit waits for the lock
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the test: the loop ticks while the commit waits
                 ticks += 1
             recorded = waited.result()
         second = commits.wait()  # the rows stayed queued: written now the lock is gone

@@ -318,16 +318,6 @@ def test_a_name_that_is_neither_shipped_nor_a_file(name: str, tmp_path: Path, mo
 
 # -- Profile methods -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tj() -> Profile:
-    return load_profile("tj")
-
-
-@pytest.fixture(scope="module")
-def kg() -> Profile:
-    return load_profile("kg")
-
-
 @pytest.mark.parametrize("imsi, local", [
     (None, True),
     ("", True),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from registry.imports import (
 )
 from registry.models import HistoryField
 from registry.store import Counts, Registry
+from tests.tools import wait_until
 
 WHITE, GREY, BLACK, PAIRED, STOLEN = (f"3520990017614{n}" for n in range(5))
 UNKNOWN = "35209900999999"
@@ -33,13 +33,6 @@ IMSI, OTHER_IMSI, MSISDN = "437011234567890", "437059999999999", "992900123456"
 
 def imei15(key: str) -> str:
     return key + luhn_check_digit(key)
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    store = Registry(registry_url)
-    yield store
-    store.close()
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -306,7 +299,7 @@ def test_a_second_registry_on_the_same_file_sees_imports(tmp_path: Path) -> None
         assert agent.lookup(WHITE) is None and fresh.lookup(WHITE) is None
         importer.put_list(ListName.WHITE, [(WHITE, None)], "test")
         assert fresh.lookup(WHITE) is not None  # its own snapshot per lookup: at once
-        time.sleep(0.05)  # the shared snapshot is renewed after snapshot_seconds (0.01 s)
+        wait_until(lambda: agent.lookup(WHITE), 1.0, "the shared snapshot renewed (after 0.01 s)")
         assert agent.lookup(WHITE) == EquipmentFacts(WHITE, ListName.WHITE, False, None, None, ())
 
 
@@ -318,11 +311,11 @@ def test_lookups_are_not_blocked_by_an_import_in_progress(tmp_path: Path) -> Non
             bulk.add_entries([(GREY, "cleared"), (WHITE, None)])
             assert bulk.put_list(ListName.WHITE, "test") == Counts(1, 1, 0)
             started = time.monotonic()
-            time.sleep(0.02)
+            time.sleep(0.02)  # the test: past snapshot_seconds, the lookup reads anew while the import is open
             assert agent.lookup(GREY).list is ListName.GREY  # type: ignore[union-attr]  # the committed state
             assert agent.lookup(WHITE) is None
             assert time.monotonic() - started < 1  # no waiting on the writer's lock
-        time.sleep(0.02)
+        wait_until(lambda: agent.lookup(WHITE), 1.0, "the committed import seen by the next snapshot")
         assert agent.lookup(GREY).list is ListName.WHITE  # type: ignore[union-attr]
         assert agent.lookup(WHITE) is not None
 

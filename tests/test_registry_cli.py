@@ -29,8 +29,9 @@ def eir(*args: str, registry: str | None = None, cwd: Path | None = None,
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'registry.db'}"
+def url(registry_url: str) -> str:
+    """The registry's URL: each test here runs on SQLite, then on PostgreSQL."""
+    return registry_url
 
 
 def test_import_with_bad_rows_keeps_the_good_ones_and_exits_1(tmp_path: Path, url: str) -> None:

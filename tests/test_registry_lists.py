@@ -4,7 +4,6 @@ outbox, in process, on SQLite files."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,12 +30,6 @@ DAY = timedelta(days=1)
 
 def imei15(key: str) -> str:
     return key + luhn_check_digit(key)
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    with Registry(registry_url) as store:
-        yield store
 
 
 def observe(registry: Registry, folder: Path, text: str, strict: bool = False) -> ImportReport:

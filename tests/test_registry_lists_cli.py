@@ -15,7 +15,7 @@ from agent.service import EquipmentCheck, Interface
 from registry.decision import Query
 from registry.imei import luhn_check_digit
 from registry.observations import Recorder
-from registry.profile import load_profile
+from registry.profile import Profile
 from registry.store import Registry
 
 EIR = [sys.executable, "-m", "eir"]
@@ -36,8 +36,9 @@ def eir(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'registry.db'}"
+def url(registry_url: str) -> str:
+    """The registry's URL: each test here runs on SQLite, then on PostgreSQL."""
+    return registry_url
 
 
 def test_import_observations_reports_bad_rows_and_exports_them_back(tmp_path: Path, url: str) -> None:
@@ -57,7 +58,8 @@ def test_import_observations_reports_bad_rows_and_exports_them_back(tmp_path: Pa
     assert strict.returncode == 1 and "file refused (--strict): nothing written" in strict.stdout
 
 
-def test_block_and_unblock_show_in_history_with_exit_statuses(url: str) -> None:
+def test_block_and_unblock_show_in_history_with_exit_statuses(sqlite_url: str) -> None:
+    url = sqlite_url  # it begins with no registry at all: a file not made yet
     assert eir(url, "registry", "block", imei15(A), "--reason", "x").returncode == 2  # no registry: none is made
     assert eir(url, "registry", "init").returncode == 0
     blocked = eir(url, "registry", "block", imei15(A), "--reason", "police request 42")
@@ -115,11 +117,11 @@ def test_operator_lists(tmp_path: Path, url: str) -> None:
     assert no_profile.returncode == 2 and "no profile 'xx'" in no_profile.stderr
 
 
-def test_notices_export_writes_the_new_ones_and_marks_them(tmp_path: Path, url: str) -> None:
+def test_notices_export_writes_the_new_ones_and_marks_them(tmp_path: Path, url: str, tj: Profile) -> None:
     at = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
     with Registry(url) as store:
         recorder = Recorder(store)
-        service = EquipmentCheck(store, load_profile("tj"), recorder)
+        service = EquipmentCheck(store, tj, recorder)
         for key in (A, B):
             service.answer(Query(key, Interface.S13, at, imsi=MEGAFON, msisdn=MSISDN))
         recorder.close()

@@ -22,8 +22,8 @@ def imei15(key: str) -> str:
 
 
 @pytest.fixture
-def eir(tmp_path: Path):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+def eir(tmp_path: Path, registry_url: str):  # type: ignore[no-untyped-def]
+    url = registry_url
     environment = {k: v for k, v in os.environ.items() if k != "EIR_REGISTRY"}
     environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
 

@@ -168,14 +168,14 @@ def test_the_sctp_transport_pauses_its_protocol_above_the_high_water_mark_and_re
                 if calls:
                     break
                 writer.transport.write(beat)
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # pacing: let the transport write between two sends
             assert calls == ["pause"] and not writer.transport.is_reading()
             deadline = loop.time() + 10
             while "resume" not in calls and loop.time() < deadline:
                 try:
                     client.recv(1 << 16)
                 except BlockingIOError:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # pacing: nothing to read yet, the loop writes more
             assert calls == ["pause", "resume"] and writer.transport.is_reading()
         finally:
             client.close()

@@ -36,7 +36,7 @@ from simulator.load_common import LinkState
 from simulator.load_wire import AnswerScanner, EcrTemplates, generated_imeis, read_imeis, scan_answer
 from simulator.mme import MmeIdentity, build_ecr
 from tests import diameter_samples as samples
-from tests.tools import LOOPBACK, free_tcp_port
+from tests.tools import LOOPBACK, free_tcp_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EIR = [sys.executable, "-m", "eir"]
@@ -182,10 +182,11 @@ def test_load_refused_by_the_peer_reports_the_cea_code() -> None:
 
 
 def test_load_stops_when_the_peer_disconnects() -> None:
-    with diameter_server(RecordingEir()) as peer:
+    recording = RecordingEir()
+    with diameter_server(recording) as peer:
         load = subprocess.Popen([*EIR, "sim", "load", "--peer", peer, "--inflight", "8", "--duration", "30", "--json"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)
+        wait_until(lambda: len(recording.requests) >= 100, 20.0, "the load's first 100 requests")
     # Leaving the block closed the server: DPR to the generator, which answers DPA and stops.
     out, err = load.communicate(timeout=10)
     assert load.returncode == 0, err

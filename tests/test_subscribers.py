@@ -6,7 +6,6 @@ it: notices carry the number, and no notice is queued without an addressee."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,19 +17,13 @@ from agent.service import EquipmentCheck, Interface
 from registry.decision import Decision, ListName, Notice, Query, Status
 from registry.imports import ImportKind, ImportReport, export_csv, import_file
 from registry.observations import Observations, Recorder
-from registry.profile import load_profile
+from registry.profile import Profile
 from registry.store import Counts, Registry
 from tests.postgres import stored_rows
 
 IMSI_A, IMSI_B, IMSI_C = "436011000000001", "436011000000002", "436011000000003"
 NUMBER_1, NUMBER_2, NUMBER_3 = "992901000001", "992901000002", "992901000003"
 KEY = "35209900100001"
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[Registry]:
-    with Registry(registry_url) as store:
-        yield store
 
 
 def load(registry: Registry, folder: Path, text: str, kind: ImportKind = ImportKind.SUBSCRIBERS,
@@ -111,10 +104,10 @@ def test_imported_observations_give_a_number_when_the_subscriber_data_do_not(reg
     assert held(registry, IMSI_A, NOW) == NUMBER_2  # the subscriber data win
 
 
-def test_a_paired_imei_matches_through_the_number_of_its_sim(registry: Registry, tmp_path: Path) -> None:
+def test_a_paired_imei_matches_through_the_number_of_its_sim(registry: Registry, tmp_path: Path, tj: Profile) -> None:
     registry.put_pairings([(KEY, None, NUMBER_1)], "test")
     load(registry, tmp_path, f"imsi,msisdn\n{IMSI_A},{NUMBER_1}\n")
-    service = EquipmentCheck(registry, load_profile("tj"))
+    service = EquipmentCheck(registry, tj)
     bound = service.check(Query(KEY, Interface.CLI, NOW, imsi=IMSI_A))
     assert (bound.status, bound.rule) == (Status.WHITE, "paired-match")
     other = service.check(Query(KEY, Interface.CLI, NOW, imsi=IMSI_B))
@@ -132,10 +125,11 @@ def outbox(registry: Registry) -> list[tuple[str, str, str | None, str]]:
     return stored_rows(registry.engine, "SELECT imei, imsi, msisdn, event FROM notice ORDER BY id")
 
 
-def test_notices_carry_the_number_and_none_goes_without_an_addressee(registry: Registry, tmp_path: Path) -> None:
+def test_notices_carry_the_number_and_none_goes_without_an_addressee(registry: Registry, tmp_path: Path,
+                                                                     tj: Profile) -> None:
     load(registry, tmp_path, f"imsi,msisdn\n{IMSI_A},{NUMBER_1}\n")
     recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service = EquipmentCheck(registry, tj, recorder)
     service.answer(Query(KEY, Interface.S13, NOW, imsi=IMSI_A))
     service.answer(Query("35209900100002", Interface.MAP, NOW))  # MAP v3: no IMSI, none seen
     service.answer(Query("35209900100003", Interface.S13, NOW, imsi=IMSI_B))  # no number known
@@ -172,10 +166,10 @@ def test_no_notice_is_queued_without_an_addressee(tmp_path_factory: pytest.TempP
         assert number == (msisdn or (NUMBER_1 if to == IMSI_A else None))
 
 
-def test_an_automatic_entry_is_written_once_with_its_history(registry: Registry) -> None:
+def test_an_automatic_entry_is_written_once_with_its_history(registry: Registry, tj: Profile) -> None:
     registry.put_tacs([("86000001", "Acme", "R1", "WLAN Router")])
     recorder = Recorder(registry)
-    service = EquipmentCheck(registry, load_profile("tj"), recorder)
+    service = EquipmentCheck(registry, tj, recorder)
     key = "86000001000017"
     first = service.answer(Query(key, Interface.S13, NOW, imsi=IMSI_A))
     assert (first.status, first.rule) == (Status.WHITE, "auto-entered") and recorder.waiting

@@ -29,11 +29,11 @@ from sigtran.m3ua import SI_SCCP, ProtocolData
 from sigtran.map import ErrorCode
 from simulator.agent_process import AgentProcess
 from simulator.demo import IMSI, WHITE, imei15
-from simulator.demo import build_demo_registry as build_registry
 from simulator.mme import build_ecr
 from simulator.msc import send_checkimei
 from tests.e2e.test_map_agent import EIR_PC, MSC_PC, Asp, begin, udt
 from tests.e2e.test_s13_agent import MME, ecr
+from tests.tools import MakeAgent
 
 OTHER_MME = LocalNode("mme02.localdomain", "localdomain", product_name="e2e-mme")
 
@@ -43,10 +43,10 @@ def fresh(n: int) -> str:
     return f"35209900{500000 + n:06d}"
 
 
-def start(tmp_path: Path, limits: str) -> tuple[AgentProcess, Path]:
-    config = tmp_path / "agent.yaml"
-    config.write_text(f"limits: {{{limits}}}\n")
-    return AgentProcess(tmp_path, build_registry(tmp_path), m3ua=True, config=config), tmp_path / "registry.db"
+def start(make_agent: MakeAgent, limits: str) -> tuple[AgentProcess, Path]:
+    """An agent with these ``limits`` on the demo registry, and the registry's file."""
+    agent = make_agent(config=f"limits: {{{limits}}}\n", m3ua=True)
+    return agent, agent.answer_log.parent / "registry.db"
 
 
 @contextmanager
@@ -65,8 +65,8 @@ def sighted(database: Path, imei: str, imsi: str = IMSI) -> bool:
         return conn.execute("SELECT 1 FROM sighting WHERE imei = ? AND imsi = ?", (imei, imsi)).fetchone() is not None
 
 
-def test_a_first_sight_the_registry_will_not_take_is_5012_and_other_answers_go_on(tmp_path: Path) -> None:
-    process, database = start(tmp_path, "commit_timeout: 2.0")
+def test_a_first_sight_the_registry_will_not_take_is_5012_and_other_answers_go_on(make_agent: MakeAgent) -> None:
+    process, database = start(make_agent, "commit_timeout: 2.0")
 
     async def main() -> tuple[Message, bool, Message, str | None, Message]:
         first = await connect(MME, *process.address)
@@ -74,7 +74,7 @@ def test_a_first_sight_the_registry_will_not_take_is_5012_and_other_answers_go_o
         try:
             with locked(database):
                 waiting = asyncio.ensure_future(first.request(ecr(fresh(1), IMSI), timeout=10))
-                await asyncio.sleep(0.05)  # read by the agent, its first sight queued
+                await asyncio.sleep(0)  # its ECR written first; whichever the agent reads first, it waits for the lock
                 white = await other.request(build_ecr(OTHER_MME, WHITE, IMSI), timeout=10)
                 still_waiting = not waiting.done()
                 outcome = await send_checkimei(*process.m3ua_address, imei15(fresh(2)), version=2, imsi=IMSI)
@@ -104,8 +104,9 @@ def test_a_first_sight_the_registry_will_not_take_is_5012_and_other_answers_go_o
     assert "answers refused as unrecorded 2" in log
 
 
-def test_sigkill_while_the_registry_refuses_writes_loses_no_first_sight_an_answer_rested_on(tmp_path: Path) -> None:
-    process, database = start(tmp_path, "commit_timeout: 0.5")
+def test_sigkill_while_the_registry_refuses_writes_loses_no_first_sight_an_answer_rested_on(
+        make_agent: MakeAgent) -> None:
+    process, database = start(make_agent, "commit_timeout: 0.5")
 
     async def ask_all(count: int) -> list[Message]:
         connection = await connect(MME, *process.address)
@@ -144,8 +145,8 @@ def _read(sock: socket.socket) -> bytes:
 
 
 def test_past_the_bound_on_requests_in_progress_s13_is_3004_and_map_a_resource_limitation_abort(
-        tmp_path: Path) -> None:
-    process, _ = start(tmp_path, "in_progress_per_peer: 4, in_progress: 100")
+        make_agent: MakeAgent) -> None:
+    process, _ = start(make_agent, "in_progress_per_peer: 4, in_progress: 100")
 
     async def map_burst() -> list[tcap.TcMessage]:
         asp = await Asp.open(process.m3ua_address)
@@ -179,8 +180,8 @@ def test_past_the_bound_on_requests_in_progress_s13_is_3004_and_map_a_resource_l
     assert "as too busy 14" in process.log()
 
 
-def test_answers_waiting_for_a_commit_count_as_in_progress(tmp_path: Path) -> None:
-    process, database = start(tmp_path, "in_progress_per_peer: 3, commit_timeout: 10")
+def test_answers_waiting_for_a_commit_count_as_in_progress(make_agent: MakeAgent) -> None:
+    process, database = start(make_agent, "in_progress_per_peer: 3, commit_timeout: 10")
 
     async def main() -> tuple[list[Message], Message]:
         connection = await connect(MME, *process.address)
@@ -188,7 +189,7 @@ def test_answers_waiting_for_a_commit_count_as_in_progress(tmp_path: Path) -> No
             with locked(database):
                 waiting = [asyncio.ensure_future(connection.request(ecr(fresh(n), IMSI), timeout=20))
                            for n in range(3)]
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0)  # the three written first: one connection, read in order, in progress at once
                 busy = await connection.request(ecr(WHITE, IMSI), timeout=10)
             return list(await asyncio.gather(*waiting)), busy
         finally:
@@ -213,10 +214,11 @@ def _tcap(event: DataReceived) -> tcap.TcMessage:
     return tcap.decode(message.data)
 
 
-def test_stopping_while_the_registry_refuses_writes_says_what_was_not_written_and_exits_75(tmp_path: Path) -> None:
+def test_stopping_while_the_registry_refuses_writes_says_what_was_not_written_and_exits_75(
+        make_agent: MakeAgent) -> None:
     """Issue 12 item 2: a clean SIGTERM with observations the registry would not take is
     not exit 0: the agent names what it could not write."""
-    process, database = start(tmp_path, "commit_timeout: 0.3")
+    process, database = start(make_agent, "commit_timeout: 0.3")
 
     async def main() -> Message:
         connection = await connect(MME, *process.address)
@@ -234,12 +236,12 @@ def test_stopping_while_the_registry_refuses_writes_says_what_was_not_written_an
     assert not sighted(database, fresh(7))
 
 
-def test_a_fatal_signal_leaves_a_line_in_the_agents_log(tmp_path: Path) -> None:
+def test_a_fatal_signal_leaves_a_line_in_the_agents_log(make_agent: MakeAgent) -> None:
     """Seen: SIGBUS from SQLite's mapped -shm file killed the agent without a word. The
     fault handler names the signal and where each thread was."""
     import signal
 
-    process, _ = start(tmp_path, "commit_timeout: 1.0")
+    process, _ = start(make_agent, "commit_timeout: 1.0")
     process.process.send_signal(signal.SIGBUS)
     assert process.stop() == -signal.SIGBUS
     assert "Fatal Python error: Bus error" in process.log()

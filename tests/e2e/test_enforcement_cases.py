@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from registry.imei import luhn_check_digit
 from simulator.agent_process import AgentProcess, run_eir
 from simulator.mme import EcrOutcome, send_ecr
 from simulator.msc import CheckImeiOutcome, send_checkimei
+from tests.tools import wait_until
 
 TAC = "35209900"  # Smartphone in the catalogue below
 GREY_EXPIRED = TAC + "100001"  # on the grey list, first seen with a local SIM 40 days ago
@@ -98,12 +98,9 @@ def ask(agent: AgentProcess, imei: str, imsi: str | None = None, interface: str 
     """Ask over S13 (with ``imsi``) or MAP v3 (no IMSI); the answer and its answer-log line."""
     before = len(lines_of(agent, imei, interface))
     answer = s13(agent, imei, imsi) if interface == "s13" else map_v3(agent, imei)
-    for _ in range(50):  # the agent flushes its answer log every 0.2 s
-        found = lines_of(agent, imei, interface)
-        if len(found) > before:
-            return answer, found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no {interface} answer logged for {imei}")
+    found = wait_until(lambda: lines_of(agent, imei, interface)[before:], 5.0,  # flushed every 0.2 s
+                       f"the {interface} answer log line of {imei}")
+    return answer, found[-1]
 
 
 def status(answer: Any) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -25,17 +24,16 @@ from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import connect
 from simulator.agent_process import AgentProcess
 from simulator.demo import IMSI, WHITE, imei15
-from simulator.demo import build_demo_registry as build_registry
 from simulator.msc import send_checkimei
 from tests.e2e.test_s13_agent import MME, ecr
+from tests.tools import MakeAgent
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[tuple[AgentProcess, Path]]:
-    url = build_registry(tmp_path)
-    process = AgentProcess(tmp_path, url, m3ua=True)
-    yield process, tmp_path / "registry.db"
-    process.stop()
+def agent(make_agent: MakeAgent) -> tuple[AgentProcess, Path]:
+    """An agent on the demo registry, and the registry's file."""
+    process = make_agent(m3ua=True)
+    return process, process.answer_log.parent / "registry.db"
 
 
 def rename(database: Path, old: str, new: str) -> None:
@@ -52,12 +50,12 @@ def test_a_failing_decision_is_5012_on_s13_and_system_failure_on_map(agent: tupl
         try:
             before = [result_code_of(await connection.request(ecr(WHITE, IMSI), timeout=5))]
             rename(database, "equipment", "equipment_away")
-            await asyncio.sleep(0.1)  # the agent's read snapshot lasts 10 ms
+            await asyncio.sleep(0.1)  # the agent's read snapshot lasts 10 ms: ten times that, no event tells
             failed = [result_code_of(await connection.request(ecr(WHITE, IMSI), timeout=5)) for _ in range(40)]
             outcome = await send_checkimei(*process.m3ua_address, imei15(WHITE), version=3)
             assert outcome.error_name == "SYSTEM_FAILURE", outcome
             rename(database, "equipment_away", "equipment")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the same: a probe would add to the counters asserted below
             answer = await connection.request(ecr(WHITE, IMSI), timeout=5)  # the same connection, still up
             assert answer.value("Equipment-Status") == EquipmentStatus.WHITELISTED
             return [*before, result_code_of(answer)], failed

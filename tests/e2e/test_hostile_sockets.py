@@ -21,8 +21,9 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -33,24 +34,20 @@ from diameter.transport import connect
 from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.m3ua import SI_SCCP, AsState, Kind, Message, StatusType, Tag, build_aspac, build_data, decode_message
-from simulator.agent_process import AgentProcess, free_port
+from simulator.agent_process import LOOPBACK, AgentProcess, free_port
 from simulator.demo import IMSI, WHITE
-from simulator.demo import build_demo_registry as build_registry
 from tests.e2e.test_s13_agent import MME, ecr
+from tests.tools import MakeAgent, wait_until
 
 MSC_GT, EIR_GT = "992900000001", "992900000009"
 MSC_PC, EIR_PC = 2, 1
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+def agent(make_agent: MakeAgent) -> AgentProcess:
     """With bounds on requests in progress too high to matter: a flood read 256 KiB at a
     time would otherwise get 3004s past the 256th request of a read (test_durability_and_overload)."""
-    config = tmp_path / "unbounded.yaml"
-    config.write_text("limits: {in_progress_per_peer: 1000000, in_progress: 1000000}\n")
-    process = AgentProcess(tmp_path, build_registry(tmp_path), m3ua=True, config=config)
-    yield process
-    process.stop()
+    return make_agent(config="limits: {in_progress_per_peer: 1000000, in_progress: 1000000}\n", m3ua=True)
 
 
 # --- a raw M3UA peer ------------------------------------------------------------------------
@@ -261,7 +258,7 @@ def send_until_blocked(sock: socket.socket, data: bytes, seconds: float) -> int:
             blocked_since = blocked_since or time.monotonic()
             if time.monotonic() - blocked_since > 1.0:
                 break
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing: the socket is full, try again soon
     return sent
 
 
@@ -289,21 +286,83 @@ FLOODS = {
 }
 
 
+class Queues(NamedTuple):
+    """Octets the kernel holds on each end of one loopback TCP connection (/proc/net/tcp):
+    ``rx_queue`` received and not yet read by the socket's owner, ``tx_queue`` written by
+    its owner and not yet acknowledged by the other end."""
+
+    agent_rx: int
+    agent_tx: int
+    our_rx: int
+    our_tx: int
+
+
+def tcp_queues(agent_port: int, our_port: int) -> Queues:
+    """Both ends of the connection from ``our_port`` to ``agent_port``, read in one pass."""
+    ends: dict[tuple[int, int], tuple[int, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        lines = Path(table).read_text().splitlines()[1:] if Path(table).exists() else []
+        for line in lines:
+            fields = line.split()
+            local, remote, (tx, rx) = fields[1], fields[2], fields[4].split(":")
+            ports = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+            if ports in ((agent_port, our_port), (our_port, agent_port)):
+                ends[ports] = int(tx, 16), int(rx, 16)
+    agent_tx, agent_rx = ends[(agent_port, our_port)]
+    our_tx, our_rx = ends[(our_port, agent_port)]
+    return Queues(agent_rx, agent_tx, our_rx, our_tx)
+
+
+def not_reading(agent_port: int, our_port: int, seconds: float = 30.0) -> tuple[Queues, Queues]:
+    """Two looks at the connection a second apart during which the agent read nothing: its
+    receive queue holds octets and did not shrink. On a busy host the agent may still be
+    answering what it read when our sends block, and read once more; so look again until
+    such a second comes, or fail after ``seconds``."""
+    def quiet_second() -> tuple[Queues, Queues] | None:
+        first = tcp_queues(agent_port, our_port)
+        time.sleep(1.0)  # the test: neither we nor the agent read for a second
+        held = tcp_queues(agent_port, our_port)
+        return (first, held) if first.agent_rx > 0 and held.agent_rx >= first.agent_rx else None
+    return wait_until(quiet_second, seconds, "a second in which the agent does not read a peer that never reads")
+
+
+WRITE_HIGH = 64 * 1024  # the agent stops reading a connection above this many octets of answers unwritten
+READ_SIZE = 256 * 1024  # what asyncio reads from a socket at a time
+
+
+def most_the_agent_may_read(queues: Queues, request: int, answer: int) -> int:
+    """The agent reads a connection until its answers waiting in user space pass WRITE_HIGH;
+    it then has read at most one read more. Its answers are in the kernel (its send queue,
+    our receive queue) or in its write buffer (WRITE_HIGH, plus the answers to the last
+    read): so many answers, scaled back to requests, plus two reads. What the kernel
+    holds is measured, so the bound holds whatever the host's tcp_rmem and tcp_wmem."""
+    answers_held = queues.agent_tx + queues.our_rx + WRITE_HIGH + READ_SIZE * answer // request
+    return answers_held * request // answer + 2 * READ_SIZE
+
+
 @pytest.mark.parametrize("interface", sorted(FLOODS))
 def test_a_peer_that_never_reads_is_not_read_and_memory_stays_bounded(agent: AgentProcess, interface: str) -> None:
     open_peer, header, length_at = FLOODS[interface]
-    sock, data, count = open_peer(agent.m3ua_address if interface == "m3ua" else agent.address)
+    agent_port = agent.m3ua_port if interface == "m3ua" else agent.port
+    assert agent_port is not None
+    sock, data, count = open_peer((LOOPBACK, agent_port))
     try:
         before = rss_kib(agent.process.pid)
         sent = send_until_blocked(sock, data, seconds=60)
-        time.sleep(0.5)
+        first, held = not_reading(agent_port, sock.getsockname()[1])
         grown = rss_kib(agent.process.pid) - before
-        assert sent < len(data) // 2, f"the agent read {sent} of {len(data)} octets from a peer that never reads"
+        agent_read = sent - held.agent_rx - held.our_tx
+        assert first.agent_rx > 0 and held.agent_rx >= first.agent_rx, \
+            f"the agent reads a peer that never reads: {first}, then {held}"
         assert grown < 10 * 1024, f"RSS grew {grown} KiB"
         answers = read_all_answers(sock, data, sent, count, header, length_at)
     finally:
         sock.close()
     assert len(answers) == count
+    request = len(data) // count
+    bound = most_the_agent_may_read(held, request, len(answers[0]))
+    assert agent_read <= bound, f"the agent read {agent_read} of {len(data)} octets from a peer that never reads; " \
+        f"at most {bound} with {held}"
     if interface == "diameter":
         sample = decode_diameter(answers[-1])
         assert sample.value("Result-Code") == ResultCode.DIAMETER_SUCCESS
@@ -316,12 +375,6 @@ def test_a_peer_that_never_reads_is_not_read_and_memory_stays_bounded(agent: Age
 
 
 # --- item 6: who may connect, for how long, how many ------------------------------------------
-
-
-def with_config(tmp_path: Path, yaml: str, *extra: str, m3ua: bool = True) -> AgentProcess:
-    config = tmp_path / "agent.yaml"
-    config.write_text(yaml)
-    return AgentProcess(tmp_path, build_registry(tmp_path), *extra, m3ua=m3ua, config=config)
 
 
 def non_loopback_address() -> str:
@@ -342,8 +395,8 @@ def err_code(message: Message) -> int | None:
     return message.error_code
 
 
-def test_m3ua_peers_are_screened_by_address_point_code_and_routing_context(tmp_path: Path) -> None:
-    process = with_config(tmp_path, """m3ua:
+def test_m3ua_peers_are_screened_by_address_point_code_and_routing_context(make_agent: MakeAgent) -> None:
+    process = make_agent(m3ua=True, config="""m3ua:
   allow:
     - from: [127.0.0.1/32]
       point_codes: [2]
@@ -391,13 +444,13 @@ def test_m3ua_peers_are_screened_by_address_point_code_and_routing_context(tmp_p
 
 
 @pytest.mark.parametrize("flag", [False, True])
-def test_m3ua_admits_loopback_only_unless_told_otherwise(tmp_path: Path, flag: bool) -> None:
+def test_m3ua_admits_loopback_only_unless_told_otherwise(make_agent: MakeAgent, flag: bool) -> None:
     """The S13 default for M3UA too: with no m3ua.allow, a client from a non-loopback
     address is closed at once; --m3ua-allow CIDR admits its network (and only it)."""
     outside = non_loopback_address()
     port = free_port()
     extra = ["--m3ua-listen", f"0.0.0.0:{port}", *(["--m3ua-allow", f"{outside}/32"] if flag else [])]
-    process = AgentProcess(tmp_path, build_registry(tmp_path), *extra)
+    process = make_agent(*extra)
 
     async def main() -> None:
         admitted, refused = (outside, "127.0.0.1") if flag else ("127.0.0.1", outside)
@@ -418,8 +471,8 @@ def test_m3ua_admits_loopback_only_unless_told_otherwise(tmp_path: Path, flag: b
     assert "'m3ua_refused_address': 1" in process.log()
 
 
-def test_an_association_that_never_becomes_active_is_closed(tmp_path: Path) -> None:
-    process = with_config(tmp_path, "m3ua:\n  activation_timeout: 1\n")
+def test_an_association_that_never_becomes_active_is_closed(make_agent: MakeAgent) -> None:
+    process = make_agent(m3ua=True, config="m3ua:\n  activation_timeout: 1\n")
 
     async def main() -> None:
         silent = await RawAsp.open(process.m3ua_address)
@@ -442,8 +495,8 @@ def test_an_association_that_never_becomes_active_is_closed(tmp_path: Path) -> N
     assert process.log().count("not ASP-ACTIVE within 1 s") == 2
 
 
-def test_each_listener_keeps_at_most_its_cap_of_connections(tmp_path: Path) -> None:
-    process = with_config(tmp_path, "diameter:\n  max_connections: 2\nm3ua:\n  max_connections: 5\n")
+def test_each_listener_keeps_at_most_its_cap_of_connections(make_agent: MakeAgent) -> None:
+    process = make_agent(m3ua=True, config="diameter:\n  max_connections: 2\nm3ua:\n  max_connections: 5\n")
 
     async def main() -> None:
         kept = [await RawAsp.open(process.m3ua_address) for _ in range(5)]
@@ -455,8 +508,9 @@ def test_each_listener_keeps_at_most_its_cap_of_connections(tmp_path: Path) -> N
         idle = await asyncio.open_connection(*process.address)  # the second Diameter connection: the cap
         with pytest.raises(ConnectionError):
             await connect(MME, *process.address, timeout=5)
+        idle[1].write_eof()
+        assert await idle[0].read() == b""  # the agent closed its end: its place is free
         idle[1].close()
-        await asyncio.sleep(0.2)
         second = await connect(MME, *process.address, timeout=5)  # a place is free again
         for connection in (peer, second):
             await connection.disconnect()
@@ -473,20 +527,21 @@ def test_each_listener_keeps_at_most_its_cap_of_connections(tmp_path: Path) -> N
     assert "Traceback" not in log
 
 
-def test_out_of_descriptors_accept_errors_are_throttled_and_s13_gets_in_once_they_are_free(tmp_path: Path) -> None:
+def test_out_of_descriptors_accept_errors_are_throttled_and_s13_gets_in_once_they_are_free(
+        make_agent: MakeAgent) -> None:
     """Issue 12, item 6: with its descriptors used up by idle M3UA connections (no cap
     here), the agent logs a line every few seconds, not one per accept attempt, and an S13
     peer that connected meanwhile gets its CEA once the idle connections go."""
     import resource
 
-    process = with_config(tmp_path, "m3ua:\n  max_connections: 100000\n  activation_timeout: 600\n")
+    process = make_agent(m3ua=True, config="m3ua:\n  max_connections: 100000\n  activation_timeout: 600\n")
     in_use = len(list(Path(f"/proc/{process.process.pid}/fd").iterdir()))
     resource.prlimit(process.process.pid, resource.RLIMIT_NOFILE, (in_use + 20, in_use + 20))
 
     async def main() -> None:
         idle = [await RawAsp.open(process.m3ua_address) for _ in range(60)]
         mme = asyncio.create_task(connect(MME, *process.address, timeout=20))
-        await asyncio.sleep(4)
+        await asyncio.sleep(4)  # the test: descriptors stay out for a few seconds, the log is throttled
         assert not mme.done()  # waiting in the listen queue
         for asp in idle:
             asp.close()

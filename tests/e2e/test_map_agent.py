@@ -9,21 +9,18 @@ import asyncio
 import itertools
 import sqlite3
 import struct
-import time
-from collections.abc import Iterator
 from contextlib import closing
 
 import pytest
 
-from registry.profile import PROFILES
 from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.asp import AspActive, AspClient, ClientSettings, DataReceived, ErrorReceived, Event
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, ProtocolData, Tag, build_data, decode_message
 from simulator.agent_process import AgentProcess
 from simulator.demo import BLACK, GREY, IMSI, STOLEN, WHITE, imei15
-from simulator.demo import build_demo_registry as build_registry
 from simulator.mme import send_ecr
+from tests.tools import wait_until
 
 MSC_GT, EIR_GT = "992900000001", "992900000009"
 MSC_PC, EIR_PC = 2, 1
@@ -31,17 +28,6 @@ UNKNOWN_TAC_IMEI = "99999999000001"  # a TAC the catalogue lacks: the test profi
 OTIDS = itertools.count(0x1000)
 WHITE_LISTED, BLACK_LISTED, GREY_LISTED = (mapv.EquipmentStatus.WHITE_LISTED, mapv.EquipmentStatus.BLACK_LISTED,
                                            mapv.EquipmentStatus.GREY_LISTED)
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    folder = tmp_path_factory.mktemp("map-agent")
-    registry = build_registry(folder)
-    profile = folder / "profile.yaml"  # tj, with unknown TACs answered "unknown" (returnError unknownEquipment)
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
-    process = AgentProcess(folder, registry, "--profile", str(profile), m3ua=True)
-    yield process
-    assert process.stop() == 0
 
 
 # --- a plain ASP over asyncio streams ---------------------------------------------------------
@@ -131,10 +117,10 @@ def end_of(event: Event, otid: bytes) -> tcap.TcMessage:
     return message
 
 
-def run(agent: AgentProcess, *steps: tuple[bytes, int] | bytes) -> list[Event]:
+def run(map_agent: AgentProcess, *steps: tuple[bytes, int] | bytes) -> list[Event]:
     """Each step is an SCCP message (to the EIR's point code) or (SCCP, DPC); the events back."""
     async def main() -> list[Event]:
-        asp = await Asp.open(agent.m3ua_address)
+        asp = await Asp.open(map_agent.m3ua_address)
         try:
             return [await asp.ask(*(step if isinstance(step, tuple) else (step,))) for step in steps]
         finally:
@@ -142,9 +128,9 @@ def run(agent: AgentProcess, *steps: tuple[bytes, int] | bytes) -> list[Event]:
     return asyncio.run(main())
 
 
-def check_imei(agent: AgentProcess, imei: str, version: int, imsi: str | None = None) -> tcap.TcMessage:
+def check_imei(map_agent: AgentProcess, imei: str, version: int, imsi: str | None = None) -> tcap.TcMessage:
     otid, tc = begin(imei, version, imsi)
-    (event,) = run(agent, udt(tc))
+    (event,) = run(map_agent, udt(tc))
     return end_of(event, otid)
 
 
@@ -167,9 +153,9 @@ def status_of(end: tcap.TcMessage, version: int) -> mapv.EquipmentStatus | int:
     (WHITE, WHITE_LISTED), (GREY, GREY_LISTED), (BLACK, BLACK_LISTED), (STOLEN, BLACK_LISTED),
     (UNKNOWN_TAC_IMEI, mapv.ErrorCode.UNKNOWN_EQUIPMENT),
 ])
-def test_each_status_in_each_version(agent: AgentProcess, version: int, imei: str,
+def test_each_status_in_each_version(map_agent: AgentProcess, version: int, imei: str,
                                      expected: mapv.EquipmentStatus | int) -> None:
-    end = check_imei(agent, imei, version)
+    end = check_imei(map_agent, imei, version)
     assert status_of(end, version) == expected
     if version == 1:
         assert end.dialogue is None
@@ -177,44 +163,43 @@ def test_each_status_in_each_version(agent: AgentProcess, version: int, imei: st
         assert end.dialogue == tcap.DialogueResponse(mapv.equipment_context(version))
 
 
-def test_the_same_imei_gets_the_same_status_over_s13_and_map(agent: AgentProcess) -> None:
+def test_the_same_imei_gets_the_same_status_over_s13_and_map(map_agent: AgentProcess) -> None:
     s13_status = {"WHITELISTED": WHITE_LISTED, "BLACKLISTED": BLACK_LISTED, "GREYLISTED": GREY_LISTED}
     for imei in (imei15(WHITE), GREY, BLACK, STOLEN):
-        outcome = asyncio.run(send_ecr(*agent.address, imei, imsi=IMSI))
+        outcome = asyncio.run(send_ecr(*map_agent.address, imei, imsi=IMSI))
         for version in (1, 2, 3):
             expected = s13_status[str(outcome.equipment_status)]
-            assert status_of(check_imei(agent, imei[:14], version), version) == expected
+            assert status_of(check_imei(map_agent, imei[:14], version), version) == expected
 
 
-def test_answers_are_logged_and_the_vendor_imsi_reaches_the_decision(agent: AgentProcess) -> None:
+def test_answers_are_logged_and_the_vendor_imsi_reaches_the_decision(map_agent: AgentProcess) -> None:
     otid, tc = begin(WHITE, 2, IMSI)
-    (event,) = run(agent, udt(tc))
+    (event,) = run(map_agent, udt(tc))
     assert status_of(end_of(event, otid), 2) == WHITE_LISTED
-    line = agent.answer_for(otid.hex())
+    line = map_agent.answer_for(otid.hex())
     assert line is not None and line["interface"] == "map" and line["peer"] == MSC_GT
     assert line["imei"] == WHITE and line["imsi"] == IMSI and line["rule"] == "white-list" and line["result"] == 0
 
 
-def test_the_sighting_records_the_map_interface(agent: AgentProcess) -> None:
+def test_the_sighting_records_the_map_interface(map_agent: AgentProcess) -> None:
     imsi = "436019999900001"  # a pair no other test uses: its first sight is written now
     otid, tc = begin(GREY, 1, imsi)
-    (event,) = run(agent, udt(tc))
+    (event,) = run(map_agent, udt(tc))
     assert status_of(end_of(event, otid), 1) == GREY_LISTED
-    database = agent.answer_log.parent / "registry.db"
-    deadline = time.monotonic() + 5
-    rows: list[tuple[str]] = []
-    while not rows and time.monotonic() < deadline:
+    database = map_agent.answer_log.parent / "registry.db"
+
+    def sighting() -> list[tuple[str]]:
         with closing(sqlite3.connect(database)) as connection:
-            rows = connection.execute("SELECT interface FROM sighting WHERE imei = ? AND imsi = ?",
+            return connection.execute("SELECT interface FROM sighting WHERE imei = ? AND imsi = ?",
                                       (GREY, imsi)).fetchall()
-        time.sleep(0.05)
+    rows = wait_until(sighting, 5.0, "the first sight written")
     assert rows == [("map",)]
 
 
 # --- bad input: an answer on the wire, and the agent keeps serving ------------------------
 
 
-def test_malformed_tcap_and_map_are_rejected_or_aborted(agent: AgentProcess) -> None:
+def test_malformed_tcap_and_map_are_rejected_or_aborted(map_agent: AgentProcess) -> None:
     otid_bad_op, bad_op = begin(WHITE, 3, opcode=44)
     otid_mistyped, mistyped = begin(WHITE, 3, parameter=bytes.fromhex("0401ff"))
     otid_missing, missing = begin(WHITE, 2, parameter=b"")
@@ -222,7 +207,7 @@ def test_malformed_tcap_and_map_are_rejected_or_aborted(agent: AgentProcess) -> 
     otid_context, context = begin(WHITE, 3, context="0.4.0.0.1.0.13.4")
     otid_garbled = b"\x00\x00\x77\x77"
     garbled = bytes.fromhex("6206480400007777") + bytes.fromhex("6c03a101")  # components cut short
-    events = run(agent, udt(bad_op), udt(mistyped), udt(missing), udt(digits), udt(context), udt(garbled))
+    events = run(map_agent, udt(bad_op), udt(mistyped), udt(missing), udt(digits), udt(context), udt(garbled))
     (reject,) = end_of(events[0], otid_bad_op).components
     assert reject == tcap.Reject(1, tcap.INVOKE_UNRECOGNIZED_OPERATION)
     (reject,) = end_of(events[1], otid_mistyped).components
@@ -237,32 +222,32 @@ def test_malformed_tcap_and_map_are_rejected_or_aborted(agent: AgentProcess) -> 
     assert answered.type in (tcap.MessageType.ABORT, tcap.MessageType.END)
     if answered.type is tcap.MessageType.END:  # a badly structured component is rejected
         assert all(isinstance(c, tcap.Reject) for c in answered.components)
-    assert status_of(check_imei(agent, WHITE, 3), 3) == WHITE_LISTED
+    assert status_of(check_imei(map_agent, WHITE, 3), 3) == WHITE_LISTED
 
 
-def test_an_unreadable_transaction_portion_gets_a_p_abort(agent: AgentProcess) -> None:
+def test_an_unreadable_transaction_portion_gets_a_p_abort(map_agent: AgentProcess) -> None:
     otid = b"\x01\x02\x03\x04"
     no_components_tag = bytes.fromhex("6209480401020304") + bytes.fromhex("0a0100")  # an ENUMERATED where 6B/6C go
-    (event,) = run(agent, udt(no_components_tag))
+    (event,) = run(map_agent, udt(no_components_tag))
     abort = end_of(event, otid)
     assert abort.type is tcap.MessageType.ABORT and abort.abort_cause is not None
 
 
-def test_sccp_undeliverable_returns_a_udts_and_garbage_gets_m3ua_err(agent: AgentProcess) -> None:
+def test_sccp_undeliverable_returns_a_udts_and_garbage_gets_m3ua_err(map_agent: AgentProcess) -> None:
     _, tc = begin(WHITE, 3)
     other_subsystem = udt(tc, ssn=sccp.SSN_HLR, return_on_error=True)
-    events = run(agent, other_subsystem, b"\x09\x81\x03\x00")
+    events = run(map_agent, other_subsystem, b"\x09\x81\x03\x00")
     assert isinstance(events[0], DataReceived)
     returned = sccp.decode_message(events[0].data.user_data)
     assert isinstance(returned, sccp.Udts) and returned.return_cause == sccp.ReturnCause.UNEQUIPPED_USER
     assert returned.data == tc
     assert isinstance(events[1], ErrorReceived) and events[1].code == ErrorCode.INVALID_PARAMETER_VALUE
-    assert status_of(check_imei(agent, WHITE, 1), 1) == WHITE_LISTED
+    assert status_of(check_imei(map_agent, WHITE, 1), 1) == WHITE_LISTED
 
 
-def test_malformed_m3ua_gets_err_and_the_association_stays_up(agent: AgentProcess) -> None:
+def test_malformed_m3ua_gets_err_and_the_association_stays_up(map_agent: AgentProcess) -> None:
     async def main() -> None:
-        asp = await Asp.open(agent.m3ua_address)
+        asp = await Asp.open(map_agent.m3ua_address)
         try:
             unknown_class = bytes([1, 0, 9, 1, 0, 0, 0, 8])
             (err,) = [decode_message(f) for f in await asp.raw(unknown_class)]
@@ -280,9 +265,9 @@ def test_malformed_m3ua_gets_err_and_the_association_stays_up(agent: AgentProces
     asyncio.run(main())
 
 
-def test_data_before_the_asp_is_active_gets_err_unexpected_message(agent: AgentProcess) -> None:
+def test_data_before_the_asp_is_active_gets_err_unexpected_message(map_agent: AgentProcess) -> None:
     async def main() -> None:
-        reader, writer = await asyncio.open_connection(*agent.m3ua_address)
+        reader, writer = await asyncio.open_connection(*map_agent.m3ua_address)
         try:
             _, tc = begin(WHITE, 3)
             writer.write(build_data(MSC_PC, EIR_PC, SI_SCCP, 2, 0, 1, udt(tc)).to_bytes())
@@ -293,7 +278,7 @@ def test_data_before_the_asp_is_active_gets_err_unexpected_message(agent: AgentP
     asyncio.run(main())
 
 
-def test_the_agent_is_still_answering_after_all_that(agent: AgentProcess) -> None:
-    assert status_of(check_imei(agent, BLACK, 2), 2) == BLACK_LISTED
-    log = agent.log()
+def test_the_agent_is_still_answering_after_all_that(map_agent: AgentProcess) -> None:
+    assert status_of(check_imei(map_agent, BLACK, 2), 2) == BLACK_LISTED
+    log = map_agent.log()
     assert "M3UA" in log and "Traceback" not in log

@@ -23,7 +23,6 @@ from typing import TypeVar
 
 import pytest
 
-from registry.profile import PROFILES
 from sigtran import map as mapv
 from sigtran import tcap
 from sigtran.asp import AspActive, AspServer, AspState, AspUp, BadMessage, DataReceived, Event, ServerSettings
@@ -34,6 +33,7 @@ from simulator.agent_process import LOOPBACK, AgentProcess
 from simulator.demo import BLACK, WHITE
 from simulator.demo import build_demo_registry as build_registry
 from simulator.msc import CheckImeiOutcome, MscIdentity, address_text, describe, encode_request, map_imei
+from tests.tools import unknown_tac_profile
 
 ROUTING_CONTEXT, ASP_IDENTIFIER = 100, 7
 EIR_PC, GATEWAY_PC = 1 << 11 | 2 << 3 | 3, 2  # the agent's point code is configured as 1-2-3
@@ -142,8 +142,7 @@ def assert_answers(gateway: Gateway, version: int) -> None:
 def linked(tmp_path: Path) -> Iterator[tuple[socket.socket, AgentProcess]]:
     """A gateway's listening socket, and an agent configured to join it."""
     registry = build_registry(tmp_path)
-    profile = tmp_path / "profile.yaml"
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
+    profile = unknown_tac_profile(tmp_path)
     with socket.create_server((LOOPBACK, 0)) as listener:
         config = tmp_path / "agent.yaml"
         config.write_text(f"""profile: {profile}

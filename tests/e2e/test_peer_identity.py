@@ -25,18 +25,12 @@ from diameter.message import Message
 from diameter.transport import CapabilitiesRefused, connect
 from simulator.agent_process import AgentProcess, free_port, run_eir
 from simulator.demo import IMSI, WHITE
-from simulator.demo import build_demo_registry as build_registry
 from simulator.mme import build_ecr
 
 REALM = "localdomain"
 MME = LocalNode("mme01.localdomain", REALM, product_name="e2e-mme")
 DRA = LocalNode("dra.localdomain", REALM, product_name="e2e-dra")
 SPOOFED = LocalNode("spoofed-mme.other.test", "other.test")
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_registry(tmp_path_factory.mktemp("registry"))
 
 
 def ecr(origin: LocalNode, session: str, *route_records: str) -> Message:
@@ -60,8 +54,8 @@ def ask(agent: AgentProcess, node: LocalNode, *requests: Message) -> tuple[list[
 
 
 def test_an_origin_host_that_is_not_the_sender_gets_5003_and_the_peer_is_still_served(
-        tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry)
+        tmp_path: Path, demo_registry: str) -> None:
+    agent = AgentProcess(tmp_path, demo_registry)
     try:
         (spoofed, genuine), still_open = ask(agent, MME, ecr(SPOOFED, "spoof"), ecr(MME, "genuine"))
         relayed, _ = ask(agent, DRA, ecr(MME, "relayed", MME.origin_host),
@@ -92,8 +86,9 @@ def test_an_origin_host_that_is_not_the_sender_gets_5003_and_the_peer_is_still_s
     assert answers["genuine"]["result"] == answers["relayed"]["result"] == 2001
 
 
-def test_an_allow_entry_name_at_cidr_refuses_the_name_from_elsewhere_with_3010(tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry, "--allow-peer", f"{MME.origin_host}@192.0.2.0/24",
+def test_an_allow_entry_name_at_cidr_refuses_the_name_from_elsewhere_with_3010(
+        tmp_path: Path, demo_registry: str) -> None:
+    agent = AgentProcess(tmp_path, demo_registry, "--allow-peer", f"{MME.origin_host}@192.0.2.0/24",
                          "--allow-peer", f"{DRA.origin_host}@127.0.0.0/8")
     try:
         with pytest.raises(CapabilitiesRefused) as refused:
@@ -108,8 +103,8 @@ def test_an_allow_entry_name_at_cidr_refuses_the_name_from_elsewhere_with_3010(t
     assert [line["result"] for line in agent.answers() if line["rule"] == "protocol-error"] == [3010]
 
 
-def test_a_bad_allow_peer_is_one_line_and_exit_1(registry: str) -> None:
-    result = run_eir(registry, "serve", "--listen", f"127.0.0.1:{free_port()}", "--allow-peer",
+def test_a_bad_allow_peer_is_one_line_and_exit_1(demo_registry: str) -> None:
+    result = run_eir(demo_registry, "serve", "--listen", f"127.0.0.1:{free_port()}", "--allow-peer",
                      "mme*.realm@10.0.0.0/33", check=False, timeout=30)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "'10.0.0.0/33' is not a network" in result.stderr

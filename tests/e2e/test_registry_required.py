@@ -9,7 +9,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from registry.store import Registry
 from simulator.agent_process import EIR, LOOPBACK, AgentProcess, free_port, run_eir
+from tests.tools import wait_until
 
 
 def serve(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -168,9 +168,7 @@ def test_a_registry_file_deleted_under_the_running_agent_is_noticed(tmp_path: Pa
             (tmp_path / name).unlink(missing_ok=True)
         answer = asyncio.run(send_ecr(*agent.address, "35209900176148", imsi="436011234567890"))
         assert answer.equipment_status == "GREYLISTED"  # it keeps serving
-        deadline = time.monotonic() + 5
-        while "was deleted while the agent runs" not in agent.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "was deleted while the agent runs" in agent.log(), 5.0, "the agent's log line")
         assert f"registry file {path} was deleted while the agent runs" in agent.log(), agent.log()
     finally:
         assert agent.stop() == 0

@@ -31,7 +31,6 @@ from registry.profile import PROFILES
 from simulator.agent_process import AgentProcess
 from simulator.agent_process import run_eir as eir
 from simulator.demo import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, UNKNOWN, WHITE, imei15
-from simulator.demo import build_demo_registry as build_registry
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="e2e-mme")
 IMSI = "436011111111111"
@@ -39,13 +38,8 @@ SESSIONS = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_registry(tmp_path_factory.mktemp("registry"))
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path_factory.mktemp("agent"), registry)
+def agent(tmp_path_factory: pytest.TempPathFactory, demo_registry: str) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path_factory.mktemp("agent"), demo_registry)
     yield process
     process.stop()
 
@@ -119,8 +113,8 @@ def ask_with_profile(folder: Path, registry: str, setting: str, changed: str, re
     return answer
 
 
-def test_a_profile_may_answer_unknown_tacs_with_5422_without_result_code(tmp_path: Path, registry: str) -> None:
-    answer = ask_with_profile(tmp_path, registry, "unknown_tac: grace", "unknown_tac: unknown", ecr(UNKNOWN))
+def test_a_profile_may_answer_unknown_tacs_with_5422_without_result_code(tmp_path: Path, demo_registry: str) -> None:
+    answer = ask_with_profile(tmp_path, demo_registry, "unknown_tac: grace", "unknown_tac: unknown", ecr(UNKNOWN))
     assert answer.find("Result-Code") is None and answer.find("Equipment-Status") is None
     experimental = answer.find("Experimental-Result")
     assert experimental is not None
@@ -152,8 +146,8 @@ def test_an_imei_with_a_wrong_check_digit_is_black_as_the_profile_says(agent: Ag
     assert logged is not None and logged["rule"] == "invalid-imei" and "Luhn" in logged["reason"]
 
 
-def test_a_profile_that_rejects_invalid_imeis_gets_5004(tmp_path: Path, registry: str) -> None:
-    answer = ask_with_profile(tmp_path, registry, "invalid_imei: black", "invalid_imei: reject", ecr(BAD_LUHN))
+def test_a_profile_that_rejects_invalid_imeis_gets_5004(tmp_path: Path, demo_registry: str) -> None:
+    answer = ask_with_profile(tmp_path, demo_registry, "invalid_imei: black", "invalid_imei: reject", ecr(BAD_LUHN))
     assert result_code_of(answer) == ResultCode.DIAMETER_INVALID_AVP_VALUE
     (terminal,) = answer.find("Failed-AVP").value  # type: ignore[union-attr]
     assert terminal.find("IMEI").value == BAD_LUHN
@@ -194,8 +188,8 @@ def test_an_unknown_command_gets_3001_and_its_answer_log_line(agent: AgentProces
         3001, "protocol-error", MME.origin_host)
 
 
-def test_peer_not_allowed_gets_3010(tmp_path: Path, registry: str) -> None:
-    guarded = AgentProcess(tmp_path, registry, "--allow-peer", "mme-trusted*.localdomain")
+def test_peer_not_allowed_gets_3010(tmp_path: Path, demo_registry: str) -> None:
+    guarded = AgentProcess(tmp_path, demo_registry, "--allow-peer", "mme-trusted*.localdomain")
     try:
         with pytest.raises(CapabilitiesRefused) as refused:
             ask(guarded, ecr(WHITE))
@@ -211,8 +205,8 @@ def test_peer_not_allowed_gets_3010(tmp_path: Path, registry: str) -> None:
     assert "not allowed" in guarded.log()
 
 
-def test_sigterm_sends_dpr_and_exits_0(tmp_path: Path, registry: str) -> None:
-    process = AgentProcess(tmp_path, registry)
+def test_sigterm_sends_dpr_and_exits_0(tmp_path: Path, demo_registry: str) -> None:
+    process = AgentProcess(tmp_path, demo_registry)
 
     async def main() -> PeerConnection:
         connection = await connect(MME, *process.address)
@@ -227,20 +221,20 @@ def test_sigterm_sends_dpr_and_exits_0(tmp_path: Path, registry: str) -> None:
     assert connection.disconnect_cause == DisconnectCause.REBOOTING
 
 
-def test_cli_check_gives_the_same_decision_with_its_reason(registry: str) -> None:
-    result = eir(registry, "check", PAIRED, "--imsi", OTHER_IMSI, "--json", check=False)
+def test_cli_check_gives_the_same_decision_with_its_reason(demo_registry: str) -> None:
+    result = eir(demo_registry, "check", PAIRED, "--imsi", OTHER_IMSI, "--json", check=False)
     assert result.returncode == 1, result.stderr
     decision = json.loads(result.stdout)
     assert decision["status"] == "black" and decision["rule"] == "paired-mismatch"
     assert OTHER_IMSI in decision["reason"]
-    assert eir(registry, "check", UNKNOWN, "--imsi", OTHER_IMSI, check=False).returncode == 2  # grey: grace
+    assert eir(demo_registry, "check", UNKNOWN, "--imsi", OTHER_IMSI, check=False).returncode == 2  # grey: grace
     # what the wire refuses (S13 5004, MAP unexpectedDataValue), check refuses the same way, exit 4
     for args in (["35209900176A48"], [WHITE, "--imsi", "abc"], [WHITE, "--imsi", "43601"]):
-        result = eir(registry, "check", *args, "--json", check=False)
+        result = eir(demo_registry, "check", *args, "--json", check=False)
         invalid = json.loads(result.stdout)
         assert (invalid["status"], invalid["rule"], result.returncode) == ("invalid", "malformed-request", 4), args
     # a well-formed IMEI with a bad check digit: the profile answers it black on the wire; check exits 4
     bad_luhn = WHITE[:14] + str((int(imei15(WHITE)[14]) + 1) % 10)
-    result = eir(registry, "check", bad_luhn, "--json", check=False)
+    result = eir(demo_registry, "check", bad_luhn, "--json", check=False)
     assert (json.loads(result.stdout)["status"], json.loads(result.stdout)["rule"]) == ("black", "invalid-imei")
     assert result.returncode == 4, result.stderr

@@ -16,13 +16,12 @@ from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
 from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import connect
-from registry.profile import PROFILES
 from simulator.agent_process import AgentProcess
 from simulator.demo import BLACK, GREY, PAIRED, PAIRED_IMSI, UNKNOWN, WHITE
 from simulator.demo import build_demo_registry as build_registry
 from tests.e2e.test_s13_agent import ecr
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
-from tests.tools import LOOPBACK, free_tcp_port, require_tool
+from tests.tools import LOOPBACK, free_tcp_port, require_tool, unknown_tac_profile, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -36,8 +35,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     folder = tmp_path_factory.mktemp("interop-agent")
     # The tj profile, answering IMEIs of TACs the catalogue lacks with 5422 EQUIPMENT_UNKNOWN:
     # the Experimental-Result answer crosses the relay and goes through tshark too.
-    profile = folder / "profile.yaml"
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
+    profile = unknown_tac_profile(folder)
     process = AgentProcess(folder, build_registry(folder), "--origin-host", "eir.localdomain",
                            "--allow-peer", "dra.localdomain", "--allow-peer", "mme*.localdomain",
                            "--profile", str(profile))
@@ -71,13 +69,11 @@ def test_ecrs_through_a_freediameter_relay_to_the_agent(tmp_path: Path, agent: A
     expected = [(ResultCode.DIAMETER_SUCCESS, status) for _, _, status in EXPECTED]
     assert results == [*expected, (ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN, None)]
     wanted = {WHITE, GREY, BLACK, PAIRED, UNKNOWN}
-    deadline = time.monotonic() + 5  # the agent flushes its answer log every 0.2 s
-    while True:
-        relayed = {line["imei"] for line in agent.answers() if line["peer"] == MME.origin_host}
-        if relayed >= wanted or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert relayed >= wanted
+
+    def relayed() -> set[str]:
+        return {line["imei"] for line in agent.answers() if line["peer"] == MME.origin_host}
+    wait_until(lambda: relayed() >= wanted, 5.0, "the relayed answers in the answer log (flushed every 0.2 s)")
+    assert relayed() >= wanted
 
 
 def test_live_tshark_capture_decodes_every_identity_check(tmp_path: Path, agent: AgentProcess) -> None:

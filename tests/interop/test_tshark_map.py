@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from registry.profile import PROFILES
 from sigtran import map as mapv
 from simulator.agent_process import AgentProcess
 from simulator.demo import BLACK, GREY, IMSI, WHITE, build_demo_registry
 from simulator.msc import CheckImeiOutcome, MscIdentity, send_checkimei
 from tests.interop.test_agent_interop import _wait_capturing
-from tests.tools import LOOPBACK, require_tool
+from tests.tools import LOOPBACK, require_tool, unknown_tac_profile
 
 pytestmark = pytest.mark.interop
 
@@ -80,8 +79,7 @@ class Capture:
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
     tshark = require_tool("tshark")
     folder = tmp_path_factory.mktemp("tshark-map")
-    profile = folder / "profile.yaml"  # tj, with unknown TACs answered "unknown" (returnError unknownEquipment)
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
+    profile = unknown_tac_profile(folder)
     agent = AgentProcess(folder, build_demo_registry(folder), "--profile", str(profile), m3ua=True)
     try:
         _, port = agent.m3ua_address

@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from registry.profile import PROFILES
 from simulator.demo import BLACK, WHITE, imei15
 from simulator.demo import build_demo_registry as build_registry
-from tests.tools import require_tool
+from tests.tools import require_tool, unknown_tac_profile
 from tests.uml.uml import GuestRun, require_uml, run_driver
 from tests.uml.wire import (
     CHECK_IMEI,
@@ -55,8 +54,7 @@ class Guest:
 
 def guest_setup(folder: Path) -> dict[str, Any]:
     """The registry (built on the host with the real CLI) and the profile the guest's agent uses."""
-    profile = folder / "profile.yaml"  # tj, with unknown TACs answered "unknown" (returnError unknownEquipment)
-    profile.write_text((PROFILES / "tj.yaml").read_text().replace("unknown_tac: grace", "unknown_tac: unknown"))
+    profile = unknown_tac_profile(folder)
     return {"registry": build_registry(folder), "profile": str(profile), "imeis": IMEIS}
 
 
