@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import pytest
 
-from sigtran.sctp import SctpUnavailable, check_sctp
+from netio.sctp import SctpUnavailable, check_sctp
 from simulator.agent_process import LOOPBACK, free_port
 
 
