@@ -73,7 +73,6 @@ class M3uaLink(MessageProtocol, InProgress):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.received_at = 0.0  # perf_counter of the read being handled
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.activated: asyncio.Future[None] = self.loop.create_future()
         self._timer: asyncio.TimerHandle | None = None

@@ -22,15 +22,18 @@ once the future is done.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sigtran import sccp
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
 from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
+
+if TYPE_CHECKING:
+    import asyncio
 
 UNEQUIPPED_REMOTE_USER = 2  # DUPU cause (RFC 4666 3.4.5)
 _USER_CAUSE = struct.Struct(">HH")
