@@ -23,8 +23,8 @@ from agent.config import (
     parse_networks,
 )
 from agent.context import CliContext
+from netio.sctp import SctpUnavailable, check_sctp
 from registry.decision import Rule
-from sigtran.sctp import SctpUnavailable, check_sctp
 
 if TYPE_CHECKING:
     from registry.decision import Decision

@@ -8,8 +8,9 @@ offending AVP in Failed-AVP; a Terminal-Information without IMEI (only a 3GPP2-M
 which this EIR cannot check) gets 5005 naming the missing IMEI. Every answered query is
 recorded by the service; an answer that rests on a first sight leaves once it is on disk
 (agent/durable.py), or as 5012 DIAMETER_UNABLE_TO_COMPLY when the database would not take
-it in time. Past the bounds on requests in progress (agent/admission.py) the answer is
-3004 DIAMETER_TOO_BUSY, at once.
+it in time. Past the bounds on requests in progress (agent/admission.py, counted and
+checked by the connection, as for MAP: ``PeerConnection.busy``) the answer is 3004
+DIAMETER_TOO_BUSY, at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.bad_input import BadInput
 from agent.durable import GroupCommit, then
@@ -120,11 +120,9 @@ class S13Answerer:
     """The request handler the Diameter server calls for every clean S13 request."""
 
     def __init__(self, service: EquipmentCheck, node: LocalNode, log: AnswerLog | None = None,
-                 clock: Callable[[], datetime] | None = None, commits: GroupCommit | None = None,
-                 admission: Admission | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, commits: GroupCommit | None = None) -> None:
         self.service = service
         self.commits = commits  # None: a durable answer commits on this thread (Recorder.commit)
-        self.admission = admission
         self.node = node
         self.log = log
         self.clock = clock or MillisecondClock()
@@ -143,7 +141,7 @@ class S13Answerer:
     def __call__(self, request: Message, connection: PeerConnection | None = None) -> Message | asyncio.Future[Message]:
         received = getattr(connection, "received_at", None) or time.perf_counter()
         found = _Request(request)
-        if self.admission is not None and self.admission.full(connection):  # refused before any other work
+        if connection is not None and connection.busy:  # past the bounds, said the connection: no other work
             decision, answer = self._too_busy(request, found, connection)
             self._done(found, None, decision, answer, received)
             return answer

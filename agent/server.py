@@ -123,7 +123,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
     admission = Admission(config.limits.in_progress_per_peer, config.limits.in_progress)
     node = local_node(config)
     service = EquipmentCheck(registry, profile, recorder)
-    answerer = S13Answerer(service, node, answer_log, commits=commits, admission=admission)
+    answerer = S13Answerer(service, node, answer_log, commits=commits)
     map_answerer = MapAnswerer(service, answer_log, commits=commits)
     server = DiameterServer(node)
     server.on_bad = answerer.bad_message  # one rate-limited reporter; answered errors in the answer log

@@ -2,9 +2,12 @@
 
 It moves bytes between a socket and a sans-I/O ``Peer``, runs the Peer's timers on the
 event loop clock, hands clean application requests to a handler, and resolves the
-futures of requests we sent. SCTP uses the kernel through ``sigtran.sctp`` (one-to-one
-sockets, one Diameter message per SCTP message, PPID 46, stream 0); where the kernel has
-no SCTP, ``SctpUnavailable`` says so at start-up and nothing falls back to TCP.
+futures of requests we sent. Sockets come from ``netio`` (no SIGTRAN here): SCTP uses the
+kernel through ``netio.sctp`` (one-to-one sockets, one Diameter message per SCTP message,
+PPID 46, stream 0); where the kernel has no SCTP, ``SctpUnavailable`` says so at start-up
+and nothing falls back to TCP. Requests in progress and the answers that come later are
+counted and written as ``netio.flow.InProgress`` does for every connection: past a bound
+of ``load`` a request is marked ``busy`` before the handler sees it (agent/admission.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
@@ -36,21 +39,18 @@ from diameter.peer_events import (
     WatchdogChanged,
 )
 from diameter.watchdog import WatchdogState
-from sigtran import sctp
+from netio import sctp, transports
+from netio.accepting import capped, throttle_accept_errors
+from netio.flow import InProgress, Load, ReadPausing
+from netio.logs import PerSecond, Throttled
 
 log = logging.getLogger("diameter.transport")
-_events = sctp.PerSecond(log)  # connections opened and closed, DPRs, watchdog changes of every peer
+_events = PerSecond(log)  # connections opened and closed, DPRs, watchdog changes of every peer
 
 DIAMETER_PORT = 3868
 SCTP_PPID_DIAMETER = 46
 
 RequestHandler = Callable[[Message, "PeerConnection"], "Message | Awaitable[Message] | None"]
-
-
-class Load(Protocol):
-    """The requests in progress of every connection together (agent/admission.py)."""
-
-    in_progress: int
 
 
 class CapabilitiesRefused(ConnectionError):
@@ -71,12 +71,12 @@ def diameter_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
 SCTP_DIAMETER = sctp.Payload(SCTP_PPID_DIAMETER, diameter_split)
 
 
-class PeerConnection(sctp.ReadPausing):
+class PeerConnection(ReadPausing, InProgress):
     """One transport connection driving one sans-I/O Peer. As the responder, not read while
-    its answers wait above the write buffer's high-water mark (``sctp.ReadPausing``). The
-    initiator always reads: it waits for answers, and stopping would stall both sides."""
+    its answers wait above the write buffer's high-water mark (``netio.flow.ReadPausing``).
+    The initiator always reads: it waits for answers, and stopping would stall both sides."""
 
-    paused_log = sctp.Throttled(log)
+    paused_log = Throttled(log)
 
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
@@ -87,13 +87,11 @@ class PeerConnection(sctp.ReadPausing):
         # Told of every bad message (the application's rate-limited log line and answer log);
         # without it, a warning per message.
         self.on_bad = on_bad
-        # Requests handed to the handler and not answered yet: those of the read being
-        # handled, and those whose answer the handler gives later (an awaitable). ``load``
-        # counts those of every connection; the handler may refuse past a bound.
-        self.in_progress = 0
+        # Requests handed to the handler and not answered yet (``InProgress``): those of the
+        # read being handled, and those whose answer the handler gives later (an awaitable).
+        # ``load`` counts those of every connection; past a bound ``busy`` says so to the
+        # handler, which refuses the request.
         self.load = load
-        self._answered = 0  # answered in the read being handled, written at its end
-        self._flush_due = False  # answers given later wait for one write at the end of the loop's turn
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -151,7 +149,7 @@ class PeerConnection(sctp.ReadPausing):
         self.peer.send_request(message, self.loop.time())
         future: asyncio.Future[Message] = self.loop.create_future()
         self._waiting[message.hop_by_hop] = future
-        self._flush()
+        self.write_pending()
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)
@@ -183,18 +181,11 @@ class PeerConnection(sctp.ReadPausing):
 
     def _dispatch(self, events: list[Event]) -> None:
         self._handle(events)
-        self._flush()
-        if self._answered:
-            self._release(self._answered)
-            self._answered = 0
+        self.write_pending()
+        self.settle()
         self._arm_timer()
 
-    def _release(self, count: int) -> None:
-        self.in_progress -= count
-        if self.load is not None:
-            self.load.in_progress -= count
-
-    def _flush(self) -> None:
+    def write_pending(self) -> None:
         data = self.peer.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
@@ -230,7 +221,7 @@ class PeerConnection(sctp.ReadPausing):
         elif isinstance(event, CloseConnection):
             _events(logging.INFO, "closing connection to %s: %s", self.peername, event.reason)
             if self.transport is not None:
-                self._flush()
+                self.write_pending()
                 self.transport.close()
         elif isinstance(event, PeerDisconnecting):
             self.disconnect_cause = event.cause
@@ -246,21 +237,19 @@ class PeerConnection(sctp.ReadPausing):
         if self.handler is None:
             log.warning("no handler for %s", request.name)
             return
-        self.in_progress += 1
-        if self.load is not None:
-            self.load.in_progress += 1
+        self.admit()
         result = self.handler(request, self)
         if isinstance(result, Message):  # the common case first: inspect.isawaitable costs more
             self.peer.send_answer(request, result)
-            self._answered += 1
+            self.answered()
         elif inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t: self._answer_later(request, t))
         else:
-            self._answered += 1
+            self.answered()
 
     def _answer_later(self, request: Message, task: asyncio.Future[Any]) -> None:
-        self._release(1)
+        self.release(1)
         if task.cancelled() or self.transport is None:
             return
         if task.exception() is not None:
@@ -269,18 +258,7 @@ class PeerConnection(sctp.ReadPausing):
         answer = task.result()
         if answer is not None:
             self.peer.send_answer(request, answer)
-            self._flush_soon()
-
-    def _flush_soon(self) -> None:
-        """One write for the answers given later in one turn of the loop (a commit resolves
-        many at once), not one system call each."""
-        if not self._flush_due:
-            self._flush_due = True
-            self.loop.call_soon(self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._flush_due = False
-        self._flush()
+            self.write_soon()
 
     def _resolve(self, hop_by_hop: int, answer: Message) -> None:
         future = self._waiting.pop(hop_by_hop, None)
@@ -313,7 +291,7 @@ class DiameterServer:
     """Listening sockets and the connections they accepted (at most ``max_connections`` per
     listener when start_server is given it: past it, new ones are closed at once)."""
 
-    cap_log = sctp.Throttled(log)
+    cap_log = Throttled(log)
 
     def __init__(self, node: LocalNode) -> None:
         self.node = node
@@ -349,10 +327,10 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
     """Listen on host:port; each accepted connection gets a responder Peer (``load``: see
     PeerConnection). Past ``max_connections`` open on this listener, a new connection
     is closed at once (counted as ``refused_over_cap``); failed accepts are throttled
-    (``sctp.throttle_accept_errors``)."""
+    (``netio.accepting.throttle_accept_errors``)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
-    sctp.throttle_accept_errors(loop)
+    throttle_accept_errors(loop)
 
     def make_connection() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
@@ -361,15 +339,9 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection
 
-    factory = sctp.capped(make_connection, max_connections, f"Diameter listener {host}:{port} ({transport})",
+    factory = capped(make_connection, max_connections, f"Diameter listener {host}:{port} ({transport})",
                           server.counters, "refused_over_cap", server.cap_log)
-    listener: asyncio.AbstractServer
-    if transport == "sctp":
-        listener = await sctp.start_server(factory, host, port, SCTP_DIAMETER)
-    elif transport == "tcp":
-        listener = await loop.create_server(factory, host, port, reuse_address=True)
-    else:
-        raise ValueError(f"unknown transport {transport!r} (tcp or sctp)")
+    listener = await transports.listen(factory, host, port, transport, SCTP_DIAMETER)
     server.servers.append(listener)
     return server
 
@@ -382,14 +354,9 @@ async def connect(node: LocalNode, host: str, port: int = DIAMETER_PORT, *, tran
     Pass the ``peer`` of a lost connection to reconnect: its pending requests are sent
     again with the T flag once the watchdog is back to OKAY.
     """
-    loop = asyncio.get_running_loop()
     peer = peer or Peer(node, Role.INITIATOR, settings, time.time())
-    if transport == "sctp":
-        _, connection = await sctp.connect(lambda: PeerConnection(peer, handler), host, port, SCTP_DIAMETER)
-    elif transport == "tcp":
-        _, connection = await loop.create_connection(lambda: PeerConnection(peer, handler), host, port)
-    else:
-        raise ValueError(f"unknown transport {transport!r} (tcp or sctp)")
+    _, connection = await transports.connect(lambda: PeerConnection(peer, handler), host, port, transport,
+                                             SCTP_DIAMETER)
     try:
         await asyncio.wait_for(asyncio.shield(connection.opened), timeout)
     except (TimeoutError, ConnectionError):

@@ -12,8 +12,10 @@ The S13 generator's approach (simulator.load), over M3UA/TCP as an ASP:
 - latency is measured per request from the moment its write is issued to the moment the
   bytes of its answer arrive, into the same 1-microsecond histogram.
 
-The ASP handshake (ASPUP, ASPAC), ASPDN at the end, and whatever else the peer sends
-(NTFY, ERR, BEAT) go through ``sigtran.asp.AspClient``: they are rare.
+Each connection is an M3UA link (``sigtran.link.M3uaLink``) with a request window
+(``simulator.load_common.RequestWindow``): the ASP handshake (ASPUP, ASPAC), ASPDN at the
+end, and whatever else the peer sends (NTFY, ERR, BEAT) go through its
+``sigtran.asp.AspClient``, its timers and its writes: they are rare.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sigtran.asp import (
     Event,
     MessageReceived,
 )
+from sigtran.link import M3uaLink
 from sigtran.m3ua import DEFAULT_MAX_MESSAGE_LENGTH
 from sigtran.map import EquipmentStatus
 from simulator.load_common import (
@@ -105,35 +108,33 @@ def _status_name(value: int) -> str:
 
 # --- one connection ------------------------------------------------------------------------
 
-class MapLoadConnection(RequestWindow):
+class MapLoadConnection(M3uaLink, RequestWindow):
     """One M3UA connection of the generator: ASPUP/ASPAC, N dialogues in flight, ASPDN."""
 
+    pauses_reading = False  # the generator reads on: it waits for its answers
+
     def __init__(self, config: MapLoadConfig, stats: LoadStats, templates: MapTemplates, number: int) -> None:
-        super().__init__(stats, config.inflight, config.timeout)
+        M3uaLink.__init__(self, AspClient(config.identity.settings()))
+        RequestWindow.__init__(self, stats, config.inflight, config.timeout)
         self.config = config
         self.templates = templates
-        self.asp = AspClient(config.identity.settings())
         self.refusal: str | None = None  # why the handshake failed
         self.reader = AnswerReader(config.version)
         self._buffer = b""
         self._otid = random.Random().getrandbits(31)
         self._imei = (number * 7919) % len(templates.requests)  # connections start apart in the list
-        self._timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
         self.state = LinkState.HANDSHAKE
-        self._handle(self.asp.connection_made(self.loop.time()))
+        super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state in (LinkState.OPEN, LinkState.HANDSHAKE):
             self.stats.errors["connection_losses"] += 1
         self.asp.connection_lost()
-        if self._timer is not None:
-            self._timer.cancel()
+        self.stop_timer()
         self._lost()
 
     def data_received(self, data: bytes) -> None:
@@ -174,7 +175,7 @@ class MapLoadConnection(RequestWindow):
                     if len(pending) <= low_water:  # refill now: the peer works while we read on
                         self._refill(now)
             else:
-                self._handle(self.asp.receive_data(data[offset:offset + length], self.loop.time()))
+                self.receive(data[offset:offset + length])
             offset += length
         self._buffer = data[offset:] if offset < end else b""
         stats.answers += answers
@@ -222,17 +223,16 @@ class MapLoadConnection(RequestWindow):
         self.pending.update(dict.fromkeys(range(first + 1, otid + 1), time.perf_counter_ns()))
         self.stats.sent += count
 
-    # --- everything but answers: the ASP state machine ---------------------------------------
+    # --- everything but answers: the ASP state machine of the link ---------------------------
 
-    def _handle(self, events: list[Event]) -> None:
-        out = self.asp.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+    def handle_events(self, events: list[Event], received_at: float) -> str | None:
+        close = None
         for event in events:
-            self._event(event)
-        self._arm_timer()
+            close = self._event(event) or close
+        return close
 
-    def _event(self, event: Event) -> None:
+    def _event(self, event: Event) -> str | None:
+        """Counts and state; the reason to close the connection, if the event gives one."""
         if isinstance(event, AspActive) and self.state == LinkState.HANDSHAKE:
             self.state = LinkState.OPEN
             if not self.opened.done():
@@ -240,36 +240,20 @@ class MapLoadConnection(RequestWindow):
         elif isinstance(event, ErrorReceived):
             if self.state == LinkState.HANDSHAKE:
                 self.refusal = err_text(event.code)
-                self._close()
-            else:
-                self.stats.errors["m3ua_errors"] += 1
+                return self.refusal
+            self.stats.errors["m3ua_errors"] += 1
         elif isinstance(event, AspDown) and self.state == LinkState.OPEN:  # the gateway took us down
             self.stats.errors["peer_down"] += 1
             self.state = LinkState.DOWN
             self.stop()
         elif isinstance(event, CloseConnection):
             self.refusal = self.refusal or event.reason
-            self._close()
+            return event.reason
         elif isinstance(event, BadMessage):
             self.stats.errors["bad_answers"] += 1
         elif isinstance(event, DataReceived | MessageReceived):
             self.stats.errors["unexpected_messages"] += 1
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.asp.next_deadline()
-        if deadline is not None and self.transport is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._handle(self.asp.handle_timer(self.loop.time()))
+        return None
 
     async def disconnect(self, timeout: float = 2.0) -> None:
         """ASPDN, then wait for the ASPDN-ACK (or the peer's close) for at most ``timeout``."""
@@ -279,7 +263,7 @@ class MapLoadConnection(RequestWindow):
             self.transport.close()
             return
         self.state = LinkState.CLOSING
-        self._handle(self.asp.close(self.loop.time()))
+        self.leave()
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
         except TimeoutError:

@@ -20,7 +20,7 @@ from diameter.capabilities import LocalNode
 from diameter.constants import APP_S13, VENDOR_3GPP, AuthSessionState, Command, EquipmentStatus, ResultCode
 from diameter.message import Message, make_message
 from diameter.transport import DIAMETER_PORT, CapabilitiesRefused, connect
-from sigtran.sctp import SctpUnavailable
+from netio.sctp import SctpUnavailable
 
 DEFAULT_ORIGIN_HOST = "mme.localdomain"
 DEFAULT_REALM = "localdomain"

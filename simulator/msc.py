@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from netio import transports
+from netio.sctp import SctpUnavailable
 from sigtran import ber, tcap
 from sigtran import map as mapv
 from sigtran.asp import (
@@ -48,7 +50,9 @@ from sigtran.asp import (
     ErrorReceived,
     Event,
 )
+from sigtran.link import M3uaLink
 from sigtran.m3ua import SI_SCCP, ErrorCode, ProtocolData, build_data
+from sigtran.m3ua_streams import M3UA
 from sigtran.sccp import (
     SSN_EIR,
     SSN_MSC,
@@ -62,8 +66,6 @@ from sigtran.sccp import (
     gt_address,
 )
 from sigtran.sccp import decode_message as decode_sccp
-from sigtran.sctp import M3UA, SctpUnavailable
-from sigtran.sctp import connect as sctp_connect
 from simulator.mme import os_error_text
 
 M3UA_PORT = 2905
@@ -324,63 +326,38 @@ def describe(message: tcap.TcMessage, *, peer: str, imei: str, imei_sent: str, v
 
 # --- one dialogue over a connection ------------------------------------------------------------
 
-class MscLink(asyncio.Protocol):
-    """The asyncio side of an AspClient: bytes in and out, events into a queue."""
+class MscLink(M3uaLink):
+    """The emulated MSC's M3UA link (``sigtran.link``) as an ASP: the ASP's events go into a
+    queue, read with ``next_event``; its timers (T(ack)) run on the loop meanwhile."""
+
+    pauses_reading = False  # the MSC reads on: it waits for its answers
 
     def __init__(self, asp: AspClient) -> None:
-        self.asp = asp
-        self.loop = asyncio.get_running_loop()
+        super().__init__(asp)
         self.events: asyncio.Queue[Event | None] = asyncio.Queue()  # None: the connection is gone
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self._flush(self.asp.connection_made(self.loop.time()))
-
-    def data_received(self, data: bytes) -> None:
-        self._flush(self.asp.receive_data(data, self.loop.time()))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        for event in self.asp.connection_lost():
-            self.events.put_nowait(event)
-        self.events.put_nowait(None)
-
-    def timers(self) -> None:
-        self._flush(self.asp.handle_timer(self.loop.time()))
-
-    def send(self, data: ProtocolData, routing_context: int | None) -> None:
-        self.asp.send_data(data, routing_context)
-        self._flush([])
-
-    def leave(self) -> None:
-        """ASPDN (the ASPDN-ACK closes the connection)."""
-        self._flush(self.asp.close(self.loop.time()))
+    def handle_events(self, events: list[Event], received_at: float) -> str | None:
+        self._flush(events)
+        return next((event.reason for event in events if isinstance(event, CloseConnection)), None)
 
     def _flush(self, events: list[Event]) -> None:
-        out = self.asp.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        """Every event into the queue (``simulator.soak_load.MapAssociation`` takes DATA itself)."""
         for event in events:
             self.events.put_nowait(event)
-            if isinstance(event, CloseConnection) and self.transport is not None:
-                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.events.put_nowait(None)
 
     async def next_event(self, deadline: float) -> Event | bool | None:
-        """The next event; False once ``deadline`` (loop time) has passed. T(ack) runs meanwhile."""
-        while True:
-            now = self.loop.time()
-            if now >= deadline:
-                return False
-            wait = deadline - now
-            timer = self.asp.next_deadline()
-            if timer is not None:
-                wait = max(0.0, min(wait, timer - now))
-            try:
-                return await asyncio.wait_for(self.events.get(), wait)
-            except TimeoutError:
-                self.timers()
+        """The next event; False once ``deadline`` (loop time) has passed."""
+        wait = deadline - self.loop.time()
+        if wait <= 0:
+            return False
+        try:
+            return await asyncio.wait_for(self.events.get(), wait)
+        except TimeoutError:
+            return False
 
 
 @dataclass
@@ -482,15 +459,11 @@ async def _leave(link: MscLink, timeout: float) -> None:
 
 
 async def _open(host: str, port: int, identity: MscIdentity, transport: str) -> MscLink:
-    """The association: TCP, or SCTP with PPID 3 and DATA off stream 0 (``sigtran.sctp``)."""
+    """The association: TCP, or SCTP with PPID 3 and DATA off stream 0 (``sigtran.m3ua_streams``)."""
     def factory() -> MscLink:
         return MscLink(AspClient(identity.settings()))
 
-    if transport == "sctp":
-        return (await sctp_connect(factory, host, port, M3UA))[1]
-    if transport == "tcp":
-        return (await asyncio.get_running_loop().create_connection(factory, host, port))[1]
-    raise ValueError(f"transport {transport!r}: tcp or sctp")
+    return (await transports.connect(factory, host, port, transport, M3UA))[1]
 
 
 async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = None, version: int = 3,

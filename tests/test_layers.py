@@ -1,6 +1,8 @@
 """Arrows point down only: the running agent imports nothing from the simulator (the test
 tool that plays the network around it); only the top of the house, ``eir.cli``, puts the
-two side by side."""
+two side by side. The protocol packages share sockets through ``netio`` and nothing else:
+``diameter`` imports nothing from ``sigtran`` (nor the other way), neither imports the agent
+or the simulator, and ``netio`` knows no protocol at all."""
 
 from __future__ import annotations
 
@@ -45,3 +47,23 @@ def test_the_eir_command_puts_the_agent_registry_and_simulator_commands_side_by_
     from eir.cli import main
 
     assert {"serve", "check", "registry", "notices", "sim", "demo"} <= set(main.commands)
+
+
+def offenders_in(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """The modules of ``package`` that import a module of a ``forbidden`` package, and what."""
+    found = {str(path.relative_to(ROOT)): sorted(name for name in imported_modules(path)
+                                                 if name.split(".")[0] in forbidden)
+             for path in sorted((ROOT / package).rglob("*.py"))}
+    return {path: names for path, names in found.items() if names}
+
+
+def test_diameter_takes_its_sockets_from_netio_and_nothing_from_sigtran() -> None:
+    assert offenders_in("diameter", ("sigtran", "agent", "simulator", "registry", "eir")) == {}
+
+
+def test_sigtran_imports_neither_diameter_nor_the_agent() -> None:
+    assert offenders_in("sigtran", ("diameter", "agent", "simulator", "registry", "eir")) == {}
+
+
+def test_netio_knows_no_protocol() -> None:
+    assert offenders_in("netio", ("diameter", "sigtran", "agent", "simulator", "registry", "eir")) == {}

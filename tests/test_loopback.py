@@ -20,7 +20,7 @@ from diameter.transport import (
     start_server,
 )
 from diameter.watchdog import WatchdogState
-from sigtran.sctp import SctpUnavailable, sctp_socket
+from netio.sctp import SctpUnavailable, sctp_socket
 from tests.tools import wait_until_async, without_sctp
 
 EIR = LocalNode("eir.localdomain", "localdomain", product_name="eir-test")

@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.map import MapAnswerer
-from agent.map_server import SccpRouter
 from agent.service import EquipmentCheck, Query
 from registry.decision import ListName
 from registry.profile import Profile
@@ -21,6 +20,7 @@ from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.m3ua import ErrorCode, Kind, ProtocolData
 from sigtran.map import EquipmentStatus
+from sigtran.routing import SccpRouter
 from simulator.msc import MscIdentity, check_imei_begin, check_imei_udt
 
 WHITE, BLACK, FRESH = "35209900176148", "35209900176150", "35209900999999"

@@ -1,4 +1,4 @@
-"""SCTP on the host: the stream and message rules of ``sigtran.sctp`` (pure functions), the
+"""SCTP on the host: the stream and message rules of ``sigtran.m3ua_streams`` (pure functions), the
 agent's refusal of DATA on stream 0 (without sockets), and, where the kernel has no SCTP,
 one clear line at start-up and no fallback to TCP. Real kernel SCTP runs in tests/uml."""
 
@@ -13,14 +13,17 @@ from typing import Any
 import pytest
 
 from agent.bad_input import BadInput
-from agent.map_server import M3uaConnection, SccpRouter
+from agent.map_server import M3uaConnection
 from diameter.constants import APP_COMMON, Command
 from diameter.message import make_message
 from diameter.transport import diameter_split
-from sigtran import sctp
+from netio import sctp
+from netio.flow import ReadPausing
+from netio.sctp import Received
 from sigtran.asp import AspServer
 from sigtran.m3ua import ErrorCode, Kind, Message, Tag, build_data, decode_message, u32
-from sigtran.sctp import Received, cut, m3ua_sls, m3ua_split, m3ua_stream, m3ua_transfer
+from sigtran.m3ua_streams import M3UA, cut, m3ua_sls, m3ua_split, m3ua_stream, m3ua_transfer
+from sigtran.routing import SccpRouter
 from simulator.agent_process import run_eir
 from tests.tools import kernel_has_sctp, without_sctp
 
@@ -137,7 +140,7 @@ def test_the_sctp_transport_pauses_its_protocol_above_the_high_water_mark_and_re
         loop = asyncio.get_running_loop()
         made: asyncio.Future[Writer] = loop.create_future()
 
-        class Writer(sctp.ReadPausing):
+        class Writer(ReadPausing):
             def __init__(self) -> None:
                 self.transport = None
                 self.counters = Counter()
@@ -156,7 +159,7 @@ def test_the_sctp_transport_pauses_its_protocol_above_the_high_water_mark_and_re
                 calls.append("resume")
                 super().resume_writing()
 
-        server = await sctp.start_server(Writer, "127.0.0.1", 0, sctp.M3UA)
+        server = await sctp.start_server(Writer, "127.0.0.1", 0, M3UA)
         client = sctp.sctp_socket()
         client.setblocking(False)
         try:
@@ -222,7 +225,7 @@ def test_peer_events_are_logged_at_most_ten_a_second_and_the_next_line_says_how_
         caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from sigtran.sctp import PerSecond, Throttled
+    from netio.logs import PerSecond, Throttled
 
     now = [100.0]
     events = PerSecond(logging.getLogger("test.events"), limit=10, clock=lambda: now[0])

@@ -14,8 +14,8 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
+from netio.sctp import SctpUnavailable, check_sctp
 from registry.profile import PROFILES
-from sigtran.sctp import SctpUnavailable, check_sctp
 from simulator.agent_process import LOOPBACK, AgentProcess, free_port
 
 

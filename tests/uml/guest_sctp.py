@@ -4,7 +4,7 @@
 - the real ``eir serve``, with S13 (Diameter) and MAP (M3UA) both over SCTP;
 - ``eir sim checkimei --transport sctp`` for each IMEI in guest.json, and one
   ``eir sim ecr --transport sctp``;
-- a raw ASP written here with plain ``socket.sendmsg``/``recvmsg`` (not ``sigtran.sctp``):
+- a raw ASP written here with plain ``socket.sendmsg``/``recvmsg`` (not ``netio.sctp``):
   it sends DATA on stream 0 (the agent must answer ERR Invalid Stream Identifier), then
   the same DATA on stream 1 (answered), and records the stream and PPID of every message
   the agent sent it, as the kernel reports them (SCTP_RCVINFO).

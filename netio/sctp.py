@@ -1,5 +1,5 @@
 """Kernel SCTP under asyncio: one-to-one sockets, one upper-layer message per SCTP message,
-each sent with its own PPID and stream. The only module of ``sigtran`` that touches sockets.
+each sent with its own PPID and stream. The only module of the house that touches SCTP sockets.
 
 asyncio's socket transports write with ``send()``: no PPID, no stream, and writes queued
 together leave as one SCTP message. ``SctpTransport`` is an ``asyncio.Transport`` that cuts
@@ -9,28 +9,13 @@ reads with ``recvmsg`` and SCTP_RCVINFO (RFC 6458 5.3.5): a ``MessageProtocol`` 
 message with the stream and PPID it came on, any other protocol plain ``data_received``.
 
 Each association asks for 16 streams each way (SCTP_INITMSG); the peer may grant fewer.
-
-- M3UA (RFC 4666, PPID 3): DATA on stream 1 + SLS mod (outbound streams - 1), so one
-  signalling link selection keeps its order and DATA never rides on stream 0; every other
-  class (MGMT, SSNM, ASPSM, ASPTM) on stream 0.
-- Diameter (RFC 6733, PPID 46) gives its own ``Payload`` (all on stream 0) in
-  ``diameter.transport``.
+Each upper layer gives its ``Payload``: M3UA in ``sigtran.m3ua_streams`` (PPID 3, DATA off
+stream 0), Diameter in ``diameter.transport`` (PPID 46, all on stream 0).
 
 Where the kernel has no SCTP, ``SctpUnavailable`` says so in one line at start-up; nothing
-here falls back to TCP.
-
-Backpressure, for every transport (TCP or SCTP) of Diameter and M3UA: a protocol built on
-``ReadPausing`` stops reading a connection whose write buffer is above ``WRITE_HIGH`` and
-reads again once it is down to ``WRITE_LOW``, so a peer that never reads its answers
-cannot make the agent buffer without limit; it only stalls itself. ``SctpTransport``
-calls ``pause_writing``/``resume_writing`` as asyncio's own transports do.
-
-Hostile numbers of connections: ``capped`` wraps a listener's protocol factory so that past
-its cap a new connection is closed at once (``Refused``), counted and logged (throttled);
-``throttle_accept_errors`` makes asyncio's "socket.accept() out of system resource" (one
-report per attempt, a hundred a second, when descriptors run out) one counted line every
-few seconds. asyncio tries the accept again every second, so peers waiting in the listen
-queue get in as soon as descriptors are free; ``SctpServer`` does the same.
+here falls back to TCP. ``SctpTransport`` calls ``pause_writing``/``resume_writing`` as
+asyncio's own transports do (``netio.flow``); ``SctpServer`` waits and accepts again when
+descriptors run out, as asyncio's listeners do (``netio.accepting``).
 """
 
 from __future__ import annotations
@@ -42,18 +27,16 @@ import errno
 import logging
 import socket
 import struct
-import time
-import weakref
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
-from sigtran.m3ua import HEADER_LENGTH, MessageClass, Tag
+from netio.accepting import ACCEPT_RETRY, LOG_INTERVAL, OUT_OF_RESOURCES, accept_failed, address
+from netio.flow import WRITE_HIGH, WRITE_LOW, ReadPausing
+from netio.logs import Throttled
 
-log = logging.getLogger("sigtran.sctp")
+log = logging.getLogger("netio.sctp")
 
-PPID_M3UA = 3
 STREAMS = 16  # asked for each way; the peer may grant fewer
 SCTP_INITMSG = 2  # socket options, linux/sctp.h
 SCTP_NODELAY = 3
@@ -69,15 +52,6 @@ _RCVINFO = struct.Struct("=HHHxxIIIIi")  # struct sctp_rcvinfo
 _STATUS_SIZE = 256  # struct sctp_status is 176 octets; the kernel wants at least that
 _STATUS_STREAMS = struct.Struct("=HH")  # sstat_instrms, sstat_outstrms at offset 16
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_RCVINFO.size)
-_M3UA_LENGTH = struct.Struct(">I")
-_TLV = struct.Struct(">HH")
-_SLS_OFFSET = 11  # in Protocol Data: OPC (4), DPC (4), SI, NI, MP, SLS
-WRITE_HIGH = 64 * 1024  # octets waiting to be written above which a connection is not read
-WRITE_LOW = 16 * 1024  # ... and at or below which it is read again
-ACCEPT_RETRY = 1.0  # seconds before a listener that ran out of descriptors accepts again
-LOG_INTERVAL = 5.0  # seconds between two lines about refused connections or failed accepts
-ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's report
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 Split = Callable[[bytes, int], list[tuple[bytes, int]]]
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -142,222 +116,6 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-# --- cutting written bytes into messages -----------------------------------------------------
-
-def cut(data: bytes, header: int, length_at: Callable[[bytes, int], int]) -> list[bytes]:
-    """Whole messages of ``data`` (``length_at(data, offset)``: the length in the header at
-    ``offset``); octets that do not make a whole message go out as they are, in one piece."""
-    messages: list[bytes] = []
-    offset = 0
-    while len(data) - offset >= header:
-        length = length_at(data, offset)
-        if length < header or offset + length > len(data):
-            break
-        messages.append(data if length == len(data) else data[offset:offset + length])
-        offset += length
-    if offset < len(data):
-        messages.append(data[offset:])
-    return messages
-
-
-def m3ua_transfer(message: bytes) -> bool:
-    """Whether ``message`` starts with an M3UA header of the Transfer class (DATA)."""
-    return len(message) >= HEADER_LENGTH and message[0] == 1 and message[2] == MessageClass.TRANSFER
-
-
-def m3ua_sls(message: bytes) -> int:
-    """The SLS of a DATA message's Protocol Data; 0 when it has none."""
-    offset = HEADER_LENGTH
-    while len(message) - offset >= _TLV.size:
-        tag, length = _TLV.unpack_from(message, offset)
-        if length < _TLV.size:
-            break
-        if tag == Tag.PROTOCOL_DATA and length > _TLV.size + _SLS_OFFSET:
-            return message[offset + _TLV.size + _SLS_OFFSET]
-        offset += (length + 3) & ~3
-    return 0
-
-
-def m3ua_stream(message: bytes, outbound: int) -> int:
-    """RFC 4666: DATA on a non-zero stream chosen by its SLS, everything else on stream 0.
-    An association granted a single stream leaves no choice."""
-    if outbound < 2 or not m3ua_transfer(message):
-        return 0
-    return 1 + m3ua_sls(message) % (outbound - 1)
-
-
-def m3ua_split(data: bytes, outbound: int) -> list[tuple[bytes, int]]:
-    messages = cut(data, HEADER_LENGTH, lambda d, at: int(_M3UA_LENGTH.unpack_from(d, at + 4)[0]))
-    return [(message, m3ua_stream(message, outbound)) for message in messages]
-
-
-M3UA = Payload(PPID_M3UA, m3ua_split)
-
-
-# --- flow control -----------------------------------------------------------------------------
-
-class Throttled:
-    """A warning at most every ``interval`` seconds, saying how many were held back."""
-
-    def __init__(self, log: logging.Logger, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.log = log
-        self.interval = interval
-        self.clock = clock
-        self._next = float("-inf")
-        self._held = 0
-
-    def __call__(self, text: str, *args: object) -> None:
-        now = self.clock()
-        if now < self._next:
-            self._held += 1
-            return
-        held, self._held, self._next = self._held, 0, now + self.interval
-        self.log.warning(text + (f" (and {held} more like it since)" if held else ""), *args)
-
-
-class PerSecond:
-    """Peer events (connections opened and closed, ASP and watchdog state changes, NTFY and
-    ERR received) logged at most ``limit`` lines a second at their own level: a peer that
-    flips its state at line rate must not fill the disk. Lines held back are counted and
-    the next line logged says how many."""
-
-    def __init__(self, log: logging.Logger, limit: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
-        self.log = log
-        self.limit = limit
-        self.clock = clock
-        self._second_began = float("-inf")
-        self._lines = 0
-        self.held = 0  # lines held back so far
-
-    def __call__(self, level: int, text: str, *args: object) -> None:
-        now = self.clock()
-        if now - self._second_began >= 1.0:
-            self._second_began, self._lines = now, 0
-        self._lines += 1
-        if self._lines > self.limit:
-            self.held += 1
-            return
-        if self.held:
-            text += f" ({self.held} peer event lines held back so far)"
-        self.log.log(level, text, *args)
-
-
-class ReadPausing(asyncio.Protocol):
-    """Backpressure: not read while the transport's write buffer is above the high-water
-    mark (asyncio calls ``pause_writing``), read again below the low one (``resume_writing``).
-    Subclasses set ``transport`` and ``counters``; ``paused_log`` reports pauses, throttled."""
-
-    transport: asyncio.Transport | None
-    counters: Counter[str]
-    paused_counter = "connections_paused"
-    paused_log = Throttled(log)
-
-    def limit_writes(self, transport: asyncio.Transport) -> None:
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-
-    def pause_writing(self) -> None:
-        if self.transport is None:
-            return
-        self.transport.pause_reading()
-        self.counters[self.paused_counter] += 1
-        self.paused_log("%s: not reading %s, %d octets of answers wait for it to read (%s: %d so far)",
-                        type(self).__name__, self.transport.get_extra_info("peername"),
-                        self.transport.get_write_buffer_size(), self.paused_counter,
-                        self.counters[self.paused_counter])
-
-    def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-
-
-# --- too many connections ---------------------------------------------------------------------
-
-class Refused(asyncio.Protocol):
-    """A connection past its listener's cap: closed at once (an RST), nothing read or sent."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.Transport):
-            transport.abort()
-        else:
-            transport.close()
-
-
-class Closable(Protocol):
-    @property
-    def closed(self) -> asyncio.Future[None]: ...
-
-
-C = TypeVar("C", bound=Closable)
-
-
-def capped(factory: Callable[[], C], limit: int | None, what: str, counters: Counter[str], counter: str,
-           throttled: Throttled) -> Callable[[], C | Refused]:
-    """``factory`` for a listener that keeps at most ``limit`` connections open (None: no cap);
-    past it, each new one is ``Refused``, counted in ``counters[counter]`` and logged (throttled)."""
-    open_ones: set[C] = set()
-
-    def make() -> C | Refused:
-        if limit is not None and len(open_ones) >= limit:
-            counters[counter] += 1
-            throttled("%s: %d connections open, the most allowed: new ones are closed at once (%s: %d so far)",
-                      what, limit, counter, counters[counter])
-            return Refused()
-        protocol = factory()
-        open_ones.add(protocol)
-        protocol.closed.add_done_callback(lambda _: open_ones.discard(protocol))
-        return protocol
-    return make
-
-
-ACCEPT_ERRORS: Counter[str] = Counter()  # "accept_out_of_resources": failed accepts of this process
-_THROTTLED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-
-
-def throttle_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """asyncio reports every failed accept when descriptors run out (and retries each listener
-    every second, up to a hundred attempts each time): count them all, log one line every
-    ``LOG_INTERVAL`` seconds; every other report goes where it went before."""
-    if loop in _THROTTLED_LOOPS:
-        return
-    _THROTTLED_LOOPS.add(loop)
-    previous = loop.get_exception_handler()
-    throttled = Throttled(log, LOG_INTERVAL)
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if _stale_accept_retry(context):
-            return
-        if context.get("message") != ACCEPT_OUT_OF_RESOURCES:
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-            return
-        accept_failed(context.get("exception"), context.get("socket"), throttled)
-
-    loop.set_exception_handler(handler)
-
-
-def _stale_accept_retry(context: dict[str, Any]) -> bool:
-    """asyncio schedules a retry of the listener after each failed accept (one a second per
-    failure); those still pending when the listener closes at shutdown fail on its closed
-    socket, a traceback each (200 seen after a minute without descriptors). Nothing is lost:
-    the listener is gone on purpose."""
-    handle = context.get("handle")
-    callback = getattr(handle, "_callback", None)
-    return (isinstance(context.get("exception"), ValueError)
-            and getattr(callback, "__name__", "") == "_start_serving")
-
-
-def accept_failed(error: object, sock: Any, throttled: Throttled) -> None:
-    """One failed accept: counted; a line when ``throttled`` allows."""
-    ACCEPT_ERRORS["accept_out_of_resources"] += 1
-    where = _address(sock.getsockname) if hasattr(sock, "getsockname") else None
-    throttled("cannot accept a connection on %s: %s; new connections wait in the listen queue until descriptors "
-              "are free (accept_out_of_resources: %d so far)", where, error,
-              ACCEPT_ERRORS["accept_out_of_resources"])
-
-
 # --- the transport ----------------------------------------------------------------------------
 
 class MessageProtocol(ReadPausing):
@@ -373,8 +131,8 @@ class SctpTransport(asyncio.Transport):
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol,
                  payload: Payload) -> None:
         inbound, outbound = streams(sock)
-        super().__init__({"socket": sock, "peername": _address(sock.getpeername),
-                          "sockname": _address(sock.getsockname), "sctp_streams": (inbound, outbound)})
+        super().__init__({"socket": sock, "peername": address(sock.getpeername),
+                          "sockname": address(sock.getsockname), "sctp_streams": (inbound, outbound)})
         self._loop = loop
         self._sock = sock
         self._protocol = protocol
@@ -545,13 +303,6 @@ def _received(ancillary: list[tuple[int, int, bytes]], starts: bool) -> Received
     return Received(0, 0, starts)
 
 
-def _address(getter: Callable[[], Any]) -> Any:
-    try:
-        return getter()
-    except OSError:
-        return None
-
-
 # --- connecting and listening -----------------------------------------------------------------
 
 async def connect(protocol_factory: Callable[[], P], host: str, port: int, payload: Payload) -> tuple[SctpTransport, P]:
@@ -594,7 +345,7 @@ class SctpServer(asyncio.AbstractServer):
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:
-            if exc.errno in _OUT_OF_RESOURCES:  # the socket stays readable: wait, as asyncio does
+            if exc.errno in OUT_OF_RESOURCES:  # the socket stays readable: wait, as asyncio does
                 accept_failed(exc, self._sock, self._throttled)
                 self._loop.remove_reader(self._sock.fileno())
                 self._loop.call_later(ACCEPT_RETRY, self._resume_accepting)
@@ -605,7 +356,7 @@ class SctpServer(asyncio.AbstractServer):
             configure(conn)
             SctpTransport(self._loop, conn, self._factory(), self._payload)
         except OSError as exc:
-            log.warning("SCTP association from %s dropped: %s", _address(conn.getpeername), exc)
+            log.warning("SCTP association from %s dropped: %s", address(conn.getpeername), exc)
             conn.close()
 
     def close(self) -> None:

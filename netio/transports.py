@@ -1,0 +1,37 @@
+"""Listening and connecting over TCP or kernel SCTP alike: one call, the transport named by
+the configuration ("tcp" or "sctp"); over SCTP the upper layer's ``Payload`` says its PPID
+and streams (``netio.sctp``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from netio import sctp
+
+TRANSPORTS = ("tcp", "sctp")
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+def check_transport(transport: str) -> None:
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r} (tcp or sctp)")
+
+
+async def listen(factory: Callable[[], asyncio.Protocol], host: str, port: int, transport: str,
+                 payload: sctp.Payload) -> asyncio.AbstractServer:
+    """Listen on host:port, each connection given a protocol from ``factory``."""
+    check_transport(transport)
+    if transport == "sctp":
+        return await sctp.start_server(factory, host, port, payload)
+    return await asyncio.get_running_loop().create_server(factory, host, port, reuse_address=True)
+
+
+async def connect(factory: Callable[[], P], host: str, port: int, transport: str,
+                  payload: sctp.Payload) -> tuple[asyncio.BaseTransport, P]:
+    """A connection to host:port, like ``loop.create_connection``."""
+    check_transport(transport)
+    if transport == "sctp":
+        return await sctp.connect(factory, host, port, payload)
+    return await asyncio.get_running_loop().create_connection(factory, host, port)
