@@ -8,7 +8,7 @@ import time
 from json.encoder import encode_basestring_ascii
 from typing import TextIO, TypeVar
 
-from agent.bad_input import cut
+from netio.bad_input import cut
 
 # Fragments for values that repeat (interface and peer, status, rule and reason), escaped
 # once; the memo starts again when it holds this many, so odd inputs cannot grow it.

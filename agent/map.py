@@ -33,7 +33,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agent.answer_log import AnswerLog
-from agent.bad_input import BadInput
 from agent.durable import GroupCommit, then
 from agent.service import (
     Decision,
@@ -45,6 +44,7 @@ from agent.service import (
     malformed_imei,
     malformed_imsi,
 )
+from netio.bad_input import BadInput
 from registry.decision import Rule
 from sigtran import map as mapv
 from sigtran import tcap

@@ -6,7 +6,7 @@ answerer (agent/map.py) behind the SCCP router; each connection counts its DATA 
 progress (agent/admission.py): past the bounds the MAP answerer aborts the dialogue at
 once; an answer resting on a first sight is written once that is on disk
 (agent/durable.py). Bad input is counted and logged by the one reporter
-(agent/bad_input.py), peer events at most ten lines a second.
+(netio/bad_input.py), peer events at most ten lines a second.
 
 Who may connect (``m3ua.allow``; by default loopback only, like S13): a connection from an
 address no entry allows is closed at once. DATA whose OPC no entry for its address allows
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.admission import Admission
-from agent.bad_input import BadInput
 from agent.config import GatewayLink, Listen, M3uaConfig, M3uaPeer
 from agent.map import MapAnswerer
 from netio import transports
 from netio.accepting import Refused, capped, throttle_accept_errors
+from netio.bad_input import BadInput
 from netio.logs import PerSecond, Throttled
 from netio.sctp import check_sctp
 from sigtran.asp import (

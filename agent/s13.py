@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agent.answer_log import AnswerLog
-from agent.bad_input import BadInput
 from agent.durable import GroupCommit, then
 from agent.service import (
     Decision,
@@ -45,6 +44,7 @@ from diameter.errors import AvpProblem
 from diameter.message import Message
 from diameter.peer import BadMessage
 from diameter.transport import PeerConnection
+from netio.bad_input import BadInput
 from registry.decision import Rule
 from registry.imei import IdentityError, parse_svn
 
@@ -225,18 +225,13 @@ class S13Answerer:
 
     def bad_message(self, connection: PeerConnection, event: BadMessage) -> None:
         """Bad input the Diameter peer answered itself (a missing or unknown M-bit AVP, an
-        unknown command, bad header bits...) or dropped: counted and logged at most
-        LOG_LIMIT times a second like every bad input, and an answered one is a line of the
-        answer log too, as every answer is."""
-        peer = event.origin_host or (connection.remote.origin_host if connection.remote else None) \
-            or str(connection.peername)
-        outcome = "answered" if event.answered else "not answered"
-        self._bad(f"diameter_{event.result_code}", f"{event.command}: {event.reason} (result {event.result_code}, "
-                  f"{outcome})", peer)
+        unknown command, bad header bits...) or dropped: the connection has counted and
+        logged it (``netio.bad_input``); an answered one is a line of the answer log too, as
+        every answer is."""
         if event.answered and self.log is not None:
             interface = "s13" if event.command in S13_COMMANDS else "diameter"
-            self.log.write(interface, peer, event.session, None, None, _NAME[Status.INVALID], Rule.PROTOCOL_ERROR,
-                           f"{event.command}: {event.reason}", event.result_code, 0)
+            self.log.write(interface, connection.sender_of(event), event.session, None, None, _NAME[Status.INVALID],
+                           Rule.PROTOCOL_ERROR, f"{event.command}: {event.reason}", event.result_code, 0)
 
     def query(self, request: Message) -> tuple[Query | None, AvpProblem | None]:
         """The query a clean ECR asks, or the problem that makes it unanswerable."""

@@ -41,6 +41,7 @@ from diameter.peer_events import (
 from diameter.watchdog import WatchdogState
 from netio import sctp, transports
 from netio.accepting import capped, throttle_accept_errors
+from netio.bad_input import BadInput
 from netio.flow import InProgress, Load, ReadPausing
 from netio.logs import PerSecond, Throttled
 
@@ -81,11 +82,12 @@ class PeerConnection(ReadPausing, InProgress):
     def __init__(self, peer: Peer, handler: RequestHandler | None = None,
                  counters: Counter[str] | None = None,
                  load: Load | None = None,
-                 on_bad: Callable[[PeerConnection, BadMessage], object] | None = None) -> None:
+                 on_bad: Callable[[PeerConnection, BadMessage], object] | None = None,
+                 bad: BadInput | None = None) -> None:
         self.peer = peer
         self.handler = handler
-        # Told of every bad message (the application's rate-limited log line and answer log);
-        # without it, a warning per message.
+        # Every bad message is reported (``bad``: counted as ``bad_input.diameter_CODE``, a
+        # rate-limited line), then told to ``on_bad`` (the agent writes its answer-log line).
         self.on_bad = on_bad
         # Requests handed to the handler and not answered yet (``InProgress``): those of the
         # read being handled, and those whose answer the handler gives later (an awaitable).
@@ -93,6 +95,7 @@ class PeerConnection(ReadPausing, InProgress):
         # handler, which refuses the request.
         self.load = load
         self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.bad = bad or BadInput(log, self.counters)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[PeerInfo] = self.loop.create_future()
@@ -177,6 +180,10 @@ class PeerConnection(ReadPausing, InProgress):
     def remote(self) -> PeerInfo | None:
         return self.peer.remote
 
+    def sender_of(self, event: BadMessage) -> str:
+        """Who sent a bad message: its Origin-Host, else the peer's, else its address."""
+        return event.origin_host or (self.remote.origin_host if self.remote else None) or str(self.peername)
+
     # --- internals ---------------------------------------------------------------------
 
     def _dispatch(self, events: list[Event]) -> None:
@@ -212,12 +219,11 @@ class PeerConnection(ReadPausing, InProgress):
 
     def _on_other(self, event: Event) -> None:
         if isinstance(event, BadMessage):
-            self.counters[f"bad_input_{event.result_code}"] += 1
+            outcome = "answered" if event.answered else "not answered"
+            self.bad(f"diameter_{event.result_code}",
+                     f"{event.command}: {event.reason} (result {event.result_code}, {outcome})", self.sender_of(event))
             if self.on_bad is not None:
                 self.on_bad(self, event)
-            else:
-                log.warning("bad input from %s: %s: %s (result %s, %s)", self.peername, event.command,
-                            event.reason[:300], event.result_code, "answered" if event.answered else "not answered")
         elif isinstance(event, CloseConnection):
             _events(logging.INFO, "closing connection to %s: %s", self.peername, event.reason)
             if self.transport is not None:
@@ -298,6 +304,7 @@ class DiameterServer:
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[PeerConnection] = set()
         self.counters: Counter[str] = Counter()
+        self.bad = BadInput(log, self.counters)  # bad input of every connection: one rate limit
         self.duplicates = DuplicateCache(4096)
         self.on_bad: Callable[[PeerConnection, BadMessage], object] | None = None  # see PeerConnection
 
@@ -334,7 +341,8 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
 
     def make_connection() -> PeerConnection:
         peer = Peer(node, Role.RESPONDER, settings(), time.time(), server.duplicates)
-        connection = PeerConnection(peer, handler, server.counters, load=load, on_bad=server.on_bad)
+        connection = PeerConnection(peer, handler, server.counters, load=load, on_bad=server.on_bad,
+                                    bad=server.bad)
         server.connections.add(connection)
         connection.closed.add_done_callback(lambda _: server.connections.discard(connection))
         return connection

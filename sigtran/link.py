@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from netio.bad_input import BadInput
 from netio.flow import InProgress, Load
 from netio.logs import Throttled
 from netio.sctp import MessageProtocol, Received
@@ -68,7 +69,7 @@ class M3uaLink(MessageProtocol, InProgress):
         self.asp = asp
         self.router = router
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.report: Report = report or self._count
+        self.report: Report = report or BadInput(log, self.counters, limit=0)  # counted only
         self.load = load
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -208,8 +209,6 @@ class M3uaLink(MessageProtocol, InProgress):
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _count(self, kind: str, reason: str, peer: str) -> None:
-        self.counters[f"bad_input.{kind}"] += 1
 
     def _check_streams(self, streams: tuple[int, int] | None) -> None:
         if streams is not None and streams[1] < 2:

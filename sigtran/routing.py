@@ -12,7 +12,7 @@ in, what goes back out (``SccpRouter.route``):
   ERR (invalid parameter value, quoting the DATA); one for another subsystem, or a
   segment to reassemble, goes back as UDTS/XUDTS when it asked for return on error, and
   is dropped otherwise; a UDTS/XUDTS (one of our answers returned) is dropped. Each is
-  reported (``report``: counted as ``bad_input.KIND`` unless the application gives its
+  reported (``report``: counted as ``bad_input.KIND`` (``netio.bad_input``, not logged) unless the application gives its
   own reporter, which also logs).
 
 An answer that waits (the answering function returns a future: its first sight is not on
@@ -22,12 +22,14 @@ once the future is done.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from netio.bad_input import BadInput
 from sigtran import sccp
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, Message, ProtocolData, Tag, error_message, u32
 from sigtran.sccp import SSN_EIR, ReturnCause, SccpAddress, SccpError, Udt, Xudt
@@ -42,6 +44,8 @@ _USER_CAUSE = struct.Struct(">HH")
 # progress) -> the TCAP answer, None for none, or a future of either
 Answer = Callable[[bytes, str, "float | None", bool], "bytes | asyncio.Future[bytes | None] | None"]
 Report = Callable[[str, str, str], None]  # (kind, reason, peer): one piece of bad input
+
+log = logging.getLogger("sigtran.routing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class SccpRouter:
         self.own_address = (sccp.gt_address(global_title, SSN_EIR, point_code=None)
                             if global_title is not None else None)
         self.counters: Counter[str] = Counter()
-        self.report: Report = report or self._count
+        self.report: Report = report or BadInput(log, self.counters, limit=0)  # counted only
 
     def route(self, data: ProtocolData, routing_context: int | None, peer: str, received_at: float | None = None,
               busy: bool = False) -> Reply | Waiting | None:
@@ -96,8 +100,6 @@ class SccpRouter:
             return self._reply(message, data, answer)
         return Waiting(answer, lambda tcap_answer: self._reply(message, data, tcap_answer))
 
-    def _count(self, kind: str, reason: str, peer: str) -> None:
-        self.counters[f"bad_input.{kind}"] += 1
 
     def _reply(self, message: Udt | Xudt, data: ProtocolData, answer: bytes | None) -> Reply | None:
         if answer is None:

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.answer_log import AnswerLog, mask_imsi
-from agent.bad_input import BadInput
 from agent.config import ConfigError, load_config, parse_allowed_peer, parse_listen, parse_point_code
 from agent.s13 import S13Answerer
 from agent.service import EquipmentCheck
@@ -21,6 +20,7 @@ from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
 from diameter.constants import ResultCode
 from diameter.message import decode_message
+from netio.bad_input import BadInput
 from registry.profile import Profile
 from registry.store import Registry
 from simulator.mme import build_ecr

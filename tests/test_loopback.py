@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from diameter.answers import answer_to, finish_answer, result_code_of
+from diameter.avp import Avp
 from diameter.capabilities import LocalNode
 from diameter.constants import APP_COMMON, APP_S13, Command, DisconnectCause, ResultCode
 from diameter.message import Message, decode_message, make_message
@@ -107,7 +108,7 @@ def test_peer_not_in_the_allowlist_gets_3010() -> None:
         with pytest.raises(CapabilitiesRefused) as refused:
             await connect(MME, "127.0.0.1", port)
         assert refused.value.result_code == ResultCode.DIAMETER_UNKNOWN_PEER
-        assert server.counters["bad_input_3010"] == 1
+        assert server.counters["bad_input.diameter_3010"] == 1
     run(body, settings=only_hss)
 
 
@@ -160,3 +161,24 @@ def test_sctp_without_kernel_support_is_a_clear_one_line_error() -> None:
         with pytest.raises(SctpUnavailable):
             await start_server(EIR, eca_handler, "127.0.0.1", 0, transport="sctp")
     asyncio.run(main())
+
+
+def test_bad_diameter_input_is_counted_always_and_logged_at_most_ten_times_a_second(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The same reporter as M3UA, SCCP, TCAP and MAP (netio.bad_input): counter family
+    ``bad_input.*``, a rate-limited line. Before, Diameter logged every bad message."""
+    async def body(server: DiameterServer, port: int) -> None:
+        client = await connect(MME, "127.0.0.1", port)
+        def bad() -> Message:
+            request = ecr()
+            request.avps.append(Avp(99999, 0x40, 0, b"\x00\x00\x00\x01"))  # an unknown AVP with the M bit: 5001
+            return request
+        answers = await asyncio.gather(*(client.request(bad(), timeout=5) for _ in range(50)))
+        assert {result_code_of(answer) for answer in answers} == {ResultCode.DIAMETER_AVP_UNSUPPORTED}
+        assert server.counters["bad_input.diameter_5001"] == 50
+        assert not any(key.startswith("bad_input_") for key in server.counters)
+        await client.disconnect()
+    with caplog.at_level("WARNING", logger="diameter.transport"):
+        run(body)
+    lines = [r for r in caplog.records if r.name == "diameter.transport" and "5001" in r.getMessage()]
+    assert 1 <= len(lines) <= 20  # 10 a second: the 50 came within at most two seconds

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from agent.bad_input import BadInput
 from agent.map_server import M3uaConnection
 from diameter.constants import APP_COMMON, Command
 from diameter.message import make_message
 from diameter.transport import diameter_split
 from netio import sctp
+from netio.bad_input import BadInput
 from netio.flow import ReadPausing
 from netio.sctp import Received
 from sigtran.asp import AspServer

@@ -77,7 +77,7 @@ def test_ecr_relayed_end_to_end_through_freediameter(tmp_path: Path) -> None:
         finally:
             await asyncio.to_thread(relay.stop)
             await server.close()
-        assert server.counters["bad_input_5005"] == 1
+        assert server.counters["bad_input.diameter_5005"] == 1
 
     asyncio.run(main())
     assert len(seen) == 3

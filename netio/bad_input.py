@@ -1,7 +1,9 @@
-"""Bad input from the network: every case counted, at most ``LOG_LIMIT`` warnings a second
-logged. A peer sending garbage at line rate must neither fill the disk with log lines nor
-slow the answers to the peers that behave; the counters still say how much came. Values
-from the wire are escaped and cut before they reach a line (``printable``)."""
+"""The one reporter of bad input from the network, for every layer (Diameter, M3UA, SCCP,
+TCAP, MAP, S13): every case counted as ``bad_input.KIND`` in the layer's counters, at most
+``LOG_LIMIT`` warnings a second logged. A peer sending garbage at line rate must neither
+fill the disk with log lines nor slow the answers to the peers that behave; the counters
+still say how much came. Values from the wire are escaped and cut before they reach a line
+(``printable``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ LOG_LIMIT = 10  # warnings per second, then only counters
 
 
 class BadInput:
-    """Counts ``bad_input.KIND`` in ``counters`` and logs ``from PEER: REASON`` on ``log``."""
+    """Counts ``bad_input.KIND`` in ``counters`` and logs ``from PEER: REASON`` on ``log``,
+    at most ``limit`` lines a second (0: count only, for a client that reports elsewhere)."""
 
     def __init__(self, log: logging.Logger, counters: Counter[str] | None = None, limit: int = LOG_LIMIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
