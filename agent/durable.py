@@ -18,7 +18,8 @@ waited ``timeout`` seconds (``limits.commit_timeout``) gets ``False``: the inter
 answers that it cannot comply (S13 5012 DIAMETER_UNABLE_TO_COMPLY, MAP systemFailure),
 so the MME or MSC applies its own fallback, and no white or grey answer ever rests on a
 first sight that is not on disk. Each is counted; the Recorder logs the write failures at
-most once every ten seconds.
+most once every ten seconds. Answers' deadlines are on the recorder's clock (its
+monotonic seconds); the retries sleep on the event loop.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class GroupCommit:
         self.recorder = recorder
         self.timeout = timeout
         self.loop = asyncio.get_running_loop()
+        self._monotonic = recorder.clock.monotonic
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="eir-commit") if recorder.threaded else None
         if self._executor is not None:
             # The writer thread needs the GIL back between its statements and after each
@@ -70,7 +72,7 @@ class GroupCommit:
         """A future: True once every durable row queued so far is on disk, False when that
         took longer than ``timeout`` (the rows stay queued and are written later)."""
         future: asyncio.Future[bool] = self.loop.create_future()
-        self._waiters.append((self.loop.time() + self.timeout, future))
+        self._waiters.append((self._monotonic() + self.timeout, future))
         self.waiting_peak = max(self.waiting_peak, len(self._waiters))
         self._start()
         return future
@@ -116,7 +118,7 @@ class GroupCommit:
 
     def _expire(self, waiters: list[tuple[float, asyncio.Future[bool]]]) -> list[tuple[float, asyncio.Future[bool]]]:
         """Answer False to the waiters whose time is up; the others wait for the next attempt."""
-        now = self.loop.time()
+        now = self._monotonic()
         late = [(deadline, future) for deadline, future in waiters if deadline <= now]
         if late:
             self.unrecorded += len(late)

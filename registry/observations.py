@@ -28,12 +28,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from time import monotonic
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from registry.clock import Clock
 from registry.decision import OBSERVED_RULES, Decision, EquipmentFacts, Query, Rule, Sighting
 from registry.store import Registry
 
@@ -130,10 +130,12 @@ class Sightings:
 
 
 class Observations:
-    """Reads of the observations and of the TAC catalogue, for decisions."""
+    """Reads of the observations and of the TAC catalogue, for decisions. ``clock``: the
+    registry's unless given."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, clock: Clock | None = None) -> None:
         self.registry = registry
+        self.clock = registry.clock if clock is None else clock
         self._types: dict[str, str | None] = {}
         self._pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # first sights not yet readable
 
@@ -195,8 +197,8 @@ class Observations:
 class Recorder(Observations):
     """Reads and records observations for the agent (one per process)."""
 
-    def __init__(self, registry: Registry, busy_seconds: float = 0.2) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: Registry, busy_seconds: float = 0.2, *, clock: Clock | None = None) -> None:
+        super().__init__(registry, clock=clock)
         self._upsert = upsert_sql(registry.url.get_dialect().name)
         self._writer = _writer(registry, busy_seconds)
         self._busy_seconds = self._lock_wait = busy_seconds
@@ -460,7 +462,7 @@ class Recorder(Observations):
     def _failed(self, message: str) -> None:
         """Count every failure; log the first and then at most one every LOG_EVERY seconds."""
         self.failures += 1
-        now = monotonic()
+        now = self.clock.monotonic()
         if now >= self._quiet_until:
             log.error("%s (%d failures so far)", message, self.failures)
             self._quiet_until = now + LOG_EVERY

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from time import monotonic
 from typing import Any
 
 from sqlalchemy import (
@@ -52,8 +51,9 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from registry.clock import SYSTEM_CLOCK, Clock, stored
 from registry.decision.facts import EquipmentFacts, ListName, Pair
-from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, utcnow
+from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
@@ -145,7 +145,7 @@ class Registry:
     """The equipment registry at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str, create: bool = True, snapshot_seconds: float = SNAPSHOT_SECONDS, *,
-                 writable: bool = False) -> None:
+                 writable: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         """``create``: make the schema (the SQLite file too) or upgrade an older one, and
         stamp its version (registry/schema.py); ``self.schema`` says "created", "upgraded"
         or "current". Without it the registry must exist, at this eir's schema version
@@ -154,8 +154,13 @@ class Registry:
 
         ``snapshot_seconds``: on a SQLite file, lookups share one read snapshot for at most
         this long (they see another connection's commit at most that late); 0 gives every
-        lookup its own snapshot, at about twice the cost."""
+        lookup its own snapshot, at about twice the cost.
+
+        ``clock``: the time of what the registry stamps (history, entries) and of its
+        snapshot ages; the recorder and the service read it too unless given their own."""
         self.url: URL = make_url(url)
+        self.clock = clock
+        self._monotonic = clock.monotonic  # kept: read once per lookup
         self._raw: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor
         self._version: float = 0.0  # see changed()
@@ -190,7 +195,7 @@ class Registry:
         raw = self._raw
         if raw is None:
             return self._lookup_core(key)
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_LOOKUP_SQL, (key,)).fetchall()  # fetchall: the statement is done and reset
         if not rows:
@@ -214,7 +219,7 @@ class Registry:
                 numbered = numbered.replace("?", f":{name}", 1)
             with self.engine.connect() as conn:
                 return [tuple(row) for row in conn.execute(text(numbered), names)]
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         return self._cursor.execute(sql, params).fetchall()
 
@@ -226,7 +231,7 @@ class Registry:
         """Whether another connection may have committed since the last call: SQLite's
         data_version on the lookup connection; elsewhere, True at most every 10 s."""
         if self._raw is None:
-            now = monotonic()
+            now = self._monotonic()
             changed, self._version = now >= self._version, max(self._version, now + 10.0)
             return changed
         version = self._raw.execute("PRAGMA data_version").fetchone()[0]
@@ -239,7 +244,7 @@ class Registry:
         join that costs about 1.5 us more than ``lookup`` alone."""
         if self._raw is None:
             return self.lookup(key), self.sightings(key)
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall()
         first = rows[0]
@@ -264,7 +269,7 @@ class Registry:
         if raw.in_transaction:
             raw.execute("COMMIT")
         raw.execute("BEGIN")
-        self._snapshot_until = monotonic() + self._snapshot_seconds
+        self._snapshot_until = self._monotonic() + self._snapshot_seconds
 
     def _lookup_core(self, key: str) -> EquipmentFacts | None:
         e = EQUIPMENT.c
@@ -331,7 +336,7 @@ class Registry:
             conn = conn.execution_options(eir_write=True, preserve_rowcount=True)
             transaction = conn.begin()
             try:
-                bulk = Bulk(conn)
+                bulk = Bulk(conn, self.clock)
                 yield bulk
                 bulk.drop_tables()
                 if bulk.cancelled:
@@ -450,11 +455,16 @@ class Bulk:
     """Rows loaded chunk by chunk, then applied with set-based statements: counts, history
     and the new state are computed by the database, in the registry's key order."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, clock: Clock = SYSTEM_CLOCK) -> None:
         self.conn = conn
+        self.clock = clock
         self.cancelled = False
         self._tables: set[Table] = set()  # temporary tables created by this bulk write
         self._driver_sql = conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite"
+
+    def now(self) -> datetime:
+        """The clock's time as the tables store it (naive UTC), for what a write stamps."""
+        return stored(self.clock.now())
 
     def add_entries(self, rows: Sequence[tuple[str, str | None]]) -> None:
         """(key, reason) rows for ``put_list`` or ``put_stolen``."""
@@ -475,13 +485,13 @@ class Bulk:
     def put_list(self, name: ListName, source: str) -> Counts:
         """Put the loaded entries on list ``name``: new entries, moves from another list
         (with history; pairings are dropped when leaving paired), reason updates."""
-        return _apply_list(self.conn, name, source, utcnow(), self._stage(STAGE_LIST))
+        return _apply_list(self.conn, name, source, self.now(), self._stage(STAGE_LIST))
 
     def put_stolen(self, source: str, stolen: bool = True) -> Counts:
         """Set the flag of the loaded entries, with their reason (an IMEI the registry lacks
         is added, known only as stolen); ``stolen=False`` clears it (the reason goes to
         history; IMEIs not stolen are unchanged and none is added)."""
-        return _apply_stolen(self.conn, source, utcnow(), self._stage(STAGE_LIST), stolen)
+        return _apply_stolen(self.conn, source, self.now(), self._stage(STAGE_LIST), stolen)
 
     def put_pairings(self, source: str) -> Counts:
         """Bind the loaded keys to their identities and put them on the paired list.
@@ -490,7 +500,7 @@ class Bulk:
         self._create(STAGE_LIST)
         keys = self.conn.execute(insert(STAGE_LIST).from_select(
             ["imei", "reason"], select(STAGE_PAIR.c.imei, null()).distinct().order_by(STAGE_PAIR.c.imei))).rowcount
-        return _apply_pairings(self.conn, source, utcnow(), keys)
+        return _apply_pairings(self.conn, source, self.now(), keys)
 
     def put_tacs(self) -> Counts:
         return _apply_tacs(self.conn, self._stage(STAGE_TAC))
