@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "stored"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "parse_stamp", "stamp", "stored"]
+
+_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 
 
 class Clock(Protocol):
@@ -94,3 +96,15 @@ def _aware_utc(at: datetime) -> datetime:
 def stored(at: datetime) -> datetime:
     """A time as the tables' DateTime columns hold it: naive UTC (a naive time is UTC already)."""
     return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+
+
+def stamp(at: datetime) -> str:
+    """A time as the registry stores it, as text (the recorder's writes, SQLite's columns):
+    naive UTC."""
+    return at.astimezone(UTC).strftime(_STAMP)
+
+
+def parse_stamp(value: Any) -> datetime:
+    """A stored time (text from SQLite, a datetime elsewhere) as an aware UTC datetime."""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -1,6 +1,11 @@
 """The registry store: the agent's hot-path lookup, the entry and its history for people,
 and set-based bulk writes for imports, over any SQLAlchemy URL (a SQLite file by default).
 
+Callers ask by name (``lookup``, ``sightings``, ``device_type``, ``msisdn``,
+``notice_queued``, the bulk writes, the exports); none hands the registry SQL. The few
+statements written by hand live in registry/statements.py and every connection is opened
+by registry/connections.py.
+
 On SQLite (pysqlite) the lookup uses one raw ``sqlite3`` connection and two fixed
 parameterised statements on the primary key (the pairings only for the paired list). The
 database runs in WAL mode, so an import (one write transaction) never blocks lookups.
@@ -17,7 +22,7 @@ computed by the database, walking its B-trees in key order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -34,9 +39,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     insert,
@@ -47,11 +50,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
-from registry.clock import SYSTEM_CLOCK, Clock, stored
+from registry import statements
+from registry.clock import SYSTEM_CLOCK, Clock, stamp, stored
+from registry.connections import is_pysqlite, lookup_connection, open_engine
 from registry.decision.facts import EquipmentFacts, ListName, Pair
 from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
@@ -79,12 +83,8 @@ _LOAD = {stage: Table(stage.name.replace("stage", "load"), _STAGING,
 CHUNK = 20_000  # rows per executemany into a staging table
 SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
 
-_LOOKUP_SQL = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = ?"
-_PAIRINGS_SQL = "SELECT imsi, msisdn FROM pairing WHERE imei = ? ORDER BY id"
-_SIGHTINGS_SQL = "SELECT imsi, first_seen, last_seen FROM sighting WHERE imei = ?"
-_OBSERVED_SQL = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
-                 "FROM (SELECT ? AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
-                 "LEFT JOIN sighting AS s ON s.imei = q.imei")
+# The hot path's statements as globals of this module: one lookup less per call.
+_LOOKUP_SQL, _PAIRINGS_SQL, _OBSERVED_SQL = statements.LOOKUP, statements.PAIRINGS, statements.OBSERVED
 _LISTS: dict[str | None, ListName | None] = {None: None, **{name.value: name for name in ListName}}
 
 def _fast_facts() -> Callable[[str, ListName | None, bool, str | None, str | None, tuple[Pair, ...]], EquipmentFacts]:
@@ -169,7 +169,7 @@ class Registry:
         check_file(self.url, create)  # before connecting: SQLite makes a missing file on connect
         if writable:
             check_writable_files(self.url)
-        self.engine = _engine(self.url)
+        self.engine = open_engine(self.url)  # every connection comes from registry/connections.py
         try:
             if create:
                 self.schema = create_schema(self.engine)
@@ -179,8 +179,8 @@ class Registry:
                 self.schema = "verified"
             if writable:
                 verify_writable(self.engine)
-            if self.url.get_dialect().name == "sqlite" and self.url.get_driver_name() == "pysqlite":
-                self._raw = _raw_sqlite(self.engine, self.url)
+            if is_pysqlite(self.url):
+                self._raw = lookup_connection(self.engine, self.url)
                 self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call
                 wal = self._raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 self._snapshot_seconds = snapshot_seconds if wal else 0.0  # a held read blocks writers without WAL
@@ -209,16 +209,13 @@ class Registry:
         """The SQLite lookup connection (None on other databases)."""
         return self._raw
 
-    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Rows of a read-only statement with ``?`` parameters, on the lookup connection and
-        its shared snapshot (SQLite), or through SQLAlchemy elsewhere."""
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of one of the registry's read-only statements (registry/statements.py, named
+        parameters), on the lookup connection and its shared snapshot (SQLite), or through
+        SQLAlchemy elsewhere."""
         if self._raw is None:
-            names = {f"p{i}": value for i, value in enumerate(params)}
-            numbered = sql
-            for name in names:
-                numbered = numbered.replace("?", f":{name}", 1)
             with self.engine.connect() as conn:
-                return [tuple(row) for row in conn.execute(text(numbered), names)]
+                return [tuple(row) for row in conn.execute(text(sql), params)]
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         return self._cursor.execute(sql, params).fetchall()
@@ -259,7 +256,22 @@ class Registry:
 
     def sightings(self, key: str) -> list[tuple[Any, ...]]:
         """A key's sightings alone, as (imsi, first_seen, last_seen) rows."""
-        return [tuple(row) for row in self.fetch(_SIGHTINGS_SQL, (key,))]
+        return [tuple(row) for row in self._read(statements.SIGHTINGS, {"imei": key})]
+
+    def device_type(self, tac: str) -> str | None:
+        """The TAC catalogue's device type of ``tac`` (None: no such TAC, or no type given)."""
+        rows = self._read(statements.DEVICE_TYPE, {"tac": tac})
+        return rows[0][0] if rows and rows[0][0] else None
+
+    def msisdn(self, imsi: str, at: datetime) -> str | None:
+        """The MSISDN ``imsi`` held at ``at``: the operator's subscriber data, else the last
+        one imported observations gave it; None when neither knows."""
+        found = self._read(statements.MSISDN, {"imsi": imsi, "at": stamp(at)})[0][0]
+        return None if found is None else str(found)
+
+    def notice_queued(self, key: str, imsi: str, event: str) -> bool:
+        """Whether the notice outbox holds the notice ``event`` for this IMEI and IMSI."""
+        return bool(self._read(statements.NOTICE_QUEUED, {"imei": key, "imsi": imsi, "event": event}))
 
     def _renew_snapshot(self) -> None:
         """End the lookup connection's read transaction and start the next one (WAL: a
@@ -398,55 +410,6 @@ class Registry:
         with self.engine.connect() as conn:
             for row in conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query):
                 yield tuple(row)
-
-
-# -- engine and raw connection ---------------------------------------------------------
-
-def _is_memory(url: URL) -> bool:
-    return url.get_dialect().name == "sqlite" and url.database in (None, "", ":memory:")
-
-
-def _engine(url: URL) -> Engine:
-    if url.get_dialect().name != "sqlite":
-        return create_engine(url)
-    if _is_memory(url):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        engine = create_engine(url, connect_args={"timeout": 30})
-    if url.get_driver_name() == "pysqlite":
-        memory = _is_memory(url)
-        event.listen(engine, "connect", lambda dbapi, _record: _on_connect(dbapi, memory))
-        event.listen(engine, "begin", _on_begin)
-    return engine
-
-
-def _on_connect(dbapi: sqlite3.Connection, memory: bool) -> None:
-    dbapi.isolation_level = None  # SQLAlchemy's begin event says BEGIN itself (pysqlite's is late)
-    if not memory:
-        dbapi.execute("PRAGMA journal_mode=WAL")  # readers never wait for an import
-    dbapi.execute("PRAGMA synchronous=NORMAL")  # safe in WAL: a crash loses at most the last commit
-    dbapi.execute("PRAGMA temp_store=MEMORY")
-    dbapi.execute("PRAGMA cache_size=-131072")  # 128 MiB: imports touch every page of the B-trees
-
-
-def _on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("eir_write") else "BEGIN")
-
-
-def _raw_sqlite(engine: Engine, url: URL) -> sqlite3.Connection:
-    """The lookup connection: autocommit (each SELECT its own snapshot), read-only."""
-    if _is_memory(url):  # the one shared in-memory database lives in the engine's pool
-        proxied = engine.raw_connection()
-        raw = proxied.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
-        return raw
-    raw = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False, timeout=30)
-    raw.execute("PRAGMA query_only=ON")
-    # Read the file through a memory map (SQLite caps the size at its compile-time limit):
-    # a page is then a memory read, not a read() into the page cache.
-    raw.execute("PRAGMA mmap_size=17179869184")
-    raw.execute("PRAGMA cache_size=-16384")
-    return raw
 
 
 # -- set-based bulk writes -------------------------------------------------------------
