@@ -17,6 +17,9 @@ on sockets, not the time a decision is made at.
 
 Library constructors default to ``SYSTEM_CLOCK`` (or to the registry's clock), so a test or
 a script may omit it; the command line always passes its own.
+
+Also here, how a time is stored: ``stored`` (naive UTC, for the DateTime columns), ``stamp``
+and ``parse_stamp`` (the text the recorder writes and SQLite gives back).
 """
 
 from __future__ import annotations
