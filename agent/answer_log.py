@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from json.encoder import encode_basestring_ascii
 from typing import TextIO, TypeVar
 
 from netio.bad_input import cut
+from registry.clock import SYSTEM_CLOCK, Clock
 
 # Fragments for values that repeat (interface and peer, status, rule and reason), escaped
 # once; the memo starts again when it holds this many, so odd inputs cannot grow it.
@@ -58,11 +58,14 @@ class AnswerLog:
     IMSI and MSISDN in the reason), status, rule, reason, result (S13: the Diameter result code; MAP: 0 for a result,
     the MAP error code, -1 for a TC-U-REJECT, -2 for a dialogue aborted) and latency_us
     (from receipt to answer). Values from the wire are cut at VALUE_LIMIT characters;
-    the JSON encoder escapes control characters, so a value never breaks a line."""
+    the JSON encoder escapes control characters, so a value never breaks a line. "ts" is
+    the ``clock``'s now."""
 
-    def __init__(self, stream: TextIO | None = None, mask: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, mask: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.mask = mask
+        self.clock = clock
+        self._monotonic = clock.monotonic
         self.lines = 0
         self._origin: dict[tuple[str, str | None], str] = {}
         self._outcome: dict[tuple[str, str, str], str] = {}
@@ -81,14 +84,18 @@ class AnswerLog:
                                                    f'"reason":{_q(self._reason(reason))}')
         if session is not None and len(session) > VALUE_LIMIT:
             session = _kept(session)
-        now = time.time()
-        if now >= self._tick_end:  # "ts" has millisecond precision: format it once per millisecond
-            self._tick_end = (now // TICK + 1) * TICK
-            self._tick = f"{now:.3f}"
+        if self._monotonic() >= self._tick_end:  # "ts" has millisecond precision: format it once per millisecond
+            self._new_tick()
         self.stream.write(
             f'{{"ts":{self._tick},{origin},"session":{_q(session)},"imei":{_q(imei)},"imsi":{_q(imsi)},'
             f'{outcome},"result":{int(result)},"latency_us":{int(latency_us)}}}\n')
         self.lines += 1
+
+    def _new_tick(self) -> None:
+        """Format "ts" from the clock's now, kept until that millisecond ends."""
+        now = self.clock.now().timestamp()
+        self._tick = f"{now:.3f}"
+        self._tick_end = self._monotonic() + TICK - now % TICK
 
     def _reason(self, reason: str) -> str | None:
         """The reason as logged: cut, and its subscriber numbers masked when IMSIs are."""

@@ -1,6 +1,6 @@
 """What several ``eir`` command groups share: opening and verifying the registry, failing
 with one line and an exit status, usage errors in one line, writing a file whole or not
-at all, reading ``--at``."""
+at all, reading ``--at``, and the process's one clock (``cli_clock``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import click
 from agent.context import DEFAULT_REGISTRY, CliContext
 
 if TYPE_CHECKING:
+    from registry.clock import Clock
     from registry.store import Registry
 
 T = TypeVar("T")
@@ -64,6 +65,12 @@ def registry_url(ctx: click.Context) -> str:
     return found.registry_url if found is not None else DEFAULT_REGISTRY
 
 
+def cli_clock(ctx: click.Context) -> Clock:
+    """The clock the root ``eir`` command made: every command reads the time from it."""
+    found = ctx.find_object(CliContext)
+    return found.clock if found is not None else CliContext().clock
+
+
 def shown_url(url: str) -> str:
     """The URL to print: its password hidden."""
     from sqlalchemy.engine import make_url
@@ -76,13 +83,14 @@ def shown_url(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-def connect_registry(url: str, program: str, *, create: bool = False, upgrade: bool = False,
+def connect_registry(url: str, program: str, clock: Clock, *, create: bool = False, upgrade: bool = False,
                      writable: bool = False, status: int = 2) -> Registry:
     """The registry at ``url``, verified: it exists at this eir's schema version (and can be
     written, with ``writable``). ``create``: a registry that is absent (no file, or no
     registry table) is created; an existing one is still verified, never upgraded.
     ``upgrade`` (``eir registry init``): created, or upgraded to this eir's schema. A
-    refusal is ``eir PROGRAM: cannot open registry URL: why`` and exit ``status``."""
+    refusal is ``eir PROGRAM: cannot open registry URL: why`` and exit ``status``. The
+    registry stamps its writes with ``clock``."""
     import sqlite3
 
     from sqlalchemy.exc import SQLAlchemyError
@@ -92,13 +100,13 @@ def connect_registry(url: str, program: str, *, create: bool = False, upgrade: b
 
     try:
         if upgrade:
-            return Registry(url, create=True, writable=writable)
+            return Registry(url, create=True, writable=writable, clock=clock)
         try:
-            return Registry(url, create=False, writable=writable)
+            return Registry(url, create=False, writable=writable, clock=clock)
         except RegistryMissing:
             if not create:
                 raise
-        return Registry(url, create=True, writable=writable)
+        return Registry(url, create=True, writable=writable, clock=clock)
     except (RegistryError, SQLAlchemyError, sqlite3.Error, ImportError, OSError, ValueError) as error:
         # a missing or unusable registry, a bad URL, no driver, a corrupt file
         fail(program, f"cannot open registry {shown_url(url)}: {first_line(error)}", status)
@@ -118,7 +126,7 @@ def open_registry(ctx: click.Context, program: str, *, create: bool = False, wri
     from registry.schema import first_line
 
     url = registry_url(ctx)
-    store = connect_registry(url, program, create=create, writable=writable, status=status)
+    store = connect_registry(url, program, cli_clock(ctx), create=create, writable=writable, status=status)
     try:
         yield store
     except (SQLAlchemyError, sqlite3.Error) as error:
@@ -141,10 +149,10 @@ def write_aside(path: Path, write: Callable[[TextIO], T]) -> T:
     return result
 
 
-def parse_at(text: str | None, option: str = "--at") -> datetime:
-    """--at: a date (noon UTC that day), an ISO time (UTC unless it says), or now."""
+def parse_at(text: str | None, clock: Clock, option: str = "--at") -> datetime:
+    """--at: a date (noon UTC that day), an ISO time (UTC unless it says), or the clock's now."""
     if text is None:
-        return datetime.now(UTC)
+        return clock.now()
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(12), UTC)

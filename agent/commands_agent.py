@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_common import EX_UNAVAILABLE, EX_USAGE, OneLineCommand, connect_registry, fail, open_registry, parse_at
+from agent.cli_common import (
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    OneLineCommand,
+    cli_clock,
+    connect_registry,
+    fail,
+    open_registry,
+    parse_at,
+)
 from agent.config import (
     DEFAULT_PROFILE,
     AgentConfig,
@@ -82,9 +91,10 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     logging.getLogger().setLevel(config.log_level.upper())
     if config.log_format == "json":
         _json_logging()
-    registry = connect_registry(config.registry, "serve", writable=True, status=1)  # before any listener
+    clock = cli_clock(ctx)
+    registry = connect_registry(config.registry, "serve", clock, writable=True, status=1)  # before any listener
     try:
-        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry))
+        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry, clock))
     except (SctpUnavailable, StartError) as error:
         fail("serve", str(error), 1)
     except OSError as error:
@@ -158,7 +168,7 @@ def check(ctx: click.Context, imei: str, imsi: str | None, msisdn: str | None, a
         rules = load_profile(profile)
     except ProfileError as error:
         raise click.UsageError(str(error)) from None
-    when = parse_at(at)
+    when = parse_at(at, cli_clock(ctx))
     with open_registry(ctx, "check", status=EX_UNAVAILABLE, after="") as registry:
         decision = EquipmentCheck(registry, rules).check(Query(imei, Interface.CLI, when, imsi=imsi, msisdn=msisdn))
     deadline = decision.deadline.isoformat(timespec="seconds") if decision.deadline else None

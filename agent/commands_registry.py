@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import click
 
-from agent.cli_common import connect_registry, fail, open_registry, parse_at, registry_url, shown_url, write_aside
+from agent.cli_common import (
+    cli_clock,
+    connect_registry,
+    fail,
+    open_registry,
+    parse_at,
+    registry_url,
+    shown_url,
+    write_aside,
+)
 from agent.config import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
@@ -56,7 +65,7 @@ def init_command(ctx: click.Context) -> None:
     from registry.schema import SCHEMA_VERSION
 
     url = registry_url(ctx)
-    store = connect_registry(url, "registry init", upgrade=True)
+    store = connect_registry(url, "registry init", cli_clock(ctx), upgrade=True)
     done = store.schema
     store.close()
     said = {"created": "created with", "upgraded": "upgraded to", "current": "already at"}[done]
@@ -159,7 +168,7 @@ def _list_export(kind: str, operator: str | None, profile: str | None,
         _fail(str(error))
     if kind == "exception":
         return lambda store: partial(write_exception, store, prefix)
-    when = parse_at(at)
+    when = parse_at(at, cli_clock(click.get_current_context()))
     return lambda store: partial(write_notification, store, rules, prefix, when)
 
 
@@ -187,7 +196,7 @@ def show_command(ctx: click.Context, imei: str, profile: str, at: str | None) ->
         rules = load_profile(profile)
     except ProfileError as error:
         _fail(str(error))
-    when = parse_at(at)
+    when = parse_at(at, cli_clock(ctx))
     with _registry(ctx) as store:
         entry = store.entry(parsed.key)
         history = store.history(parsed.key)

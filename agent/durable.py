@@ -18,7 +18,9 @@ waited ``timeout`` seconds (``limits.commit_timeout``) gets ``False``: the inter
 answers that it cannot comply (S13 5012 DIAMETER_UNABLE_TO_COMPLY, MAP systemFailure),
 so the MME or MSC applies its own fallback, and no white or grey answer ever rests on a
 first sight that is not on disk. Each is counted; the Recorder logs the write failures at
-most once every ten seconds.
+most once every ten seconds. Answers' deadlines are on the event loop's clock: a wait for
+the disk is real time, whatever calendar time the registry's clock says (a lab clock that
+jumps 30 days must not expire them).
 """
 
 from __future__ import annotations

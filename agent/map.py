@@ -38,7 +38,6 @@ from agent.service import (
     Decision,
     EquipmentCheck,
     Interface,
-    MillisecondClock,
     Query,
     Status,
     malformed_imei,
@@ -113,7 +112,7 @@ class MapAnswerer:
         self.service = service
         self.commits = commits  # None: a durable answer commits on this thread (Recorder.commit)
         self.log = log
-        self.clock = clock or MillisecondClock()
+        self.clock = clock or service.now  # the service's clock, read once a millisecond
         self.counters: Counter[str] = Counter()
         self._bad = BadInput(logging.getLogger("eir.map"), self.counters)  # ``log`` is the answer log here
 

@@ -28,7 +28,6 @@ from agent.service import (
     Decision,
     EquipmentCheck,
     Interface,
-    MillisecondClock,
     Query,
     Status,
     as_received,
@@ -125,7 +124,7 @@ class S13Answerer:
         self.commits = commits  # None: a durable answer commits on this thread (Recorder.commit)
         self.node = node
         self.log = log
-        self.clock = clock or MillisecondClock()
+        self.clock = clock or service.now  # the service's clock, read once a millisecond
         self.counters: Counter[str] = Counter()
         self._bad = BadInput(logging.getLogger("eir.s13"), self.counters)
         # The AVPs that follow Session-Id in an ECA, in the order of TS 29.272 7.2.10, built once.

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
@@ -28,6 +27,7 @@ from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
 from diameter.peer import PeerSettings
 from diameter.transport import DiameterServer, start_server
+from registry.clock import SYSTEM_CLOCK, Clock
 from registry.observations import Recorder
 from registry.profile import load_profile
 from registry.schema import sqlite_file
@@ -49,7 +49,8 @@ def firmware_revision() -> int:
     return parts[0] * 10000 + parts[1] * 100 + parts[2]
 
 
-def local_node(config: AgentConfig) -> LocalNode:
+def local_node(config: AgentConfig, clock: Clock = SYSTEM_CLOCK) -> LocalNode:
+    """Who we are to Diameter peers; Origin-State-Id is the start time (RFC 6733 8.16)."""
     addresses = []
     for listen in config.listen:
         try:
@@ -60,17 +61,18 @@ def local_node(config: AgentConfig) -> LocalNode:
             addresses.append(address)
     return LocalNode(config.origin_host, config.origin_realm,
                      host_ip_addresses=tuple(addresses) or (ipaddress.IPv4Address("127.0.0.1"),),
-                     product_name="eir", firmware_revision=firmware_revision(), origin_state_id=int(time.time()))
+                     product_name="eir", firmware_revision=firmware_revision(),
+                     origin_state_id=int(clock.now().timestamp()))
 
 
-def open_answer_log(config: AgentConfig) -> tuple[AnswerLog | None, TextIO | None]:
+def open_answer_log(config: AgentConfig, clock: Clock = SYSTEM_CLOCK) -> tuple[AnswerLog | None, TextIO | None]:
     """The answer log and the file to close at exit (None for stderr or off)."""
     if config.answer_log == "off":
         return None, None
     if config.answer_log == "-":
-        return AnswerLog(sys.stderr, config.mask_imsi), None
+        return AnswerLog(sys.stderr, config.mask_imsi, clock), None
     stream = open(config.answer_log, "a", buffering=1 << 16)  # noqa: SIM115 - closed in serve()
-    return AnswerLog(stream, config.mask_imsi), stream
+    return AnswerLog(stream, config.mask_imsi, clock), stream
 
 
 def peer_settings(config: AgentConfig) -> Callable[[], PeerSettings]:
@@ -104,25 +106,29 @@ def listen_error(listen: Listen, what: str, error: OSError) -> StartError:
     return StartError(f"cannot listen on {_where(listen)} ({what}, {listen.transport}): {why}")
 
 
-async def serve(config: AgentConfig, announce: Callable[[str], None], registry: Registry | None = None) -> int:
+async def serve(config: AgentConfig, announce: Callable[[str], None], registry: Registry | None = None,
+                clock: Clock | None = None) -> int:
     """Run until SIGTERM or SIGINT; then DPR to every peer and return 0. ``registry``: one
     opened (and verified) by the caller, closed here; None opens ``config.registry``, which
     must exist at this eir's schema version and be writable (registry/schema.py). A
-    listener or answer log that cannot be opened is a StartError naming it."""
+    listener or answer log that cannot be opened is a StartError naming it. ``clock``: the
+    one clock of every part (the registry's when not given; the system's without either)."""
     faulthandler.enable()  # a fatal signal (SIGBUS from a mapped -shm file, SIGSEGV) leaves its line in the log
     profile = load_profile(config.profile)
+    if clock is None:
+        clock = SYSTEM_CLOCK if registry is None else registry.clock
     if registry is None:
-        registry = Registry(config.registry, create=False, writable=True)
+        registry = Registry(config.registry, create=False, writable=True, clock=clock)
     try:
-        answer_log, owned = open_answer_log(config)
+        answer_log, owned = open_answer_log(config, clock)
     except OSError as error:
         registry.close()
         raise StartError(f"cannot open the answer log {config.answer_log}: {error.strerror or error}") from None
-    recorder = Recorder(registry)
+    recorder = Recorder(registry, clock=clock)
     commits = GroupCommit(recorder, config.limits.commit_timeout)
     admission = Admission(config.limits.in_progress_per_peer, config.limits.in_progress)
-    node = local_node(config)
-    service = EquipmentCheck(registry, profile, recorder)
+    node = local_node(config, clock)
+    service = EquipmentCheck(registry, profile, recorder, clock=clock)
     answerer = S13Answerer(service, node, answer_log, commits=commits)
     map_answerer = MapAnswerer(service, answer_log, commits=commits)
     server = DiameterServer(node)

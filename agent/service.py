@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from datetime import UTC, datetime
-from time import time
+from datetime import datetime
 
 from registry.check import gather_and_decide
+from registry.clock import SYSTEM_CLOCK, Clock
 from registry.decision import Decision, Query, Rule, Status
 from registry.imei import IdentityError, parse_imsi, parse_msisdn
 from registry.observations import Observations, Recorder
@@ -29,19 +29,22 @@ class Interface(enum.StrEnum):
 
 
 class MillisecondClock:
-    """Now, as an aware UTC datetime, made at most once a millisecond: the queries of one
-    burst share it (datetime.now costs more than a whole policy decision's date work)."""
+    """The clock's now (an aware UTC datetime), read at most once a millisecond of its
+    monotonic time: the queries of one burst share it (making a datetime costs more than a
+    whole policy decision's date work)."""
 
-    __slots__ = ("_at", "_until")
+    __slots__ = ("_at", "_monotonic", "_now", "_until")
 
-    def __init__(self) -> None:
-        self._at = datetime.now(UTC)
-        self._until = 0.0
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._now = clock.now
+        self._monotonic = clock.monotonic
+        self._at = self._now()
+        self._until = self._monotonic() + 0.001
 
     def __call__(self) -> datetime:
-        now = time()
+        now = self._monotonic()
         if now >= self._until:
-            self._at = datetime.fromtimestamp(now, UTC)
+            self._at = self._now()
             self._until = now + 0.001
         return self._at
 
@@ -104,13 +107,18 @@ def malformed(query: Query, interface: Interface) -> str | None:
 
 class EquipmentCheck:
     """Decisions from the registry under one profile. ``recorder``: where answered
-    queries are recorded (None: nothing is recorded, as for ``eir check``)."""
+    queries are recorded (None: nothing is recorded, as for ``eir check``). ``clock``: the
+    registry's unless given; ``now()`` is the time the interfaces ask their queries at (so
+    the date every policy deadline counts from)."""
 
-    def __init__(self, registry: Registry, profile: Profile, recorder: Recorder | None = None) -> None:
+    def __init__(self, registry: Registry, profile: Profile, recorder: Recorder | None = None, *,
+                 clock: Clock | None = None) -> None:
         self.registry = registry
         self.profile = profile
         self.recorder = recorder
-        self._reader = recorder or Observations(registry)
+        self.clock = registry.clock if clock is None else clock
+        self.now = MillisecondClock(self.clock)
+        self._reader = recorder or Observations(registry, clock=self.clock)
 
     def check(self, query: Query) -> Decision:
         """The decision, from what the registry holds; records nothing. Identities the wire

@@ -16,6 +16,7 @@ from agent.commands_agent import check, serve
 from agent.commands_notices import notices
 from agent.commands_registry import registry
 from agent.context import DEFAULT_REGISTRY, CliContext
+from registry.clock import SystemClock
 from simulator.commands import demo, sim
 
 
@@ -37,7 +38,7 @@ def main(ctx: click.Context, registry_url: str, log_level: str) -> None:
     """Equipment Identity Register: answers S13 ME-Identity-Check and MAP CheckIMEI from a
     national IMEI registry, and simulates the network around it."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliContext(registry_url=registry_url)
+    ctx.obj = CliContext(registry_url=registry_url, clock=SystemClock())  # the process's one clock
 
 
 for command in (serve, check, demo, sim, registry, notices):

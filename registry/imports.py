@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from registry.clock import SYSTEM_CLOCK, Clock
 from registry.decision import ListName
 from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
 from registry.observations import stamp
@@ -132,7 +133,7 @@ Sink = Callable[[list[Row]], None]
 def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: bool = False) -> ImportReport:
     """Read ``path`` as a ``kind`` CSV and write its good rows, in one transaction (nothing
     at all when ``strict`` and a row is bad). File-level problems raise CsvFormatError
-    (or OSError) and write nothing."""
+    (or OSError) and write nothing. Dates are checked against the registry's clock."""
     started = time.perf_counter()
     path = Path(path)
     report = ImportReport(kind, f"import:{path.name}", strict)
@@ -146,7 +147,7 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
                 add(rows)
 
         try:
-            parse_rows(kind, stream, parsed, sink)
+            parse_rows(kind, stream, parsed, sink, clock=registry.clock)
         except UnicodeDecodeError as error:
             last = 1 + parsed.read + parsed.blank
             raise CsvFormatError(f"not UTF-8 text after line {last} ({error.reason}); save the file as UTF-8") from None
@@ -233,10 +234,11 @@ class CsvLines:
 
 
 def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None = None, sink: Sink | None = None,
-               chunk: int = CHUNK) -> ParsedRows:
+               chunk: int = CHUNK, *, clock: Clock = SYSTEM_CLOCK) -> ParsedRows:
     """Validate a whole CSV text (header first), one record a line (``CsvLines``). Good rows
     (IMEIs as 14-digit keys) go to ``sink`` every ``chunk`` rows and at the end; without a
-    sink they stay in ``rows``; bad ones, with their line, in ``bad``."""
+    sink they stay in ``rows``; bad ones, with their line, in ``bad``. ``clock``: what
+    "in the future" means for dated rows."""
     parsed = parsed if parsed is not None else ParsedRows()
     source = CsvLines(lines)
     header = _header(kind, source)
@@ -246,7 +248,7 @@ def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None
         parsed.bad.append(BadRow(line, reason))
 
     records = source.records(bad)
-    parser = _Parser(kind, header, parsed, sink, chunk)
+    parser = _Parser(kind, header, parsed, sink, chunk, clock.now())
     if kind in IMEI_KINDS and header == ["imei", "reason"]:
         parser.fast_imei_rows(records, source)
     else:
@@ -257,10 +259,11 @@ def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None
 
 
 class _Parser:
-    def __init__(self, kind: ImportKind, header: list[str], parsed: ParsedRows, sink: Sink | None, chunk: int):
+    def __init__(self, kind: ImportKind, header: list[str], parsed: ParsedRows, sink: Sink | None, chunk: int,
+                 now: datetime):
         self.kind, self.header, self.parsed, self.sink, self.chunk = kind, header, parsed, sink, chunk
         self.shortest = max(header.index(name) for name in COLUMNS[kind][0]) + 1  # trailing optional fields may go
-        self.parse = _ROW_PARSERS[kind](header)
+        self.parse = _ROW_PARSERS[kind](header, now)
         self.seen: dict[object, int] = {}  # row identity -> the line it was first seen on
         self.unique = kind is not ImportKind.OBSERVATIONS  # sights of a pair on many rows add up
 
@@ -376,7 +379,7 @@ def _key(value: str) -> str:
         raise IdentityError(f"bad IMEI {value.strip()!r}: {error}") from None
 
 
-def _list_row(header: list[str]) -> RowParser:
+def _list_row(header: list[str], _now: datetime) -> RowParser:
     at_imei = header.index("imei")
     at_reason = header.index("reason") if "reason" in header else None
 
@@ -386,7 +389,7 @@ def _list_row(header: list[str]) -> RowParser:
     return parse
 
 
-def _paired_row(header: list[str]) -> RowParser:
+def _paired_row(header: list[str], _now: datetime) -> RowParser:
     at_imei, at_imsi, at_msisdn = header.index("imei"), header.index("imsi"), header.index("msisdn")
 
     def parse(fields: list[str]) -> tuple[str | None, ...]:
@@ -399,7 +402,7 @@ def _paired_row(header: list[str]) -> RowParser:
     return parse
 
 
-def _tac_row(header: list[str]) -> RowParser:
+def _tac_row(header: list[str], _now: datetime) -> RowParser:
     at_tac = header.index("tac")
     at_details = [header.index(name) if name in header else None for name in ("brand", "model", "device_type")]
 
@@ -410,10 +413,10 @@ def _tac_row(header: list[str]) -> RowParser:
     return parse
 
 
-def _observation_row(header: list[str]) -> RowParser:
+def _observation_row(header: list[str], now: datetime) -> RowParser:
     at_date, at_imei, at_imsi = header.index("date"), header.index("imei"), header.index("imsi")
     at_msisdn = header.index("msisdn") if "msisdn" in header else None
-    stamps = _Stamps(datetime.now(UTC))
+    stamps = _Stamps(now)
 
     def parse(fields: list[str]) -> Row:
         key, at = _key(fields[at_imei]), stamps.of(fields[at_date].strip())
@@ -424,10 +427,10 @@ def _observation_row(header: list[str]) -> RowParser:
     return parse
 
 
-def _subscriber_row(header: list[str]) -> RowParser:
+def _subscriber_row(header: list[str], now: datetime) -> RowParser:
     at_imsi, at_msisdn = header.index("imsi"), header.index("msisdn")
     at_date = header.index("date") if "date" in header else None
-    stamps = _Stamps(datetime.now(UTC))
+    stamps = _Stamps(now)
 
     def parse(fields: list[str]) -> Row:
         imsi = _checked("IMSI", parse_imsi, _text(fields[at_imsi]))

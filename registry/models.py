@@ -12,15 +12,16 @@
 - ``subscriber``: the operator's subscriber data (HLR/HSS export): which MSISDN an IMSI
   held and when, every change kept as a row of its own (``valid_from``, ``valid_until``).
 
-Times are stored as naive UTC. Lists are stored by their value ("white", ...), so the hot
-path can read them with plain SQL; ``ListName`` itself is one of the decision's facts
-(registry/decision/facts.py).
+Times are stored as naive UTC, each given by its writer from the clock it was handed
+(registry/clock.py): no column defaults to the machine's time. Lists are stored by their
+value ("white", ...), so the hot path can read them with plain SQL; ``ListName`` itself is
+one of the decision's facts (registry/decision/facts.py).
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -45,11 +46,6 @@ class HistoryField(enum.StrEnum):
     LIST = "list"
     STOLEN = "stolen"
     PAIRING = "pairing"
-
-
-def utcnow() -> datetime:
-    """Now, as the naive UTC the tables store."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _values(enum_class: type[enum.Enum]) -> list[str]:
@@ -77,8 +73,8 @@ class Equipment(Base):
     source: Mapped[str] = mapped_column(String)  # of the last change, e.g. "import:white.csv"
     stolen: Mapped[bool] = mapped_column(Boolean, default=False)
     stolen_reason: Mapped[str | None] = mapped_column(String)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Pairing(Base):
@@ -94,7 +90,7 @@ class Pairing(Base):
     imei: Mapped[str] = mapped_column(String(14), ForeignKey("equipment.imei"))
     imsi: Mapped[str | None] = mapped_column(String(15))
     msisdn: Mapped[str | None] = mapped_column(String(15))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Tac(Base):
@@ -114,7 +110,7 @@ class History(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     imei: Mapped[str] = mapped_column(String(14))
-    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(DateTime)
     field: Mapped[HistoryField] = mapped_column(FIELD_TYPE)
     old: Mapped[str | None] = mapped_column(String)
     new: Mapped[str | None] = mapped_column(String)
@@ -155,7 +151,7 @@ class Notice(Base):
     event: Mapped[str] = mapped_column(String(16))  # grey, reminder-7d, black
     deadline: Mapped[datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(String)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
     exported_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

@@ -28,81 +28,24 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from time import monotonic
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from registry.clock import Clock, parse_stamp, stamp
 from registry.decision import OBSERVED_RULES, Decision, EquipmentFacts, Query, Rule, Sighting
 from registry.store import Registry
+from registry.writer import ObservationWriter
+
+__all__ = ["AUTO_ENTRY_SOURCE", "Batch", "Observations", "Recorder", "Sightings", "parse_stamp", "stamp"]
 
 log = logging.getLogger("eir.observations")
 
-_DEVICE_TYPE_SQL = "SELECT device_type FROM tac WHERE tac = ?"
-
-
-def _msisdn_sql(imsi: str, at: str) -> str:
-    """An SQL expression: the MSISDN the IMSI ``imsi`` held at time ``at`` (both parameter
-    placeholders): the subscriber data (registry/subscribers.py), else the last one imported
-    observations gave it (a partial index holds only the sightings with one); NULL if none."""
-    return (f"coalesce((SELECT s.msisdn FROM subscriber AS s WHERE s.imsi = {imsi} AND (s.valid_from IS NULL OR "
-            f"s.valid_from <= {at}) AND (s.valid_until IS NULL OR s.valid_until > {at}) "
-            f"ORDER BY s.valid_from DESC NULLS LAST LIMIT 1), "
-            f"(SELECT o.msisdn FROM sighting AS o WHERE o.imsi = {imsi} AND o.msisdn IS NOT NULL AND "
-            f"o.first_seen <= {at} ORDER BY o.last_seen DESC LIMIT 1))")
-
-
-_MSISDN_SQL = f"SELECT {_msisdn_sql('?', '?')}"  # parameters: imsi, at, at, imsi, at
-_NOTICE_SQL = "SELECT 1 FROM notice WHERE imei = ? AND imsi = ? AND event = ?"
-_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 TYPE_CACHE_LIMIT = 65536
 LOG_EVERY = 10.0  # seconds between log lines about failed writes
 SEEN_LIMIT = 500_000  # pairs remembered as recorded today (about 50 MiB); then it starts again
 NOTICED_LIMIT = 262144
-
-
-def upsert_sql(dialect: str) -> str:
-    """One statement for a first sight and for later ones (parameters imei, imsi, msisdn,
-    first_seen, last_seen, interface): the earliest first sight and the latest last sight
-    win; a known MSISDN is kept unless a new one is given."""
-    low, high = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
-    return ("INSERT INTO sighting (imei, imsi, msisdn, first_seen, last_seen, interface) "
-            "VALUES (:imei, :imsi, :msisdn, :first_seen, :last_seen, :interface) "
-            "ON CONFLICT (imei, imsi) DO UPDATE SET msisdn = coalesce(excluded.msisdn, sighting.msisdn), "
-            f"first_seen = {low}(sighting.first_seen, excluded.first_seen), "
-            f"last_seen = {high}(sighting.last_seen, excluded.last_seen), interface = excluded.interface")
-
-
-# An IMEI the profile enters automatically by its device type: on the white list, with its
-# history, unless the registry holds it already (an import, or another answer, came first).
-# The IMEI is cast where the condition reads it (PostgreSQL: one type per parameter).
-AUTO_ENTRY_SOURCE = "auto-entry"
-AUTO_HISTORY_SQL = ("INSERT INTO history (imei, at, field, old, new, reason, source) "
-                    "SELECT :imei, :at, 'list', NULL, 'white', :reason, :source "
-                    "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = CAST(:imei AS VARCHAR(14)))")
-AUTO_ENTRY_SQL = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
-                  "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
-
-# A notice is addressed to its IMSI and the MSISDN the IMSI held when it was made due (the
-# query's, else the subscriber data's, else the last one imported observations gave it),
-# looked up by the database as it writes the batch. The IMSI is cast where the subquery
-# reads it: PostgreSQL refuses a parameter it deduces as text there and as varchar in VALUES.
-NOTICE_INSERT_SQL = (
-    "INSERT INTO notice (imei, imsi, msisdn, event, deadline, reason, created_at) "
-    f"VALUES (:imei, :imsi, coalesce(:msisdn, {_msisdn_sql('CAST(:imsi AS VARCHAR(15))', ':created_at')}), "
-    ":event, :deadline, :reason, :created_at) ON CONFLICT (imei, imsi, event) DO NOTHING")
-
-
-def stamp(at: datetime) -> str:
-    """A time as the registry stores it: naive UTC text."""
-    return at.astimezone(UTC).strftime(_STAMP)
-
-
-def parse_stamp(value: Any) -> datetime:
-    """A stored time (text from SQLite, a datetime elsewhere) as an aware UTC datetime."""
-    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+AUTO_ENTRY_SOURCE = "auto-entry"  # the source of an IMEI the profile entered by its device type
 
 
 class Sightings:
@@ -130,10 +73,12 @@ class Sightings:
 
 
 class Observations:
-    """Reads of the observations and of the TAC catalogue, for decisions."""
+    """Reads of the observations and of the TAC catalogue, for decisions. ``clock``: the
+    registry's unless given."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, clock: Clock | None = None) -> None:
         self.registry = registry
+        self.clock = registry.clock if clock is None else clock
         self._types: dict[str, str | None] = {}
         self._pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # first sights not yet readable
 
@@ -158,8 +103,7 @@ class Observations:
         until ``forget_types`` (the agent calls it when the database changed)."""
         if tac in self._types:
             return self._types[tac]
-        rows = self.registry.fetch(_DEVICE_TYPE_SQL, (tac,))
-        found = rows[0][0] if rows and rows[0][0] else None
+        found = self.registry.device_type(tac)
         if len(self._types) >= TYPE_CACHE_LIMIT:
             self._types.clear()
         self._types[tac] = found
@@ -171,9 +115,7 @@ class Observations:
     def msisdn(self, imsi: str, at: datetime) -> str | None:
         """The MSISDN ``imsi`` held at ``at``: the operator's subscriber data, else the last
         one imported observations gave it; None when neither knows."""
-        when = stamp(at)
-        found = self.registry.fetch(_MSISDN_SQL, (imsi, when, when, imsi, when))[0][0]
-        return None if found is None else str(found)
+        return self.registry.msisdn(imsi, at)
 
     def msisdns(self, equipment: EquipmentFacts | None, imsi: str | None, sightings: Iterable[Sighting],
                 at: datetime) -> dict[str, str]:
@@ -195,11 +137,9 @@ class Observations:
 class Recorder(Observations):
     """Reads and records observations for the agent (one per process)."""
 
-    def __init__(self, registry: Registry, busy_seconds: float = 0.2) -> None:
-        super().__init__(registry)
-        self._upsert = upsert_sql(registry.url.get_dialect().name)
-        self._writer = _writer(registry, busy_seconds)
-        self._busy_seconds = self._lock_wait = busy_seconds
+    def __init__(self, registry: Registry, busy_seconds: float = 0.2, *, clock: Clock | None = None) -> None:
+        super().__init__(registry, clock=clock)
+        self._writer = ObservationWriter(registry, busy_seconds)
         self._first: list[dict[str, Any]] = []  # durable: first sights not yet committed
         self._notices: list[dict[str, Any]] = []  # durable: notices not yet committed
         self._auto: dict[str, dict[str, Any]] = {}  # durable: automatic entries not yet committed
@@ -249,7 +189,7 @@ class Recorder(Observations):
 
     def _notice(self, key: str, imsi: str, query: Query, decision: Decision) -> bool:
         """Queue the notices due, addressed to the IMSI (the database adds the MSISDN it
-        holds as it writes them: NOTICE_INSERT_SQL); none without an IMSI or an MSISDN.
+        holds as it writes them: statements.NOTICE_INSERT); none without an IMSI or an MSISDN.
         True when one was queued."""
         queued = False
         for notice in decision.notices:
@@ -321,7 +261,7 @@ class Recorder(Observations):
         if len(self._noticed) >= NOTICED_LIMIT:
             self._noticed.clear()
         self._noticed.add(marker)
-        return not self.registry.fetch(_NOTICE_SQL, marker)
+        return not self.registry.notice_queued(key, imsi, event)
 
     @property
     def waiting(self) -> bool:
@@ -331,7 +271,7 @@ class Recorder(Observations):
     @property
     def threaded(self) -> bool:
         """Whether ``write`` may run on another thread (its connection is its own)."""
-        return self._writer is None or self._writer is not self.registry.raw_connection
+        return self._writer.threaded
 
     def take(self, later: bool = False) -> Batch:
         """Move the queued durable rows (and with ``later`` the sights kept for the flush)
@@ -349,11 +289,7 @@ class Recorder(Observations):
         """Write a batch in one transaction (any thread: only the writer connection is
         used); raises what the database raised."""
         if batch:
-            self._write(self._statements(batch))
-
-    def _statements(self, batch: Batch) -> list[tuple[str, list[dict[str, Any]]]]:
-        return [(self._upsert, batch.first + batch.later), (NOTICE_INSERT_SQL, batch.notices),
-                (AUTO_HISTORY_SQL, batch.auto), (AUTO_ENTRY_SQL, batch.auto)]
+            self._writer.write(batch.first + batch.later, batch.notices, batch.auto)
 
     @property
     def stages(self) -> bool:
@@ -361,41 +297,16 @@ class Recorder(Observations):
         never waiting for a lock) and only its COMMIT, the fsync, on the writer thread
         (``commit_staged``). A worker thread running every statement needs the GIL back
         for each row, from an event loop busy with the next requests."""
-        writer = self._writer
-        return isinstance(writer, sqlite3.Connection) and writer is not self.registry.raw_connection
+        return self._writer.stages
 
     def stage(self, batch: Batch) -> None:
         """Begin the batch's transaction and run its statements, on this thread; raises at
         once (database is locked) when another process holds the write lock."""
-        writer = self._writer
-        assert isinstance(writer, sqlite3.Connection)
-        self._wait_for_lock(0.0)
-        writer.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in self._statements(batch):
-                if rows:
-                    writer.executemany(sql, rows)
-        except BaseException:
-            if writer.in_transaction:
-                writer.execute("ROLLBACK")
-            raise
+        self._writer.stage(batch.first + batch.later, batch.notices, batch.auto)
 
     def commit_staged(self) -> None:
         """COMMIT what ``stage`` wrote (any thread: the fsync)."""
-        writer = self._writer
-        assert isinstance(writer, sqlite3.Connection)
-        try:
-            writer.execute("COMMIT")
-        except BaseException:
-            if writer.in_transaction:
-                writer.execute("ROLLBACK")
-            raise
-
-    def _wait_for_lock(self, seconds: float) -> None:
-        """How long the SQLite writer waits for another process's write lock."""
-        if seconds != self._lock_wait and isinstance(self._writer, sqlite3.Connection):
-            self._writer.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
-            self._lock_wait = seconds
+        self._writer.commit_staged()
 
     def settle(self, batch: Batch, error: BaseException | None = None) -> bool:
         """After ``write``: the batch is readable (True), or, when it failed with ``error``,
@@ -460,7 +371,7 @@ class Recorder(Observations):
     def _failed(self, message: str) -> None:
         """Count every failure; log the first and then at most one every LOG_EVERY seconds."""
         self.failures += 1
-        now = monotonic()
+        now = self.clock.monotonic()
         if now >= self._quiet_until:
             log.error("%s (%d failures so far)", message, self.failures)
             self._quiet_until = now + LOG_EVERY
@@ -473,31 +384,8 @@ class Recorder(Observations):
     def close(self) -> bool:
         """Flush, and close the writer; True when nothing queued was left unwritten."""
         written = self.flush()
-        if isinstance(self._writer, sqlite3.Connection) and self._writer is not self.registry.raw_connection:
-            self._writer.close()
+        self._writer.close()
         return written
-
-    def _write(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> None:
-        writer = self._writer
-        if isinstance(writer, sqlite3.Connection):
-            self._wait_for_lock(self._busy_seconds)
-            writer.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, rows in batches:
-                    if rows:
-                        writer.executemany(sql, rows)
-                writer.execute("COMMIT")
-            except BaseException:
-                if writer.in_transaction:
-                    writer.execute("ROLLBACK")
-                raise
-            return
-        with self.registry.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # as SQLite's busy timeout: never wait on a lock for ever
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self._busy_seconds * 1000))}")
-            for sql, rows in batches:
-                if rows:
-                    conn.execute(text(sql), rows)
 
 
 @dataclass(slots=True)
@@ -528,17 +416,3 @@ def _row(key: str, imsi: str, query: Query) -> dict[str, Any]:
     at = stamp(query.at)
     return {"imei": key, "imsi": imsi, "msisdn": query.msisdn, "first_seen": at, "last_seen": at,
             "interface": str(query.interface)}
-
-
-def _writer(registry: Registry, busy_seconds: float) -> sqlite3.Connection | None:
-    """SQLite: a connection of its own that commits with fsync (synchronous=FULL), and
-    waits at most ``busy_seconds`` for another writer. Elsewhere: the SQLAlchemy engine."""
-    raw = registry.raw_connection
-    if raw is None:
-        return None
-    if registry.url.database in (None, "", ":memory:"):
-        return raw  # the one shared in-memory database
-    writer = sqlite3.connect(registry.url.database or "", isolation_level=None, check_same_thread=False,
-                             timeout=busy_seconds)
-    writer.execute("PRAGMA synchronous=FULL")
-    return writer

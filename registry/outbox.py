@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 from sqlalchemy import bindparam, select, update
 
+from registry.clock import stored
 from registry.imei import luhn_check_digit
 from registry.imports import write_csv
-from registry.models import Base, utcnow
+from registry.models import Base
 from registry.sightings import iso_utc, stream
 from registry.store import Registry
 
@@ -65,12 +66,12 @@ def _iso(at: datetime | None) -> str | None:
 
 def mark_exported(registry: Registry, done: NoticeExport, at: datetime | None = None) -> None:
     """Mark the notices an export wrote as exported (those another export marked first keep
-    their time), in one transaction."""
+    their time), in one transaction; at ``at``, else the registry's clock's now."""
     if not done.runs:
         return
     n = NOTICE.c
     statement = (update(NOTICE).where(n.id.between(bindparam("low"), bindparam("high")), n.exported_at.is_(None))
-                 .values(exported_at=at or utcnow()))
+                 .values(exported_at=stored(at or registry.clock.now())))
     with registry.engine.connect() as conn:
         writing = conn.execution_options(eir_write=True)  # SQLite: BEGIN IMMEDIATE
         with writing.begin():

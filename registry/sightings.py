@@ -2,7 +2,7 @@
 from a CSV of (date, imei, imsi, msisdn) rows, and the export writes it back.
 
 An imported row is a sight of its (IMEI, IMSI) pair at its date, written with the agent's
-own statement (``registry.observations.upsert_sql``) and time format (``stamp``): per pair
+own statement (``registry.statements.upsert_sighting``) and time format (``stamp``): per pair
 the earliest first sight and the latest last sight win, the last MSISDN given is kept, and
 the interface becomes "import". The rows are written with executemany, chunk by chunk, in
 the import's one transaction; each chunk sorted by key, so the B-tree is walked in order.
@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from registry import statements
+from registry.clock import parse_stamp
 from registry.models import Base
-from registry.observations import parse_stamp, upsert_sql
 from registry.store import CHUNK, Bulk, Counts, Registry
 
 SIGHTING = Base.metadata.tables["sighting"]
@@ -35,7 +36,7 @@ class SightingLoader:
     def __init__(self, bulk: Bulk) -> None:
         self.conn = bulk.conn
         self.rows = 0
-        self._sql = upsert_sql(self.conn.dialect.name)
+        self._sql = statements.upsert_sighting(self.conn.dialect.name)
         self._raw = self.conn.dialect.name == "sqlite" and self.conn.dialect.driver == "pysqlite"
         self._before = self._pairs()  # in the write transaction: nobody else adds pairs meanwhile
 

@@ -1,6 +1,11 @@
 """The registry store: the agent's hot-path lookup, the entry and its history for people,
 and set-based bulk writes for imports, over any SQLAlchemy URL (a SQLite file by default).
 
+Callers ask by name (``lookup``, ``sightings``, ``device_type``, ``msisdn``,
+``notice_queued``, the bulk writes, the exports); none hands the registry SQL. The few
+statements written by hand live in registry/statements.py and every connection is opened
+by registry/connections.py.
+
 On SQLite (pysqlite) the lookup uses one raw ``sqlite3`` connection and two fixed
 parameterised statements on the primary key (the pairings only for the paired list). The
 database runs in WAL mode, so an import (one write transaction) never blocks lookups.
@@ -17,11 +22,10 @@ computed by the database, walking its B-trees in key order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from time import monotonic
 from typing import Any
 
 from sqlalchemy import (
@@ -35,9 +39,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     insert,
@@ -48,12 +50,14 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
+from registry import statements
+from registry.clock import SYSTEM_CLOCK, Clock, stamp, stored
+from registry.connections import is_pysqlite, lookup_connection, open_engine
 from registry.decision.facts import EquipmentFacts, ListName, Pair
-from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField, utcnow
+from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
@@ -79,12 +83,8 @@ _LOAD = {stage: Table(stage.name.replace("stage", "load"), _STAGING,
 CHUNK = 20_000  # rows per executemany into a staging table
 SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
 
-_LOOKUP_SQL = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = ?"
-_PAIRINGS_SQL = "SELECT imsi, msisdn FROM pairing WHERE imei = ? ORDER BY id"
-_SIGHTINGS_SQL = "SELECT imsi, first_seen, last_seen FROM sighting WHERE imei = ?"
-_OBSERVED_SQL = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
-                 "FROM (SELECT ? AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
-                 "LEFT JOIN sighting AS s ON s.imei = q.imei")
+# The hot path's statements as globals of this module: one lookup less per call.
+_LOOKUP_SQL, _PAIRINGS_SQL, _OBSERVED_SQL = statements.LOOKUP, statements.PAIRINGS, statements.OBSERVED
 _LISTS: dict[str | None, ListName | None] = {None: None, **{name.value: name for name in ListName}}
 
 def _fast_facts() -> Callable[[str, ListName | None, bool, str | None, str | None, tuple[Pair, ...]], EquipmentFacts]:
@@ -145,7 +145,7 @@ class Registry:
     """The equipment registry at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str, create: bool = True, snapshot_seconds: float = SNAPSHOT_SECONDS, *,
-                 writable: bool = False) -> None:
+                 writable: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         """``create``: make the schema (the SQLite file too) or upgrade an older one, and
         stamp its version (registry/schema.py); ``self.schema`` says "created", "upgraded"
         or "current". Without it the registry must exist, at this eir's schema version
@@ -154,8 +154,13 @@ class Registry:
 
         ``snapshot_seconds``: on a SQLite file, lookups share one read snapshot for at most
         this long (they see another connection's commit at most that late); 0 gives every
-        lookup its own snapshot, at about twice the cost."""
+        lookup its own snapshot, at about twice the cost.
+
+        ``clock``: the time of what the registry stamps (history, entries) and of its
+        snapshot ages; the recorder and the service read it too unless given their own."""
         self.url: URL = make_url(url)
+        self.clock = clock
+        self._monotonic = clock.monotonic  # kept: read once per lookup
         self._raw: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor
         self._version: float = 0.0  # see changed()
@@ -164,7 +169,7 @@ class Registry:
         check_file(self.url, create)  # before connecting: SQLite makes a missing file on connect
         if writable:
             check_writable_files(self.url)
-        self.engine = _engine(self.url)
+        self.engine = open_engine(self.url)  # every connection comes from registry/connections.py
         try:
             if create:
                 self.schema = create_schema(self.engine)
@@ -174,8 +179,8 @@ class Registry:
                 self.schema = "verified"
             if writable:
                 verify_writable(self.engine)
-            if self.url.get_dialect().name == "sqlite" and self.url.get_driver_name() == "pysqlite":
-                self._raw = _raw_sqlite(self.engine, self.url)
+            if is_pysqlite(self.url):
+                self._raw = lookup_connection(self.engine, self.url)
                 self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call
                 wal = self._raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 self._snapshot_seconds = snapshot_seconds if wal else 0.0  # a held read blocks writers without WAL
@@ -190,7 +195,7 @@ class Registry:
         raw = self._raw
         if raw is None:
             return self._lookup_core(key)
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_LOOKUP_SQL, (key,)).fetchall()  # fetchall: the statement is done and reset
         if not rows:
@@ -204,17 +209,14 @@ class Registry:
         """The SQLite lookup connection (None on other databases)."""
         return self._raw
 
-    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Rows of a read-only statement with ``?`` parameters, on the lookup connection and
-        its shared snapshot (SQLite), or through SQLAlchemy elsewhere."""
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of one of the registry's read-only statements (registry/statements.py, named
+        parameters), on the lookup connection and its shared snapshot (SQLite), or through
+        SQLAlchemy elsewhere."""
         if self._raw is None:
-            names = {f"p{i}": value for i, value in enumerate(params)}
-            numbered = sql
-            for name in names:
-                numbered = numbered.replace("?", f":{name}", 1)
             with self.engine.connect() as conn:
-                return [tuple(row) for row in conn.execute(text(numbered), names)]
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         return self._cursor.execute(sql, params).fetchall()
 
@@ -226,7 +228,7 @@ class Registry:
         """Whether another connection may have committed since the last call: SQLite's
         data_version on the lookup connection; elsewhere, True at most every 10 s."""
         if self._raw is None:
-            now = monotonic()
+            now = self._monotonic()
             changed, self._version = now >= self._version, max(self._version, now + 10.0)
             return changed
         version = self._raw.execute("PRAGMA data_version").fetchone()[0]
@@ -239,7 +241,7 @@ class Registry:
         join that costs about 1.5 us more than ``lookup`` alone."""
         if self._raw is None:
             return self.lookup(key), self.sightings(key)
-        if self._snapshot_seconds and monotonic() >= self._snapshot_until:
+        if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall()
         first = rows[0]
@@ -254,7 +256,22 @@ class Registry:
 
     def sightings(self, key: str) -> list[tuple[Any, ...]]:
         """A key's sightings alone, as (imsi, first_seen, last_seen) rows."""
-        return [tuple(row) for row in self.fetch(_SIGHTINGS_SQL, (key,))]
+        return [tuple(row) for row in self._read(statements.SIGHTINGS, {"imei": key})]
+
+    def device_type(self, tac: str) -> str | None:
+        """The TAC catalogue's device type of ``tac`` (None: no such TAC, or no type given)."""
+        rows = self._read(statements.DEVICE_TYPE, {"tac": tac})
+        return rows[0][0] if rows and rows[0][0] else None
+
+    def msisdn(self, imsi: str, at: datetime) -> str | None:
+        """The MSISDN ``imsi`` held at ``at``: the operator's subscriber data, else the last
+        one imported observations gave it; None when neither knows."""
+        found = self._read(statements.MSISDN, {"imsi": imsi, "at": stamp(at)})[0][0]
+        return None if found is None else str(found)
+
+    def notice_queued(self, key: str, imsi: str, event: str) -> bool:
+        """Whether the notice outbox holds the notice ``event`` for this IMEI and IMSI."""
+        return bool(self._read(statements.NOTICE_QUEUED, {"imei": key, "imsi": imsi, "event": event}))
 
     def _renew_snapshot(self) -> None:
         """End the lookup connection's read transaction and start the next one (WAL: a
@@ -264,7 +281,7 @@ class Registry:
         if raw.in_transaction:
             raw.execute("COMMIT")
         raw.execute("BEGIN")
-        self._snapshot_until = monotonic() + self._snapshot_seconds
+        self._snapshot_until = self._monotonic() + self._snapshot_seconds
 
     def _lookup_core(self, key: str) -> EquipmentFacts | None:
         e = EQUIPMENT.c
@@ -331,7 +348,7 @@ class Registry:
             conn = conn.execution_options(eir_write=True, preserve_rowcount=True)
             transaction = conn.begin()
             try:
-                bulk = Bulk(conn)
+                bulk = Bulk(conn, self.clock)
                 yield bulk
                 bulk.drop_tables()
                 if bulk.cancelled:
@@ -395,66 +412,22 @@ class Registry:
                 yield tuple(row)
 
 
-# -- engine and raw connection ---------------------------------------------------------
-
-def _is_memory(url: URL) -> bool:
-    return url.get_dialect().name == "sqlite" and url.database in (None, "", ":memory:")
-
-
-def _engine(url: URL) -> Engine:
-    if url.get_dialect().name != "sqlite":
-        return create_engine(url)
-    if _is_memory(url):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        engine = create_engine(url, connect_args={"timeout": 30})
-    if url.get_driver_name() == "pysqlite":
-        memory = _is_memory(url)
-        event.listen(engine, "connect", lambda dbapi, _record: _on_connect(dbapi, memory))
-        event.listen(engine, "begin", _on_begin)
-    return engine
-
-
-def _on_connect(dbapi: sqlite3.Connection, memory: bool) -> None:
-    dbapi.isolation_level = None  # SQLAlchemy's begin event says BEGIN itself (pysqlite's is late)
-    if not memory:
-        dbapi.execute("PRAGMA journal_mode=WAL")  # readers never wait for an import
-    dbapi.execute("PRAGMA synchronous=NORMAL")  # safe in WAL: a crash loses at most the last commit
-    dbapi.execute("PRAGMA temp_store=MEMORY")
-    dbapi.execute("PRAGMA cache_size=-131072")  # 128 MiB: imports touch every page of the B-trees
-
-
-def _on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("eir_write") else "BEGIN")
-
-
-def _raw_sqlite(engine: Engine, url: URL) -> sqlite3.Connection:
-    """The lookup connection: autocommit (each SELECT its own snapshot), read-only."""
-    if _is_memory(url):  # the one shared in-memory database lives in the engine's pool
-        proxied = engine.raw_connection()
-        raw = proxied.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
-        return raw
-    raw = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False, timeout=30)
-    raw.execute("PRAGMA query_only=ON")
-    # Read the file through a memory map (SQLite caps the size at its compile-time limit):
-    # a page is then a memory read, not a read() into the page cache.
-    raw.execute("PRAGMA mmap_size=17179869184")
-    raw.execute("PRAGMA cache_size=-16384")
-    return raw
-
-
 # -- set-based bulk writes -------------------------------------------------------------
 
 class Bulk:
     """Rows loaded chunk by chunk, then applied with set-based statements: counts, history
     and the new state are computed by the database, in the registry's key order."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, clock: Clock = SYSTEM_CLOCK) -> None:
         self.conn = conn
+        self.clock = clock
         self.cancelled = False
         self._tables: set[Table] = set()  # temporary tables created by this bulk write
         self._driver_sql = conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite"
+
+    def now(self) -> datetime:
+        """The clock's time as the tables store it (naive UTC), for what a write stamps."""
+        return stored(self.clock.now())
 
     def add_entries(self, rows: Sequence[tuple[str, str | None]]) -> None:
         """(key, reason) rows for ``put_list`` or ``put_stolen``."""
@@ -475,13 +448,13 @@ class Bulk:
     def put_list(self, name: ListName, source: str) -> Counts:
         """Put the loaded entries on list ``name``: new entries, moves from another list
         (with history; pairings are dropped when leaving paired), reason updates."""
-        return _apply_list(self.conn, name, source, utcnow(), self._stage(STAGE_LIST))
+        return _apply_list(self.conn, name, source, self.now(), self._stage(STAGE_LIST))
 
     def put_stolen(self, source: str, stolen: bool = True) -> Counts:
         """Set the flag of the loaded entries, with their reason (an IMEI the registry lacks
         is added, known only as stolen); ``stolen=False`` clears it (the reason goes to
         history; IMEIs not stolen are unchanged and none is added)."""
-        return _apply_stolen(self.conn, source, utcnow(), self._stage(STAGE_LIST), stolen)
+        return _apply_stolen(self.conn, source, self.now(), self._stage(STAGE_LIST), stolen)
 
     def put_pairings(self, source: str) -> Counts:
         """Bind the loaded keys to their identities and put them on the paired list.
@@ -490,7 +463,7 @@ class Bulk:
         self._create(STAGE_LIST)
         keys = self.conn.execute(insert(STAGE_LIST).from_select(
             ["imei", "reason"], select(STAGE_PAIR.c.imei, null()).distinct().order_by(STAGE_PAIR.c.imei))).rowcount
-        return _apply_pairings(self.conn, source, utcnow(), keys)
+        return _apply_pairings(self.conn, source, self.now(), keys)
 
     def put_tacs(self) -> Counts:
         return _apply_tacs(self.conn, self._stage(STAGE_TAC))

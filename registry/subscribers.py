@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, func, insert, select, text
 
-from registry.models import Base, utcnow
+from registry.models import Base
 from registry.sightings import iso_utc, stream
 from registry.store import Bulk, Counts, Registry
 
@@ -42,7 +42,7 @@ class SubscriberLoader:
     def __init__(self, bulk: Bulk, source: str, now: datetime | None = None) -> None:
         self.conn = bulk.conn
         self.source = source
-        self.now = now or utcnow()
+        self.now = now or bulk.now()  # the import's time: the start of an undated row
         STAGE.drop(self.conn, checkfirst=True)
         STAGE.create(self.conn)
 

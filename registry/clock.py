@@ -1,0 +1,113 @@
+"""Time, as one object passed in: the command line makes one clock and hands it down to the
+registry (its stamps and snapshot ages), the recorder (sights and notices are stamped with
+the query's time), the EquipmentCheck service (the time of each query, so of each policy
+date: grace deadlines, reminders) and the answer log. Nothing below the command line reads
+the machine's time on its own: ``SystemClock`` is the only place that does.
+
+A clock gives two times:
+
+- ``now()``: the calendar time, an aware UTC datetime: what is stamped and decided with.
+- ``monotonic()``: seconds that never go back, for elapsed time: snapshot ages, timeouts,
+  log rate limits.
+
+``ManualClock`` is moved by hand and never backwards (tests; a lab clock that a simulator
+moves forward is the same contract). The asyncio drivers of the protocol cores
+(diameter/, sigtran/) keep their event loop's time for protocol timers: those are waits
+on sockets, not the time a decision is made at.
+
+Library constructors default to ``SYSTEM_CLOCK`` (or to the registry's clock), so a test or
+a script may omit it; the command line always passes its own.
+
+Also here, how a time is stored: ``stored`` (naive UTC, for the DateTime columns), ``stamp``
+and ``parse_stamp`` (the text the recorder writes and SQLite gives back).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "parse_stamp", "stamp", "stored"]
+
+_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
+
+
+class Clock(Protocol):
+    """What time it is (``now``) and how much has elapsed (``monotonic``)."""
+
+    def now(self) -> datetime:
+        """The calendar time, aware, in UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back."""
+        ...
+
+
+class SystemClock:
+    """The machine's clock."""
+
+    __slots__ = ()
+
+    # The builtin itself, so a caller that keeps ``clock.monotonic`` pays one C call, as
+    # with ``time.monotonic`` (the store reads it once per lookup).
+    monotonic = staticmethod(time.monotonic)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class ManualClock:
+    """A clock that moves only when told, and only forward: ``advance`` by a duration,
+    ``set`` to a later time. ``monotonic`` moves with it, by the same seconds."""
+
+    __slots__ = ("_at", "_monotonic")
+
+    def __init__(self, at: datetime, monotonic: float = 0.0) -> None:
+        self._at = _aware_utc(at)
+        self._monotonic = monotonic
+
+    def now(self) -> datetime:
+        return self._at
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, by: float | timedelta) -> datetime:
+        """Move forward by ``by`` (seconds or a timedelta, not negative); the new time."""
+        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
+        if seconds < 0:
+            raise ValueError(f"a clock never goes back (asked to move {seconds} s)")
+        self._at += timedelta(seconds=seconds)
+        self._monotonic += seconds
+        return self._at
+
+    def set(self, at: datetime) -> datetime:
+        """Move forward to ``at`` (not earlier than now); the new time."""
+        return self.advance(_aware_utc(at) - self._at)
+
+
+def _aware_utc(at: datetime) -> datetime:
+    """``at`` in UTC; a naive time is taken as UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def stored(at: datetime) -> datetime:
+    """A time as the tables' DateTime columns hold it: naive UTC (a naive time is UTC already)."""
+    return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+
+
+def stamp(at: datetime) -> str:
+    """A time as the registry stores it, as text (the recorder's writes, SQLite's columns):
+    naive UTC."""
+    return at.astimezone(UTC).strftime(_STAMP)
+
+
+def parse_stamp(value: Any) -> datetime:
+    """A stored time (text from SQLite, a datetime elsewhere) as an aware UTC datetime."""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

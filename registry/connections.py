@@ -1,0 +1,80 @@
+"""Every connection the registry opens is made here: the SQLAlchemy engine (SQLite: WAL,
+and BEGIN IMMEDIATE for writes), the raw ``sqlite3`` lookup connection of the hot path,
+and the recorder's writer connection (a commit is on disk: synchronous=FULL).
+
+The raw connections exist for speed: on SQLite a lookup through them costs a fraction of
+one through SQLAlchemy (registry/store.py). On other databases there are none: the
+engine serves every read and write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import StaticPool
+
+LOCK_WAIT = 30  # seconds the engine and the lookup connection wait for another writer's lock
+
+
+def is_memory(url: URL) -> bool:
+    """A SQLite database in memory: one, shared by every connection of the process."""
+    return url.get_dialect().name == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def is_pysqlite(url: URL) -> bool:
+    """SQLite through Python's own sqlite3: the raw connections can be used."""
+    return url.get_dialect().name == "sqlite" and url.get_driver_name() == "pysqlite"
+
+
+def open_engine(url: URL) -> Engine:
+    if url.get_dialect().name != "sqlite":
+        return create_engine(url)
+    if is_memory(url):
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, connect_args={"timeout": LOCK_WAIT})
+    if url.get_driver_name() == "pysqlite":
+        memory = is_memory(url)
+        event.listen(engine, "connect", lambda dbapi, _record: _on_connect(dbapi, memory))
+        event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def _on_connect(dbapi: sqlite3.Connection, memory: bool) -> None:
+    dbapi.isolation_level = None  # SQLAlchemy's begin event says BEGIN itself (pysqlite's is late)
+    if not memory:
+        dbapi.execute("PRAGMA journal_mode=WAL")  # readers never wait for an import
+    dbapi.execute("PRAGMA synchronous=NORMAL")  # safe in WAL: a crash loses at most the last commit
+    dbapi.execute("PRAGMA temp_store=MEMORY")
+    dbapi.execute("PRAGMA cache_size=-131072")  # 128 MiB: imports touch every page of the B-trees
+
+
+def _on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("eir_write") else "BEGIN")
+
+
+def lookup_connection(engine: Engine, url: URL) -> sqlite3.Connection:
+    """The lookup connection: autocommit (each SELECT its own snapshot), read-only."""
+    if is_memory(url):  # the one shared in-memory database lives in the engine's pool
+        proxied = engine.raw_connection()
+        raw = proxied.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return raw
+    raw = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT)
+    raw.execute("PRAGMA query_only=ON")
+    # Read the file through a memory map (SQLite caps the size at its compile-time limit):
+    # a page is then a memory read, not a read() into the page cache.
+    raw.execute("PRAGMA mmap_size=17179869184")
+    raw.execute("PRAGMA cache_size=-16384")
+    return raw
+
+
+def writer_connection(url: URL, busy_seconds: float) -> sqlite3.Connection:
+    """A SQLite file's writer for the recorder: a connection of its own (any thread) that
+    commits with fsync (synchronous=FULL) and waits at most ``busy_seconds`` for another
+    writer. An in-memory database has no other: its writer is the lookup connection."""
+    writer = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False, timeout=busy_seconds)
+    writer.execute("PRAGMA synchronous=FULL")
+    return writer
