@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import re
@@ -97,6 +98,21 @@ def warm_up(run: Callable[[float], dict[str, Any]], count: int, seconds: float) 
     raise RuntimeError(f"the warm-up did not cover the {count:,} IMEIs")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used (every thread, the commit thread too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result with the agent's CPU time per answer (``agent_cpu_us``): a figure
+    that other work on a shared machine moves much less than answers a second do."""
+    before = cpu_seconds(pid)
+    result = run()
+    result["agent_cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(int(result["answers"]), 1)
+    return result
+
+
 def rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -117,7 +133,8 @@ def line(name: str, result: dict[str, Any]) -> str:
     latency = result["latency_ms"]
     return (f"{name:28} {result['answers_per_s']:>10,.0f} answers/s   p50 {latency['p50']} ms   "
             f"p90 {latency['p90']} ms   p99 {latency['p99']} ms   max {latency['max']} ms   "
-            f"errors {result['error_total']}")
+            f"errors {result['error_total']}"
+            + (f"   agent CPU {result['agent_cpu_us']:.1f} µs/answer" if "agent_cpu_us" in result else ""))
 
 
 def parse_arguments(doc: str) -> argparse.Namespace:
@@ -162,9 +179,10 @@ def main() -> None:
         agent = AgentProcess(folder, url)
         try:
             warm_up(lambda seconds: load(agent.port, imeis, seconds, args.inflight), len(sample), args.warmup)
-            ours = load(agent.port, imeis, args.duration, args.inflight)
-            memory = rss_mib(agent.process.pid)
-            first = load(agent.port, fresh, args.fresh_duration, args.inflight)
+            pid = agent.process.pid
+            ours = with_cpu(pid, lambda: load(agent.port, imeis, args.duration, args.inflight))
+            memory = rss_mib(pid)
+            first = with_cpu(pid, lambda: load(agent.port, fresh, args.fresh_duration, args.inflight))
         finally:
             code = agent.stop()
         lines = sum(1 for _ in agent.answer_log.open())

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_agent import PREFIX, line, load, parse_arguments, prepare, rss_mib, seed_observations, warm_up
+from bench_agent import PREFIX, line, load, parse_arguments, prepare, rss_mib, seed_observations, warm_up, with_cpu
 
 from simulator.agent_process import EIR, AgentProcess
 
@@ -44,10 +44,11 @@ def main() -> None:
             port = agent.m3ua_address[1]
             warm_up(lambda seconds: load_map(port, imeis, seconds, args.inflight, 3, False), len(sample),
                     args.warmup)
-            v3 = load_map(port, imeis, args.duration, args.inflight, 3, False)
-            v2 = load_map(port, imeis, args.duration, args.inflight, 2, True)
-            s13 = load(agent.port, imeis, args.duration, args.inflight)
-            first = load_map(port, fresh, args.fresh_duration, args.inflight, 3, False)
+            pid = agent.process.pid
+            v3 = with_cpu(pid, lambda: load_map(port, imeis, args.duration, args.inflight, 3, False))
+            v2 = with_cpu(pid, lambda: load_map(port, imeis, args.duration, args.inflight, 2, True))
+            s13 = with_cpu(pid, lambda: load(agent.port, imeis, args.duration, args.inflight))
+            first = with_cpu(pid, lambda: load_map(port, fresh, args.fresh_duration, args.inflight, 3, False))
             memory = rss_mib(agent.process.pid)
         finally:
             code = agent.stop()
