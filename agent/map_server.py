@@ -79,9 +79,6 @@ class M3uaConnection(M3uaLink):
                  admission: Admission | None = None, sctp: bool = False,
                  allowed: Allowed | None = None) -> None:
         super().__init__(endpoint, router, counters=bad.counters, report=bad, load=admission)
-        self.endpoint = endpoint
-        self.bad = bad
-        self.admission = admission
         self.sctp = sctp  # over SCTP the link reads the association's streams itself
         self.allowed = allowed
         self.admitted: tuple[M3uaPeer, ...] | None = None  # the entries this peer's DATA is screened by
@@ -118,13 +115,14 @@ class M3uaConnection(M3uaLink):
             return None
         wire = data_message(data, rc)
         if not any(peer.point_codes is None or data.opc in peer.point_codes for peer in self.admitted):
-            self.bad("m3ua.refused_point_code", f"OPC {data.opc} is not allowed from this address: ERR 0x0d", self.peer)
+            self.report("m3ua.refused_point_code", f"OPC {data.opc} is not allowed from this address: ERR 0x0d",
+                        self.peer)
             return error_message(ErrorCode.REFUSED_MANAGEMENT_BLOCKING, wire)
         if rc is None:
-            self.bad("m3ua.refused_routing_context", "DATA names no routing context, this peer must: ERR 0x16",
+            self.report("m3ua.refused_routing_context", "DATA names no routing context, this peer must: ERR 0x16",
                      self.peer)
             return error_message(ErrorCode.MISSING_PARAMETER, wire)
-        self.bad("m3ua.refused_routing_context", f"routing context {rc} is not allowed from this address: ERR 0x19",
+        self.report("m3ua.refused_routing_context", f"routing context {rc} is not allowed from this address: ERR 0x19",
                  self.peer)
         return error_message(ErrorCode.INVALID_ROUTING_CONTEXT, wire, (Parameter(Tag.ROUTING_CONTEXT, u32(rc)),))
 
