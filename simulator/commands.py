@@ -279,12 +279,13 @@ def _optional_m3ua_peer(_: click.Context, __: click.Parameter, value: str | None
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each answer.")
 @click.option("--close-wait", default=10.0, show_default=True,
               help="Seconds to wait for the EIR to close the connection after a DPA or a refusing CEA.")
+@click.option("-v", "--verbose", is_flag=True, help="Under each check, what was sent and what came back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per check.")
 def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, names: tuple[str, ...],
                 listing: bool, imei: str, unknown_origin_host: str, origin_host: str, origin_realm: str,
-                destination_realm: str, timeout: float, close_wait: float, as_json: bool) -> None:
+                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool) -> None:
     """Run the wire conformance checks against an EIR: the Diameter (S13) ones at HOST:PORT,
-    the MAP ones at --map. Prints what each check observed, one check per entry; it judges
+    the MAP ones at --map. Prints what each check observed, one line per check; it judges
     nothing (a scenario's expectations do). Exits 1 when a check could not connect, 2 when
     there is nothing to run."""
     from simulator.conformance import CHECKS, CheckOptions, run_check
@@ -309,8 +310,11 @@ def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, 
         for name, (host, port) in runnable:  # one at a time: each is one exchange, as an engineer reads them
             observation = await run_check(name, host, port, options=options)
             unreachable += "connect_error" in observation.fields
-            click.echo(json.dumps({"check": name, "peer": f"{host}:{port}", **observation.fields,
-                                   "detail": observation.detail}) if as_json else observation.line())
+            if as_json:
+                click.echo(json.dumps({"check": name, "peer": f"{host}:{port}", **observation.fields,
+                                       "detail": observation.detail}))
+            else:
+                click.echo(observation.line() + (f"\n    {observation.detail}" if verbose else ""))
         return unreachable
 
     if asyncio.run(main()):

@@ -48,9 +48,9 @@ class WireObservation:
     detail: str
 
     def line(self) -> str:
-        """"cer  result_code=2001 command=Capabilities-Exchange-Answer ...", for a terminal."""
+        """"cer  command=CEA result_code=2001 ...": the check's name and its fields, one line."""
         shown = " ".join(f"{name}={value_text(value)}" for name, value in self.fields.items())
-        return f"{self.check:<32} {shown}\n{'':<32} {self.detail}"
+        return f"{self.check:<30} {shown}"
 
 
 def value_text(value: object) -> str:

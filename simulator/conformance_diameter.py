@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import struct
 import time
+from collections.abc import Callable
 
 from diameter.avp import Avp
 from diameter.capabilities import LocalNode, build_cer
@@ -27,10 +29,12 @@ from diameter.constants import (
     APP_S13,
     AVP_FLAG_M,
     AVP_FLAG_V,
+    FLAG_E,
     VENDOR_3GPP,
     AuthSessionState,
     Command,
     DisconnectCause,
+    ResultCode,
 )
 from diameter.disconnect import build_dpr
 from diameter.errors import FramingError
@@ -51,7 +55,11 @@ APP_S6A = 16777251  # an application an EIR does not serve (TS 29.272 S6a)
 UPDATE_LOCATION = 316  # S6a Update-Location-Request
 UNKNOWN_COMMAND = 8388650  # in the vendor-specific range (RFC 6733 11.2.1): no S13 command
 UNKNOWN_AVP_CODE = 65001  # no 3GPP AVP has this code
+UNSERVED_REALM = "realm-not-served.invalid"  # .invalid: served by nobody (RFC 2606)
 _VSAI_MEMBERS = ("Vendor-Id", "Auth-Application-Id", "Acct-Application-Id")
+
+
+Tamper = Callable[[bytes], bytes]
 
 
 class DiameterProbe:
@@ -78,15 +86,18 @@ class DiameterProbe:
             raise unreachable(peer, os_error_text(exc)) from None
         return cls(reader, writer, node, peer, timeout)
 
-    def send(self, request: Message) -> Message:
+    def send(self, request: Message, tamper: Tamper | None = None) -> Message:
+        """Write ``request`` with fresh Hop-by-Hop and End-to-End ids; ``tamper`` may change
+        its octets first (to send what our encoder never would)."""
         request.hop_by_hop = request.end_to_end = next(self._ids) & 0xFFFFFFFF
-        self.writer.write(request.to_bytes())
+        octets = request.to_bytes()
+        self.writer.write(tamper(octets) if tamper is not None else octets)
         return request
 
-    async def ask(self, request: Message) -> Message:
+    async def ask(self, request: Message, tamper: Tamper | None = None) -> Message:
         """Send ``request`` and return its answer. CheckStopped when none came in time or
         the EIR closed the connection first."""
-        self.send(request)
+        self.send(request, tamper)
         deadline = time.monotonic() + self.timeout
         while True:
             for message in self._take():
@@ -151,7 +162,8 @@ class DiameterProbe:
 def base_answer(request: Message, node: LocalNode) -> Message:
     answer = make_message(request.command_code, request=False, application_id=request.application_id,
                           hop_by_hop=request.hop_by_hop, end_to_end=request.end_to_end)
-    return answer.add("Result-Code", 2001).add("Origin-Host", node.origin_host).add("Origin-Realm", node.origin_realm)
+    answer.add("Result-Code", ResultCode.DIAMETER_SUCCESS)
+    return answer.add("Origin-Host", node.origin_host).add("Origin-Realm", node.origin_realm)
 
 
 def answer_fields(answer: Message, peer: str) -> dict[str, object]:
@@ -199,11 +211,12 @@ async def opened(host: str, port: int, options: CheckOptions) -> tuple[DiameterP
 
 
 async def after_cer(host: str, port: int, options: CheckOptions, request: Message, name: str,
-                    sent: str) -> WireObservation:
-    """CER/CEA, then ``request`` (its Origin-Host/Realm already ours), its answer, DPR."""
+                    sent: str, tamper: Tamper | None = None) -> WireObservation:
+    """CER/CEA, then ``request`` (its Origin-Host/Realm already ours; its octets changed by
+    ``tamper`` when given), its answer, DPR."""
     probe, _ = await opened(host, port, options)
     try:
-        answer = await probe.ask(request)
+        answer = await probe.ask(request, tamper)
     finally:
         await probe.leave()
     return WireObservation(name, answer_fields(answer, probe.peer), f"sent {sent}; got {answer_text(answer)}")
@@ -298,6 +311,40 @@ async def check_unsupported_application(host: str, port: int, options: CheckOpti
                            f"CER, then an Update-Location-Request in S6a ({APP_S6A}), an application not advertised")
 
 
+async def check_invalid_hdr_bits(host: str, port: int, options: CheckOptions) -> WireObservation:
+    request = ecr(options)
+    request.flags |= FLAG_E
+    return await after_cer(host, port, options, request, "invalid-hdr-bits", "CER, then an ECR with the E bit set")
+
+
+async def check_avp_occurs_too_many_times(host: str, port: int, options: CheckOptions) -> WireObservation:
+    request = ecr(options)
+    terminal = request.find("Terminal-Information")
+    assert terminal is not None
+    request.avps.append(terminal)
+    return await after_cer(host, port, options, request, "avp-occurs-too-many-times",
+                           "CER, then an ECR with Terminal-Information twice")
+
+
+async def check_realm_not_served(host: str, port: int, options: CheckOptions) -> WireObservation:
+    request = build_ecr(mme_node(options), options.imei, destination_realm=UNSERVED_REALM)
+    return await after_cer(host, port, options, request, "realm-not-served",
+                           f"CER, then an ECR for Destination-Realm {UNSERVED_REALM}")
+
+
+def overlong_last_avp(octets: bytes) -> bytes:
+    """The message with a User-Name AVP appended whose length says 8 octets more than it has."""
+    avp = struct.pack(">IBBHI", 1, AVP_FLAG_M, 0, 8 + 4 + 8, 0x30303030)  # code 1, M, length 20, 4 data octets
+    body = octets[4:] + avp
+    return bytes([octets[0]]) + (len(body) + 4).to_bytes(3, "big") + body
+
+
+async def check_invalid_avp_length(host: str, port: int, options: CheckOptions) -> WireObservation:
+    return await after_cer(host, port, options, ecr(options), "invalid-avp-length",
+                           "CER, then an ECR whose last AVP's length runs past the message's end",
+                           overlong_last_avp)
+
+
 async def check_unknown_peer(host: str, port: int, options: CheckOptions) -> WireObservation:
     """Fields besides the answer's: ``closed`` and ``closed_after_s`` as for ``dpr``."""
     node = mme_node(options, options.unknown_origin_host)
@@ -333,6 +380,15 @@ DIAMETER_CHECKS = [
            "DIAMETER_COMMAND_UNSUPPORTED with the E bit: RFC 6733 7.1.3", check_unsupported_command),
     _check("unsupported-application", "CER, a request of S6a (not advertised); 3007 "
            "DIAMETER_APPLICATION_UNSUPPORTED with the E bit: RFC 6733 7.1.3", check_unsupported_application),
+    _check("invalid-hdr-bits", "CER, an ECR with the E bit set; 3008 DIAMETER_INVALID_HDR_BITS with the E bit: "
+           "RFC 6733 3, 7.1.3", check_invalid_hdr_bits),
+    _check("avp-occurs-too-many-times", "CER, an ECR with Terminal-Information twice; 5009 "
+           "DIAMETER_AVP_OCCURS_TOO_MANY_TIMES, Failed-AVP with the extra one: RFC 6733 7.1.5",
+           check_avp_occurs_too_many_times),
+    _check("realm-not-served", "CER, an ECR for a realm nobody serves; 3003 DIAMETER_REALM_NOT_SERVED with the "
+           "E bit: RFC 6733 6.1, 7.1.3", check_realm_not_served),
+    _check("invalid-avp-length", "CER, an ECR whose last AVP's length runs past the message; 5014 "
+           "DIAMETER_INVALID_AVP_LENGTH: RFC 6733 7.1.5", check_invalid_avp_length),
     _check("unknown-peer", "CER from an Origin-Host the EIR does not allow; CEA 3010 DIAMETER_UNKNOWN_PEER, then "
            "the connection closes: RFC 6733 5.3, 7.1.3", check_unknown_peer),
 ]

@@ -9,6 +9,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -35,6 +36,12 @@ EXPECTED: dict[str, dict[str, object]] = {
     "unsupported-avp": {"command": "ECA", "result_code": 5001, "error_bit": False, "failed_avp": ["AVP-65001"]},
     "unsupported-command": {"command": "Answer-8388650", "result_code": 3001, "error_bit": True},
     "unsupported-application": {"command": "Answer-316", "result_code": 3007, "error_bit": True},
+    "invalid-hdr-bits": {"command": "ECA", "result_code": 3008, "error_bit": True},
+    "avp-occurs-too-many-times": {"command": "ECA", "result_code": 5009, "error_bit": False,
+                                  "failed_avp": ["Terminal-Information/IMEI"]},
+    "realm-not-served": {"command": "ECA", "result_code": 3003, "error_bit": True,
+                         "failed_avp": ["Destination-Realm"]},
+    "invalid-avp-length": {"command": "ECA", "result_code": 5014, "error_bit": False, "failed_avp": ["User-Name"]},
     "unknown-peer": {"command": "CEA", "result_code": 3010, "error_bit": True, "closed": True},
     "map-v1": {"message": "END", "status": "WHITE_LISTED", "component": "result", "problem": None, "abort": None,
                "version": None},
@@ -111,6 +118,42 @@ def test_no_answer_is_reported_as_a_timeout_in_bounded_time(silent_listener: int
     assert time.monotonic() - started < 3.0
 
 
+def serve_once(reply: bytes | None) -> tuple[int, threading.Thread]:
+    """A listener that accepts one connection, reads the first octets, then writes ``reply``
+    (None: closes without a word) and closes."""
+    listener = socket.socket()
+    listener.bind((LOOPBACK, 0))
+    listener.listen(1)
+
+    def once() -> None:
+        with listener, listener.accept()[0] as connection:
+            connection.settimeout(5)
+            connection.recv(4096)
+            if reply is not None:
+                connection.sendall(reply)
+                connection.recv(4096)  # until the check closes its side
+
+    thread = threading.Thread(target=once, daemon=True)
+    thread.start()
+    return int(listener.getsockname()[1]), thread
+
+
+def test_a_peer_that_closes_without_a_cea_is_reported_as_closed() -> None:
+    port, thread = serve_once(None)
+    observation = observe("cer", LOOPBACK, port)
+    thread.join(5)
+    assert observation.fields == {"closed": True, "result_code": None}, observation.detail
+    assert "closed the connection without answering" in observation.detail
+
+
+def test_a_peer_that_speaks_no_diameter_is_reported_unreadable() -> None:
+    port, thread = serve_once(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    observation = observe("cer", LOOPBACK, port)
+    thread.join(5)
+    assert list(observation.fields) == ["unreadable"], observation.detail
+    assert "not Diameter" in observation.detail
+
+
 @pytest.mark.parametrize("name", ["dwr", "map-v3"])
 def test_nobody_listening_is_a_connect_error(name: str) -> None:
     observation = observe(name, LOOPBACK, free_port(), CheckOptions(timeout=1.0))
@@ -132,9 +175,11 @@ def test_the_cli_prints_one_observation_per_check(guarded_agent: AgentProcess) -
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(line["check"], line.get("result_code"), line.get("status")) for line in lines] == [
         ("missing-avp", 5005, None), ("map-v2", None, "WHITE_LISTED")]
-    plain = subprocess.run([*EIR, "sim", "conformance", f"{host}:{port}", "--check", "unsupported-command"],
+    plain = subprocess.run([*EIR, "sim", "conformance", f"{host}:{port}", "--check", "unsupported-command", "-v"],
                            capture_output=True, text=True, timeout=60, check=True).stdout
-    assert plain.startswith("unsupported-command") and "result_code=3001" in plain and "error_bit=True" in plain
+    fields, detail = plain.splitlines()
+    assert fields.startswith("unsupported-command") and "result_code=3001" in fields and "error_bit=True" in fields
+    assert detail.strip().startswith("sent CER, then command 8388650")
 
 
 def test_the_cli_refuses_an_unknown_check_and_an_empty_run() -> None:
