@@ -16,6 +16,7 @@ Result-Code, or the Experimental-Result-Code), ``result_name``, ``error_bit``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import struct
@@ -94,11 +95,12 @@ class DiameterProbe:
         self.writer.write(tamper(octets) if tamper is not None else octets)
         return request
 
-    async def ask(self, request: Message, tamper: Tamper | None = None) -> Message:
-        """Send ``request`` and return its answer. CheckStopped when none came in time or
-        the EIR closed the connection first."""
+    async def ask(self, request: Message, tamper: Tamper | None = None, timeout: float | None = None) -> Message:
+        """Send ``request`` and return its answer. CheckStopped when none came in time
+        (``timeout``, the probe's unless given) or the EIR closed the connection first."""
         self.send(request, tamper)
-        deadline = time.monotonic() + self.timeout
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while True:
             for message in self._take():
                 if not message.is_request and message.hop_by_hop == request.hop_by_hop:
@@ -107,7 +109,7 @@ class DiameterProbe:
                 raise CheckStopped({"closed": True, "result_code": None},
                                    f"sent {request.name}; {self.peer} closed the connection without answering")
             if not await self._read(deadline):
-                raise timed_out(f"answer to {request.name} from {self.peer}", self.timeout)
+                raise timed_out(f"answer to {request.name} from {self.peer}", timeout)
 
     async def closed_within(self, seconds: float) -> float | None:
         """Seconds until the EIR closed the connection, None if it was still open after ``seconds``."""
@@ -120,13 +122,11 @@ class DiameterProbe:
         return round(time.monotonic() - started, 3)
 
     async def leave(self) -> None:
-        """DPR, a short wait for the DPA (RFC 6733 5.4), then close: a polite MME's goodbye."""
+        """DPR, a short wait for the DPA, then close as the DPR's sender does (RFC 6733 5.4):
+        a polite MME's goodbye."""
         if not self.eof:
-            try:
-                self.send(build_dpr(self.node, DisconnectCause.REBOOTING))
-                await self.closed_within(min(self.timeout, 1.0))
-            except (ConnectionError, CheckStopped):
-                pass
+            with contextlib.suppress(ConnectionError, CheckStopped):
+                await self.ask(build_dpr(self.node, DisconnectCause.REBOOTING), timeout=min(self.timeout, 1.0))
         self.writer.close()
 
     def _take(self) -> list[Message]:
