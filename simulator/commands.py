@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from simulator.commands_run import run
+from simulator.conformance_common import DEFAULT_IMEI, DEFAULT_UNKNOWN_ORIGIN_HOST
 from simulator.load import LoadConfig, LoadFailed, run_load
 from simulator.load_map import MapLoadConfig, run_map_load
 from simulator.load_wire import DEFAULT_TAC, MAX_CONNECTIONS, generated_imeis, read_imeis
@@ -260,3 +261,68 @@ def _load_lines(result: dict[str, Any]) -> list[str]:
         f"generator    {cpu} s CPU ({100 * cpu / max(result['duration_s'], 1e-9):.0f}% of one core"
         f"{' summed over processes' if result['processes'] > 1 else ''})",
     ]
+
+
+def _optional_peer(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    return None if value is None else _peer(_, __, value)
+
+
+def _optional_m3ua_peer(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    return None if value is None else _m3ua_peer(_, __, value)
+
+
+@sim.command()
+@click.argument("peer", required=False, callback=_optional_peer, metavar="[HOST:PORT]")
+@click.option("--map", "map_peer", callback=_optional_m3ua_peer, metavar="HOST:PORT",
+              help="The EIR's M3UA address: run the MAP checks there (port 2905 when omitted).")
+@click.option("--check", "names", multiple=True, metavar="NAME",
+              help="Run only this check (repeatable); --list shows the names.")
+@click.option("--list", "listing", is_flag=True, help="Print each check's name and description, and exit.")
+@click.option("--imei", default=DEFAULT_IMEI, show_default=True, help="The IMEI of the checks that need one.")
+@click.option("--unknown-origin-host", default=DEFAULT_UNKNOWN_ORIGIN_HOST, show_default=True,
+              help="unknown-peer: an Origin-Host the EIR does not allow.")
+@_identity_options
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--close-wait", default=10.0, show_default=True,
+              help="Seconds to wait for the EIR to close the connection after a DPA or a refusing CEA.")
+@click.option("-v", "--verbose", is_flag=True, help="Under each check, what was sent and what came back.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per check.")
+def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, names: tuple[str, ...],
+                listing: bool, imei: str, unknown_origin_host: str, origin_host: str, origin_realm: str,
+                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool) -> None:
+    """Run the wire conformance checks against an EIR: the Diameter (S13) ones at HOST:PORT,
+    the MAP ones at --map. Prints what each check observed, one line per check; it judges
+    nothing (a scenario's expectations do). Exits 1 when a check could not connect, 2 when
+    there is nothing to run."""
+    from simulator.conformance import CHECKS, CheckOptions, run_check
+
+    if listing:
+        for check in CHECKS.values():
+            click.echo(f"{check.name:<32} {check.interface:<9} {check.description}")
+        return
+    unknown = [name for name in names if name not in CHECKS]
+    if unknown:
+        raise click.BadParameter(f"no check named {', '.join(unknown)} (see --list)", param_hint="--check")
+    targets = {"diameter": peer, "map": map_peer}
+    chosen = [(name, targets[check.interface]) for name, check in CHECKS.items() if not names or name in names]
+    runnable = [(name, target) for name, target in chosen if target is not None]
+    if not runnable:
+        raise click.UsageError("nothing to run: give HOST:PORT for the Diameter checks, --map for the MAP ones")
+    options = CheckOptions(origin_host, origin_realm, destination_realm, timeout, imei, unknown_origin_host,
+                           close_wait)
+
+    async def main() -> int:
+        unreachable = 0
+        for name, (host, port) in runnable:  # one at a time: each is one exchange, as an engineer reads them
+            observation = await run_check(name, host, port, options=options)
+            unreachable += "connect_error" in observation.fields
+            if as_json:
+                click.echo(json.dumps({"check": name, "peer": f"{host}:{port}", **observation.fields,
+                                       "detail": observation.detail}))
+            else:
+                click.echo(observation.line() + (f"\n    {observation.detail}" if verbose else ""))
+        return unreachable
+
+    if asyncio.run(main()):
+        click.echo("error: some checks could not connect", err=True)
+        sys.exit(1)

@@ -80,7 +80,15 @@ VERSIONS = (1, 2, 3)
 
 class CheckImeiFailed(Exception):
     """No answer came: connection refused, ASP handshake refused or lost, M3UA ERR,
-    the request returned in a UDTS, or no answer in time."""
+    the request returned in a UDTS, or no answer in time. ``kind`` says which of the
+    three a caller may want to tell apart: "connect" (no association), "timeout" (an
+    expected message did not come in time) or "failed" (anything else); ``reason`` is the
+    message without the peer's address ("Connection refused")."""
+
+    def __init__(self, message: str, kind: str = "failed", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -376,7 +384,7 @@ async def asp_handshake(link: MscLink, peer: str, timeout: float) -> None:
         waiting = "ASPUP-ACK" if link.asp.state is AspState.DOWN else "ASPAC-ACK"
         event = await link.next_event(deadline)
         if event is False:
-            raise CheckImeiFailed(f"{peer}: no {waiting} within {timeout:g} s")
+            raise CheckImeiFailed(f"{peer}: no {waiting} within {timeout:g} s", "timeout")
         if isinstance(event, AspActive):
             return
         if isinstance(event, ErrorReceived):
@@ -420,9 +428,8 @@ def _answer_of(event: DataReceived, request: _Request, rtt_ms: float) -> CheckIm
     return outcome
 
 
-async def _dialogue_round(link: MscLink, identity: MscIdentity, request: _Request, imsi: str | None,
+async def _dialogue_round(link: MscLink, identity: MscIdentity, request: _Request, begin: bytes,
                           timeout: float) -> CheckImeiOutcome:
-    begin = check_imei_begin(request.otid, request.imei_sent, request.version, imsi)
     started = time.perf_counter_ns()
     link.send(request_data(identity, check_imei_udt(identity, begin), request.otid[-1] & 0x0F),
               identity.routing_context)
@@ -431,7 +438,8 @@ async def _dialogue_round(link: MscLink, identity: MscIdentity, request: _Reques
         event = await link.next_event(deadline)
         if event is False:
             ignored = f" ({len(request.ignored)} other message(s): {request.ignored[-1]})" if request.ignored else ""
-            raise CheckImeiFailed(f"{request.peer}: no answer to the CheckIMEI within {timeout:g} s{ignored}")
+            raise CheckImeiFailed(f"{request.peer}: no answer to the CheckIMEI within {timeout:g} s{ignored}",
+                                  "timeout")
         if isinstance(event, DataReceived):
             outcome = _answer_of(event, request, (time.perf_counter_ns() - started) / 1e6)
             if outcome is not None:
@@ -474,19 +482,35 @@ async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = 
 
     ValueError for what cannot be sent (see ``map_imei``, ``check_version``);
     CheckImeiFailed when no answer came (or the kernel has no SCTP)."""
-    identity = identity or MscIdentity()
     check_version(version, imsi)
-    request = _Request(f"{host}:{port}", imei, map_imei(imei), version, os.urandom(4), [])
+    imei_sent = map_imei(imei)
+    otid = os.urandom(4)
+    return await send_begin(host, port, check_imei_begin(otid, imei_sent, version, imsi), otid, version=version,
+                            imei=imei, imei_sent=imei_sent, identity=identity, timeout=timeout, transport=transport)
+
+
+async def send_begin(host: str, port: int, begin: bytes, otid: bytes, *, version: int = 3, imei: str = "",
+                     imei_sent: str = "", identity: MscIdentity | None = None, timeout: float = 5.0,
+                     transport: str = "tcp") -> CheckImeiOutcome:
+    """Like ``send_checkimei`` with the TCAP octets given as they are: ``begin`` (any
+    TCAP message, well-formed or not) goes in one SCCP UDT, and the answer is the TCAP
+    message whose destination transaction id is ``otid``. ``version`` reads a result that
+    comes without an AARE; ``imei`` and ``imei_sent`` only label the outcome. The
+    conformance checks (``simulator.conformance_map``) send their malformed Begins this way."""
+    identity = identity or MscIdentity()
+    request = _Request(f"{host}:{port}", imei, imei_sent, version, otid, [])
     try:
         link = await asyncio.wait_for(_open(host, port, identity, transport), timeout)
     except TimeoutError:
-        raise CheckImeiFailed(f"cannot connect to {request.peer} within {timeout:g} s") from None
+        raise CheckImeiFailed(f"cannot connect to {request.peer} within {timeout:g} s", "connect",
+                              f"no connection within {timeout:g} s") from None
     except SctpUnavailable as exc:
-        raise CheckImeiFailed(str(exc)) from None
+        raise CheckImeiFailed(str(exc), "connect") from None
     except OSError as exc:
-        raise CheckImeiFailed(f"cannot connect to {request.peer}: {os_error_text(exc)}") from None
+        raise CheckImeiFailed(f"cannot connect to {request.peer}: {os_error_text(exc)}", "connect",
+                              os_error_text(exc)) from None
     try:
         await asp_handshake(link, request.peer, timeout)
-        return await _dialogue_round(link, identity, request, imsi, timeout)
+        return await _dialogue_round(link, identity, request, begin, timeout)
     finally:
         await _leave(link, min(timeout, 2.0))
