@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator.demo import build_demo_registry
+from simulator.demo_registry import build_demo_registry
 from simulator.fuzz_frames import LAYERS
 from simulator.fuzz_sockets import LayerReport, Settings, Target, find_culprit, fuzz, fuzz_agent, layers_of, target_of
 

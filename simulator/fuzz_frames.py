@@ -33,7 +33,7 @@ from diameter.message import decode_message, make_message
 from sigtran import tcap
 from sigtran.m3ua import Kind, Message, Tag, TrafficMode, build_aspac, build_data, build_notify, error_message, u32
 from sigtran.sccp import SSN_EIR, SSN_MSC, Udt, Udts, Xudt, Xudts, ssn_address
-from simulator.demo import WHITE, imei15
+from simulator.demo_registry import WHITE, imei15
 from simulator.load_map_wire import AnswerReader
 from simulator.mme import build_ecr
 from simulator.msc import MscIdentity, check_imei_begin, check_imei_udt, encode_request, map_imei

@@ -252,10 +252,12 @@ class StepReader:
         return self._step(Action.NOTICES, f"notices of {device.label}", device=device, notices=notices)
 
     def _wire(self, node: Node, fields: dict[str, Node]) -> Step:
+        from simulator.conformance import CHECKS
+
         name = node.text()
-        options = fields["options"].plain() if "options" in fields else {}
-        if not isinstance(options, dict):
-            fields["options"].fail("options is a mapping")
+        if name not in CHECKS:
+            node.fail(f"no wire check named {name!r}; the checks: {', '.join(CHECKS)}")
+        options = wire_options(fields["options"]) if "options" in fields else {}
         expect = Expectation(fields["expect"].plain()) if "expect" in fields else None
         if expect is not None and not isinstance(expect.common, dict):
             fields["expect"].fail("expect is a mapping of observed fields")
@@ -361,3 +363,18 @@ def notice_expectation(node: Node) -> NoticeExpect:
     if event not in ("grey", "black") and not re.fullmatch(r"reminder-\d+d", event):
         fields["event"].fail(f"{event!r} is not a notice event (grey, reminder-Nd, black)")
     return NoticeExpect(event, _moment(fields["deadline"]) if "deadline" in fields else None)
+
+
+WIRE_OPTIONS = {"origin_host": str, "origin_realm": str, "destination_realm": str, "timeout": float, "imei": str,
+                "unknown_origin_host": str, "close_wait": float}
+
+
+def wire_options(node: Node) -> dict[str, Any]:
+    """The options of a wire check (simulator/conformance_common.py CheckOptions)."""
+    options: dict[str, Any] = {}
+    for name, value in node.mapping(set(WIRE_OPTIONS)).items():
+        try:
+            options[name] = WIRE_OPTIONS[name](value.text())
+        except ValueError:
+            value.fail(f"{value.text()!r} is not a number")
+    return options

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from simulator.agent_process import AgentProcess
-from simulator.demo import build_demo_registry
+from simulator.demo_registry import build_demo_registry
 from tests.tools import unknown_tac_profile
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from simulator.agent_process import EIR, LOOPBACK, AgentProcess, free_port
 from simulator.conformance import CHECKS, CheckOptions, WireObservation, checks_for, run_check
-from simulator.demo import WHITE, imei15
+from simulator.demo_registry import WHITE, imei15
 
 OPTIONS = CheckOptions(imei=imei15(WHITE), timeout=5.0)  # WHITE is on the demo registry's white list
 

@@ -28,7 +28,7 @@ from sigtran.asp import DataReceived
 from sigtran.m3ua import SI_SCCP, ProtocolData
 from sigtran.map import ErrorCode
 from simulator.agent_process import AgentProcess
-from simulator.demo import IMSI, WHITE, imei15
+from simulator.demo_registry import IMSI, WHITE, imei15
 from simulator.mme import build_ecr
 from simulator.msc import send_checkimei
 from tests.e2e.test_map_agent import EIR_PC, MSC_PC, Asp, begin, udt

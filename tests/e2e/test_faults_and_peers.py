@@ -23,7 +23,7 @@ from diameter.answers import result_code_of
 from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import connect
 from simulator.agent_process import AgentProcess
-from simulator.demo import IMSI, WHITE, imei15
+from simulator.demo_registry import IMSI, WHITE, imei15
 from simulator.msc import send_checkimei
 from tests.e2e.test_s13_agent import MME, ecr
 from tests.tools import MakeAgent
@@ -82,7 +82,7 @@ def test_a_relays_t_flagged_request_of_another_origin_is_not_given_a_cached_answ
     from diameter.capabilities import LocalNode
     from diameter.constants import APP_S13, FLAG_T, Command
     from diameter.message import Message, make_message
-    from simulator.demo import BLACK
+    from simulator.demo_registry import BLACK
 
     process, _ = agent
     dra = LocalNode("dra.localdomain", "localdomain", product_name="e2e-dra")

@@ -35,7 +35,7 @@ from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.m3ua import SI_SCCP, AsState, Kind, Message, StatusType, Tag, build_aspac, build_data, decode_message
 from simulator.agent_process import LOOPBACK, AgentProcess, free_port
-from simulator.demo import IMSI, WHITE
+from simulator.demo_registry import IMSI, WHITE
 from tests.e2e.test_s13_agent import MME, ecr
 from tests.tools import MakeAgent, wait_until
 

@@ -18,7 +18,7 @@ from sigtran import sccp, tcap
 from sigtran.asp import AspActive, AspClient, ClientSettings, DataReceived, ErrorReceived, Event
 from sigtran.m3ua import SI_SCCP, ErrorCode, Kind, ProtocolData, Tag, build_data, decode_message
 from simulator.agent_process import AgentProcess
-from simulator.demo import BLACK, GREY, IMSI, STOLEN, WHITE, imei15
+from simulator.demo_registry import BLACK, GREY, IMSI, STOLEN, WHITE, imei15
 from simulator.mme import send_ecr
 from tests.tools import wait_until
 

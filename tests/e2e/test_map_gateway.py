@@ -30,8 +30,8 @@ from sigtran.m3ua import SI_SCCP, Kind, Message, MessageReader, Tag, TrafficMode
 from sigtran.sccp import SSN_EIR, SSN_MSC, Udt
 from sigtran.sccp import decode_message as decode_sccp
 from simulator.agent_process import LOOPBACK, AgentProcess
-from simulator.demo import BLACK, WHITE
-from simulator.demo import build_demo_registry as build_registry
+from simulator.demo_registry import BLACK, WHITE
+from simulator.demo_registry import build_demo_registry as build_registry
 from simulator.msc import CheckImeiOutcome, MscIdentity, address_text, describe, encode_request, map_imei
 from tests.tools import unknown_tac_profile
 

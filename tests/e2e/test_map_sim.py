@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulator.agent_process import EIR, AgentProcess
-from simulator.demo import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, WHITE, imei15
+from simulator.demo_registry import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, WHITE, imei15
 
 UNKNOWN_TAC_IMEI = "99999999000001"  # a TAC the catalogue lacks: the profile below answers it "unknown"
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from diameter.constants import EquipmentStatus, ResultCode
 from diameter.message import Message
 from diameter.transport import CapabilitiesRefused, connect
 from simulator.agent_process import AgentProcess, free_port, run_eir
-from simulator.demo import IMSI, WHITE
+from simulator.demo_registry import IMSI, WHITE
 from simulator.mme import build_ecr
 
 REALM = "localdomain"

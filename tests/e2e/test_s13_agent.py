@@ -30,7 +30,7 @@ from diameter.transport import CapabilitiesRefused, PeerConnection, connect
 from registry.profile import PROFILES
 from simulator.agent_process import AgentProcess
 from simulator.agent_process import run_eir as eir
-from simulator.demo import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, UNKNOWN, WHITE, imei15
+from simulator.demo_registry import BLACK, GREY, OTHER_IMSI, PAIRED, PAIRED_IMSI, STOLEN, UNKNOWN, WHITE, imei15
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="e2e-mme")
 IMSI = "436011111111111"

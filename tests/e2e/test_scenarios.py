@@ -30,7 +30,8 @@ def test_every_shipped_scenario_passes_on_both_interfaces(tmp_path: Path) -> Non
     scenarios = [load_scenario(path) for path in find_scenarios([SCENARIOS])]
     cases = [case for suite in junitparser.JUnitXml.fromfile(str(report)) for case in suite]
     assert len(cases) == 2 * len(scenarios)
-    assert {case.name for case in cases} == {f"{s.name} [{interface}]" for s in scenarios for interface in ("s13", "map")}
+    names = {f"{scenario.name} [{interface}]" for scenario in scenarios for interface in ("s13", "map")}
+    assert {case.name for case in cases} == names
     ran = [case for case in cases if case.is_passed]
     skipped = [case for case in cases if case.is_skipped]
     assert not [case for case in cases if not case.is_passed and not case.is_skipped]

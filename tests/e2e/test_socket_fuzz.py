@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulator.demo import BLACK, build_demo_registry
+from simulator.demo_registry import BLACK, build_demo_registry
 from simulator.fuzz_frames import LAYERS, MAP_IDENTITY, PROBE_MARK, DiameterFrames, FrameSource, Probe, TcapFrames
 from simulator.fuzz_sockets import LayerReport, LayerRun, Settings, Target, find_culprit, fuzz_agent, target_of
 from simulator.msc import encode_request, map_imei

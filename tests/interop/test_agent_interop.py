@@ -17,8 +17,8 @@ from diameter.capabilities import LocalNode
 from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import connect
 from simulator.agent_process import AgentProcess
-from simulator.demo import BLACK, GREY, PAIRED, PAIRED_IMSI, UNKNOWN, WHITE
-from simulator.demo import build_demo_registry as build_registry
+from simulator.demo_registry import BLACK, GREY, PAIRED, PAIRED_IMSI, UNKNOWN, WHITE
+from simulator.demo_registry import build_demo_registry as build_registry
 from tests.e2e.test_s13_agent import ecr
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
 from tests.tools import LOOPBACK, free_tcp_port, require_tool, unknown_tac_profile, wait_until

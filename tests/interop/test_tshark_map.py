@@ -20,7 +20,7 @@ import pytest
 
 from sigtran import map as mapv
 from simulator.agent_process import AgentProcess
-from simulator.demo import BLACK, GREY, IMSI, WHITE, build_demo_registry
+from simulator.demo_registry import BLACK, GREY, IMSI, WHITE, build_demo_registry
 from simulator.msc import CheckImeiOutcome, MscIdentity, send_checkimei
 from tests.interop.test_agent_interop import _wait_capturing
 from tests.tools import LOOPBACK, require_tool, unknown_tac_profile

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from simulator.demo import BLACK, WHITE, imei15
-from simulator.demo import build_demo_registry as build_registry
+from simulator.demo_registry import BLACK, WHITE, imei15
+from simulator.demo_registry import build_demo_registry as build_registry
 from tests.tools import require_tool, unknown_tac_profile
 from tests.uml.uml import GuestRun, require_uml, run_driver
 from tests.uml.wire import (
