@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from simulator.commands_lab import lab
 from simulator.load import LoadConfig, LoadFailed, run_load
 from simulator.load_map import MapLoadConfig, run_map_load
 from simulator.load_wire import DEFAULT_TAC, MAX_CONNECTIONS, generated_imeis, read_imeis
@@ -89,7 +90,11 @@ def demo() -> None:
 
 @click.group()
 def sim() -> None:
-    """Play the network around the agent: an MME sending ECRs, an MSC sending CheckIMEI, a load generator."""
+    """Play the network around the agent: an MME sending ECRs, an MSC sending CheckIMEI, a load generator,
+    the lab clock of an agent started with --lab-clock."""
+
+
+sim.add_command(lab)
 
 
 @sim.command()
