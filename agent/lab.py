@@ -358,11 +358,11 @@ def _clear_stale(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(found.st_mode):
-        raise ControlStartError(f"{path} exists and is not a socket")
+        raise ControlStartError("the path exists and is not a socket")
     with socket.socket(socket.AF_UNIX) as probe:
         try:
             probe.connect(str(path))
         except OSError:
             path.unlink(missing_ok=True)
             return
-    raise ControlStartError(f"{path} is in use: another agent listens on it")
+    raise ControlStartError("in use: another agent listens on it")

@@ -11,6 +11,7 @@ import pytest
 from agent.lab import parse_lab_time
 from agent.service import MillisecondClock
 from registry.clock import LabClock, ManualClock
+from simulator.lab_client import parse_duration
 
 T0 = datetime(2031, 5, 4, 9, 15, tzinfo=UTC)
 
@@ -68,3 +69,15 @@ def test_a_lab_time_is_an_iso_time_utc_unless_it_says_or_a_date_at_midnight_utc(
 def test_a_bad_lab_time_says_what_is_accepted(text: str) -> None:
     with pytest.raises(ValueError, match=r"is not an ISO time .* or a date"):
         parse_lab_time(text)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400.0), ("12h", 43200.0), ("90m", 5400.0),
+                                               ("45s", 45.0), ("1d12h", 129600.0), ("2.5", 2.5), ("0.5h", 1800.0)])
+def test_a_duration_is_numbers_with_units(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-1h", "3w", "1h30", "d", "1 h"])
+def test_a_bad_duration_says_what_is_accepted(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration: a number and a unit"):
+        parse_duration(text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ import pytest
 
 from agent.lab import MAX_REQUEST
 from registry.imei import luhn_check_digit
-from simulator.agent_process import EIR, AgentProcess, run_eir
+from simulator.agent_process import EIR, AgentProcess, free_port, run_eir
 from simulator.lab_client import LabControl, LabControlError
 from simulator.mme import send_ecr
 from tests.tools import wait_until
@@ -50,8 +51,9 @@ def imei15(imei: str) -> str:
 def lab_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []
 
-    def make(start: str = START.isoformat()) -> AgentProcess:
-        agent = AgentProcess(tmp_path, f"sqlite:///{tmp_path / 'lab.db'}", "--profile", "tj", lab_clock=start)
+    def make(start: str = START.isoformat(), port: int | None = None) -> AgentProcess:
+        agent = AgentProcess(tmp_path, f"sqlite:///{tmp_path / 'lab.db'}", "--profile", "tj", lab_clock=start,
+                             port=port)
         started.append(agent)
         return agent
 
@@ -210,3 +212,20 @@ def test_bad_input_gets_a_precise_error_and_the_endpoint_keeps_serving(
     assert errors[10] == f"request line longer than {MAX_REQUEST:,} bytes; read past it"
     assert replies[-1] == {"ok": True, "now": START.isoformat()}  # the same connection still answers
     assert "WARNING eir.lab: from lab control connection 1: not JSON" in agent.log()
+
+
+def test_a_stale_socket_file_is_replaced_and_a_live_one_refused(tmp_path: Path,
+                                                                lab_agent: Callable[..., AgentProcess]) -> None:
+    port = free_port()
+    stale = tmp_path / f"lab-{port}.sock"
+    with socket.socket(socket.AF_UNIX) as left:  # an agent killed with -9 leaves its file
+        left.bind(str(stale))
+    agent = lab_agent(port=port)
+    assert control(agent, lambda lab: lab.time()) == [START.isoformat()]
+    second = subprocess.run([*EIR, "--registry", f"sqlite:///{tmp_path / 'lab.db'}", "serve", "--listen",
+                             f"127.0.0.1:{free_port()}", "--answer-log", "off", "--lab-clock", "--control",
+                             str(stale)], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1, second
+    assert second.stderr.endswith(f"eir serve: cannot open the control socket {stale}: in use: another agent "
+                                  "listens on it\n"), second.stderr
+    assert control(agent, lambda lab: lab.time()) == [START.isoformat()]  # the first agent's socket is intact
