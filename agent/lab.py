@@ -140,13 +140,16 @@ class LabEndpoint:
         self._identity = (found.st_dev, found.st_ino)
 
     async def close(self) -> None:
-        """Stop listening, close every connection and remove the socket file (if still ours)."""
+        """Stop listening, close every connection, let a write under way commit (the registry
+        is closed next), and remove the socket file (if still ours)."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
         for writer in list(self._writers):
             writer.close()
+        async with self._writes:
+            pass
         with contextlib.suppress(OSError):
             found = os.stat(self.path)
             if (found.st_dev, found.st_ino) == self._identity:
@@ -164,8 +167,8 @@ class LabEndpoint:
                 if reply is not None:
                     writer.write(json.dumps(reply).encode() + b"\n")
                     await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the client went away: nothing to answer
         finally:
             self._writers.discard(writer)
             writer.close()
