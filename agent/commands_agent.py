@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -38,6 +40,8 @@ from registry.decision import Rule
 if TYPE_CHECKING:
     from registry.decision import Decision
 
+LAB_NOW = "now"  # --lab-clock without START: the machine's now
+
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML configuration file.")
@@ -56,11 +60,18 @@ if TYPE_CHECKING:
 @click.option("--origin-realm", help="Our Origin-Realm.")
 @click.option("--profile", metavar="NAME|PATH", help="Country profile: tj (default), kg, or a YAML file.")
 @click.option("--answer-log", metavar="FILE|-|off", help="Where the one-line-per-answer JSON log goes.")
+@click.option("--lab-clock", "lab_clock", is_flag=False, flag_value=LAB_NOW, default=None, metavar="[START]",
+              help="Lab mode: run on a clock that stands still until moved through --control, only forward. "
+                   "START: an ISO time (UTC unless it says) or a date (00:00 UTC); none: the machine's now.")
+@click.option("--control", "control", metavar="PATH", type=click.Path(dir_okay=False, path_type=Path),
+              help="Lab mode: the control socket (Unix, mode 0600) [default: ./eir-lab-PID.sock]. "
+                   "Needs --lab-clock.")
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], transport: str | None,
           allow: tuple[str, ...], m3ua_listen: tuple[str, ...], m3ua_transport: str | None,
           m3ua_allow: tuple[str, ...], origin_host: str | None,
-          origin_realm: str | None, profile: str | None, answer_log: str | None) -> None:
+          origin_realm: str | None, profile: str | None, answer_log: str | None, lab_clock: str | None,
+          control: Path | None) -> None:
     """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
     registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
     and closes M3UA associations). Every answered query is recorded (observations).
@@ -69,11 +80,18 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     be at this eir's schema version, and be writable: the observations it records must be
     durable. Exit status 0 after SIGTERM or SIGINT; 1 when it cannot start (a bad
     configuration or profile, a missing, unusable or read-only registry, an address it
-    cannot listen on), with one line on stderr; 2 a usage error."""
+    cannot listen on), with one line on stderr; 2 a usage error.
+
+    Lab mode (--lab-clock): every time the agent reads (policy dates, deadlines, sights,
+    notices, the answer log's stamps) is the lab clock's, which stands still until moved
+    and only moves forward, through the control socket (--control: a Unix socket, so file
+    permissions say who may move time; `eir sim lab` talks to it). Without --lab-clock
+    there is no control socket."""
     from agent.server import StartError
     from agent.server import serve as run
     from registry.profile import ProfileError, load_profile
 
+    control = _lab_mode(ctx, lab_clock, control)
     try:
         config = load_config(config_path)
         _override(ctx, config, listen, transport, origin_host, origin_realm, profile, answer_log)
@@ -94,12 +112,34 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     clock = cli_clock(ctx)
     registry = connect_registry(config.registry, "serve", clock, writable=True, status=1)  # before any listener
     try:
-        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry, clock))
+        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry, clock, control))
     except (SctpUnavailable, StartError) as error:
         fail("serve", str(error), 1)
     except OSError as error:
         fail("serve", f"cannot start: {error.strerror or error}", 1)
     sys.exit(code)
+
+
+def _lab_mode(ctx: click.Context, lab_clock: str | None, control: Path | None) -> Path | None:
+    """In lab mode, make the process's one clock a LabClock at START and return the control
+    socket's path; None otherwise. --control alone, or a bad START, is a usage error."""
+    from agent.lab import parse_lab_time
+    from registry.clock import LabClock
+
+    if lab_clock is None:
+        if control is not None:
+            fail("serve", "--control needs --lab-clock: the control socket exists only in lab mode", 2)
+        return None
+    machine = cli_clock(ctx)
+    try:
+        start = machine.now().replace(microsecond=0) if lab_clock == LAB_NOW else parse_lab_time(lab_clock)
+    except ValueError as error:
+        fail("serve", f"--lab-clock: {error}", 2)
+    found = ctx.find_object(CliContext)
+    if found is None:
+        ctx.obj = found = CliContext()
+    found.clock = LabClock(start, base=machine)
+    return control if control is not None else Path(f"eir-lab-{os.getpid()}.sock")
 
 
 def _uses_sctp(config: AgentConfig) -> bool:

@@ -284,10 +284,11 @@ def block_command(ctx: click.Context, imei: str, reason: str) -> None:
     """Set the stolen flag of one IMEI (14, 15 or 16 digits), with a history entry (source
     cli:block); its list is kept. An IMEI the registry lacks is added, known only as stolen.
     Exit status 0: blocked (or already blocked); 2: not a valid IMEI, or a registry error."""
+    from registry.edits import block
+
     key, why = _parse_imei(imei).key, _reason(reason)
     with _registry(ctx) as store:
-        before = store.lookup(key)
-        store.put_stolen([(key, why)], "cli:block")
+        before = block(store, key, why, "cli:block")
     if before is not None and before.stolen:
         click.echo(f"IMEI {key} was already blocked" + _why(before.stolen_reason) + f"; reason now: {why}")
     else:
@@ -303,10 +304,11 @@ def unblock_command(ctx: click.Context, imei: str, reason: str) -> None:
     IMEI is then answered by its list. The device must restart (attach again) to be let in.
     Exit status 0: unblocked; 1: the IMEI is not blocked (nothing changed); 2: not a valid
     IMEI, or a registry error."""
+    from registry.edits import unblock
+
     key, why = _parse_imei(imei).key, _reason(reason)
     with _registry(ctx) as store:
-        counts = store.put_stolen([(key, why)], "cli:unblock", stolen=False)
-        after = store.lookup(key) if counts.changed else None
+        after = unblock(store, key, why, "cli:unblock")
     if after is None:
         click.echo(f"eir registry: IMEI {key} is not blocked (not reported stolen); nothing changed", err=True)
         sys.exit(1)
@@ -324,9 +326,12 @@ def _parse_imei(text: str) -> Imei:
 
 
 def _reason(text: str) -> str:
-    if not text.strip():
-        raise click.BadParameter("must not be empty", param_hint="--reason")
-    return text.strip()
+    from registry.edits import EditError, edit_reason
+
+    try:
+        return edit_reason(text) or ""
+    except EditError:
+        raise click.BadParameter("must not be empty", param_hint="--reason") from None
 
 
 def _registry(ctx: click.Context) -> AbstractContextManager[Registry]:

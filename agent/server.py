@@ -13,12 +13,14 @@ import signal
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, TextIO
 
 from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.config import AgentConfig, Listen
 from agent.durable import GroupCommit
+from agent.lab import ControlStartError, LabEndpoint, iso
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
 from agent.s13 import S13Answerer
@@ -27,7 +29,7 @@ from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
 from diameter.peer import PeerSettings
 from diameter.transport import DiameterServer, start_server
-from registry.clock import SYSTEM_CLOCK, Clock
+from registry.clock import SYSTEM_CLOCK, Clock, LabClock
 from registry.observations import Recorder
 from registry.profile import load_profile
 from registry.schema import sqlite_file
@@ -107,12 +109,14 @@ def listen_error(listen: Listen, what: str, error: OSError) -> StartError:
 
 
 async def serve(config: AgentConfig, announce: Callable[[str], None], registry: Registry | None = None,
-                clock: Clock | None = None) -> int:
+                clock: Clock | None = None, control: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; then DPR to every peer and return 0. ``registry``: one
     opened (and verified) by the caller, closed here; None opens ``config.registry``, which
     must exist at this eir's schema version and be writable (registry/schema.py). A
     listener or answer log that cannot be opened is a StartError naming it. ``clock``: the
-    one clock of every part (the registry's when not given; the system's without either)."""
+    one clock of every part (the registry's when not given; the system's without either).
+    ``control``: lab mode (``clock`` must be a LabClock): the control socket at this path
+    (agent/lab.py), announced before the listening lines."""
     faulthandler.enable()  # a fatal signal (SIGBUS from a mapped -shm file, SIGSEGV) leaves its line in the log
     profile = load_profile(config.profile)
     if clock is None:
@@ -134,6 +138,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
     server = DiameterServer(node)
     server.on_bad = answerer.bad_message  # one rate-limited reporter; answered errors in the answer log
     m3ua = M3uaService(config.m3ua, map_answerer, admission, config.max_message_length)
+    lab = None if control is None else lab_endpoint(control, clock, registry, recorder)
     written = False
     try:
         for listen in config.listen:
@@ -150,16 +155,22 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
             if failed >= len(config.m3ua.listen):
                 raise
             raise listen_error(config.m3ua.listen[failed], "M3UA", error) from None
+        if lab is not None:
+            await start_lab(lab, announce)
         for host, port in server.addresses:
             announce(f"eir: listening on {host}:{port}, origin {node.origin_host} realm {node.origin_realm}, "
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")
         for line in _m3ua_lines(config, m3ua):
             announce(line)
         await _run_until_signal(answer_log, commits, registry)
+        if lab is not None:
+            await lab.close()  # no more writes from the lab once stopping
         log.info("stopping: DPR to %d peer(s), %d M3UA connection(s) closed", len(server.connections),
                  len(m3ua.connections))
         await asyncio.gather(server.close(DisconnectCause.REBOOTING), m3ua.close())
     finally:
+        if lab is not None:
+            await lab.close()
         if answer_log is not None:
             answer_log.flush()
         if owned is not None:
@@ -177,6 +188,22 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
                   "(no answer rested on them: those waited and were refused)", recorder.unwritten)
         return UNWRITTEN_EXIT
     return 0
+
+
+def lab_endpoint(control: Path, clock: Clock, registry: Registry, recorder: Recorder) -> LabEndpoint:
+    """The control endpoint of lab mode; the clock must be the lab's."""
+    if not isinstance(clock, LabClock):
+        raise TypeError(f"a control endpoint moves a LabClock, not a {type(clock).__name__}")
+    return LabEndpoint(control, clock, registry, recorder)
+
+
+async def start_lab(lab: LabEndpoint, announce: Callable[[str], None]) -> None:
+    """Open the control socket and say where, with the lab time; a StartError when it cannot."""
+    try:
+        await lab.start()
+    except ControlStartError as error:
+        raise StartError(f"cannot open the control socket {lab.path}: {error}") from None
+    announce(f"eir: lab clock at {iso(lab.clock.now())}; control socket {lab.path}")
 
 
 def _m3ua_lines(config: AgentConfig, m3ua: M3uaService) -> list[str]:

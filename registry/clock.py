@@ -10,8 +10,13 @@ A clock gives two times:
 - ``monotonic()``: seconds that never go back, for elapsed time: snapshot ages, timeouts,
   log rate limits.
 
-``ManualClock`` is moved by hand and never backwards (tests; a lab clock that a simulator
-moves forward is the same contract). The asyncio drivers of the protocol cores
+``ManualClock`` is moved by hand and never backwards (tests): both its times move only when
+told. ``LabClock`` is the clock of ``eir serve --lab-clock`` (the simulator moves it through
+the agent's control endpoint, agent/lab.py): its ``now()`` stands still until moved, so a
+scenario's dates and deadlines come out exact, and only forward; its ``monotonic()`` is the
+machine's plus every second the clock was moved, so real timers keep running and every
+cache keyed on monotonic time (the service's millisecond clock, the answer log's stamp,
+the registry's read snapshot) expires the moment time is moved. The asyncio drivers of the protocol cores
 (diameter/, sigtran/) keep their event loop's time for protocol timers: those are waits
 on sockets, not the time a decision is made at.
 
@@ -24,11 +29,12 @@ and ``parse_stamp`` (the text the recorder writes and SQLite gives back).
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "parse_stamp", "stamp", "stored"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "LabClock", "ManualClock", "SystemClock", "parse_stamp", "stamp", "stored"]
 
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 
@@ -89,6 +95,54 @@ class ManualClock:
     def set(self, at: datetime) -> datetime:
         """Move forward to ``at`` (not earlier than now); the new time."""
         return self.advance(_aware_utc(at) - self._at)
+
+
+class LabClock:
+    """The lab's clock: ``now()`` stands still until moved (``advance``, ``set``), only
+    forward; ``monotonic()`` is the base clock's (the machine's) monotonic time plus every
+    second moved so far, so it never goes back and jumps with the calendar. Moved on the event loop and
+    read from threads too: ``now`` moves first, then ``monotonic``, so a cache that sees the
+    new monotonic time reads the new now."""
+
+    __slots__ = ("_ahead", "_at", "_base")
+
+    def __init__(self, at: datetime, base: Clock | None = None) -> None:
+        """Start at ``at`` (naive: UTC); ``base``: the clock whose monotonic time runs on
+        (the machine's unless given)."""
+        self._at = _aware_utc(at)
+        self._ahead = 0.0  # seconds moved so far
+        self._base = (base or SYSTEM_CLOCK).monotonic
+
+    def now(self) -> datetime:
+        return self._at
+
+    def monotonic(self) -> float:
+        return self._base() + self._ahead
+
+    @property
+    def moved(self) -> float:
+        """Seconds the clock was moved since it started."""
+        return self._ahead
+
+    def advance(self, by: float | timedelta) -> datetime:
+        """Move forward by ``by`` (seconds or a timedelta, not negative); the new time.
+        ValueError for a negative or non-finite move."""
+        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
+        if not math.isfinite(seconds):
+            raise ValueError(f"a clock moves by a finite number of seconds, not {seconds}")
+        if seconds < 0:
+            raise ValueError(f"a clock never goes back (asked to move {seconds:g} s)")
+        self._at += timedelta(seconds=seconds)
+        self._ahead += seconds
+        return self._at
+
+    def set(self, at: datetime) -> datetime:
+        """Move forward to ``at`` (naive: UTC; not earlier than now); the new time."""
+        target = _aware_utc(at)
+        if target < self._at:
+            raise ValueError(f"a clock never goes back (asked to set {target.isoformat()}, "
+                             f"before its now {self._at.isoformat()})")
+        return self.advance(target - self._at)
 
 
 def _aware_utc(at: datetime) -> datetime:

@@ -131,14 +131,24 @@ Sink = Callable[[list[Row]], None]
 
 
 def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: bool = False) -> ImportReport:
-    """Read ``path`` as a ``kind`` CSV and write its good rows, in one transaction (nothing
-    at all when ``strict`` and a row is bad). File-level problems raise CsvFormatError
-    (or OSError) and write nothing. Dates are checked against the registry's clock."""
-    started = time.perf_counter()
+    """Read ``path`` as a ``kind`` CSV and write its good rows (``import_lines``); history
+    records the source as ``import:NAME``. OSError when the file cannot be opened."""
     path = Path(path)
-    report = ImportReport(kind, f"import:{path.name}", strict)
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        return import_lines(registry, kind, stream, f"import:{path.name}", strict)
+
+
+def import_lines(registry: Registry, kind: ImportKind, lines: Iterable[str], source: str,
+                 strict: bool = False) -> ImportReport:
+    """Read ``lines`` (a text stream, or lines of text with their ends) as a ``kind`` CSV and
+    write its good rows, in one transaction (nothing at all when ``strict`` and a row is
+    bad); ``source`` is what history records (``import:white.csv``, ``lab:import``).
+    Text-level problems raise CsvFormatError and write nothing. Dates are checked against
+    the registry's clock."""
+    started = time.perf_counter()
+    report = ImportReport(kind, source, strict)
     parsed = ParsedRows()
-    with path.open(newline="", encoding="utf-8-sig") as stream, registry.bulk() as bulk:
+    with registry.bulk() as bulk:
         loader = _loader(bulk, kind, report.source)
         add = loader.add if loader is not None else _stager(bulk, kind)
 
@@ -147,7 +157,7 @@ def import_file(registry: Registry, kind: ImportKind, path: str | Path, strict: 
                 add(rows)
 
         try:
-            parse_rows(kind, stream, parsed, sink, clock=registry.clock)
+            parse_rows(kind, lines, parsed, sink, clock=registry.clock)
         except UnicodeDecodeError as error:
             last = 1 + parsed.read + parsed.blank
             raise CsvFormatError(f"not UTF-8 text after line {last} ({error.reason}); save the file as UTF-8") from None

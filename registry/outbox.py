@@ -76,3 +76,12 @@ def mark_exported(registry: Registry, done: NoticeExport, at: datetime | None = 
         writing = conn.execution_options(eir_write=True)  # SQLite: BEGIN IMMEDIATE
         with writing.begin():
             writing.execute(statement, [{"low": low, "high": high} for low, high in done.runs])
+
+
+def notices_of(registry: Registry, key: str) -> list[dict[str, str | None]]:
+    """Every notice queued for one IMEI (14-digit key), exported or not, oldest first: event,
+    deadline, imsi, msisdn, created_at (times ISO UTC). Read on a connection of its own."""
+    n = NOTICE.c
+    query = (select(n.event, n.deadline, n.imsi, n.msisdn, n.created_at).where(n.imei == key).order_by(n.id))
+    return [{"event": event, "deadline": _iso(deadline), "imsi": imsi, "msisdn": msisdn, "created_at": _iso(created)}
+            for event, deadline, imsi, msisdn, created in stream(registry, query)]

@@ -283,6 +283,11 @@ class Registry:
         raw.execute("BEGIN")
         self._snapshot_until = self._monotonic() + self._snapshot_seconds
 
+    def read_facts(self, key: str) -> EquipmentFacts | None:
+        """The facts for a key, read on a connection of its own: callable from any thread
+        (the lookup connection is the agent's hot path), sees every commit made so far."""
+        return self._lookup_core(key)
+
     def _lookup_core(self, key: str) -> EquipmentFacts | None:
         e = EQUIPMENT.c
         with self.engine.connect() as conn:

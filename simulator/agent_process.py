@@ -43,11 +43,13 @@ class AgentProcess:
     the exit code. Its JSON answer log and its own log go to files in ``folder``. ``config``
     is a YAML file for ``--config``; the flags given here win over it. ``eir serve`` never
     creates a registry: with ``init`` (the default) a SQLite registry file that does not
-    exist yet is made first with ``eir registry init``, as an operator would once."""
+    exist yet is made first with ``eir registry init``, as an operator would once.
+    ``lab_clock``: lab mode (``--lab-clock START``, "now" for the machine's now) with its
+    control socket at ``control_path`` (``folder/lab-PORT.sock``; None without lab mode)."""
 
     def __init__(self, folder: Path, registry: str, *extra: str, port: int | None = None,
                  answer_log: bool = True, m3ua: bool = False, config: Path | None = None,
-                 init: bool = True) -> None:
+                 init: bool = True, lab_clock: str | None = None) -> None:
         if init and _missing_sqlite_file(registry):
             run_eir(registry, "registry", "init")
         self.port = port or free_port()
@@ -61,6 +63,9 @@ class AgentProcess:
             command += ["--config", str(config)]
         if self.m3ua_port is not None:
             command += ["--m3ua-listen", f"{LOOPBACK}:{self.m3ua_port}"]
+        self.control_path = None if lab_clock is None else folder / f"lab-{self.port}.sock"
+        if self.control_path is not None:
+            command += ["--lab-clock", lab_clock or "now", "--control", str(self.control_path)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_ready()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from simulator.commands_lab import lab
 from simulator.commands_run import run
 from simulator.conformance_common import DEFAULT_IMEI, DEFAULT_UNKNOWN_ORIGIN_HOST
 from simulator.load import LoadConfig, LoadFailed, run_load
@@ -93,10 +94,11 @@ def demo() -> None:
 @click.group()
 def sim() -> None:
     """Play the network around the agent: an MME sending ECRs, an MSC sending CheckIMEI, a load generator,
-    scenario suites."""
+    wire conformance checks, scenario suites (run), the lab clock of an agent started with --lab-clock."""
 
 
 sim.add_command(run)
+sim.add_command(lab)
 
 
 @sim.command()
