@@ -70,7 +70,8 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
     def report(result: RunResult) -> None:
         lines = result.lines()
         if quiet:
-            lines = [lines[0]] + [step.line() for step in result.failures]
+            lines = [lines[0]] + [step.line() for step in result.failures] + [line for line in lines
+                                                                             if line.startswith("  ERROR")]
         for line in lines:
             click.echo(line)
 

@@ -192,8 +192,12 @@ class ScenarioRun:
     async def _play_in(self, folder: Path) -> None:
         try:
             await self._start(folder)
-        except (RuntimeError, OSError, LabControlError) as error:
+        except (RuntimeError, OSError) as error:
             self.result.error = f"cannot start the agent: {error}"
+            await self._stop()
+            return
+        except LabControlError as error:
+            self.result.error = f"the scenario's registry rows were refused: {error}"
             await self._stop()
             return
         try:
@@ -218,6 +222,7 @@ class ScenarioRun:
         start = self.scenario.start.isoformat()
         self.agent = agent = await asyncio.to_thread(
             lambda: AgentProcess(folder, self.registry_url, *extra, m3ua=True, lab_clock=start))
+        assert agent.control_path is not None  # started in lab mode
         self.control = await LabControl.connect(agent.control_path)
         self.network = Network(agent.address, agent.m3ua_address, f"{self.scenario.name}-{self.interface}")
         for rows in self._setup_rows():
@@ -233,12 +238,18 @@ class ScenarioRun:
         return rows
 
     async def _import(self, rows: ImportRows) -> str:
+        """Import list rows through the lab endpoint; a refused file or row is an error
+        naming the scenario line the rows come from."""
         assert self.control is not None
-        reply = await self.control.import_rows(rows.kind, rows.csv)
+        where = f"{rows.kind} rows of line {rows.line}" if rows.line else f"{rows.kind} rows (the handsets' types)"
+        try:
+            reply = await self.control.import_rows(rows.kind, rows.csv)
+        except LabControlError as error:
+            raise LabControlError(f"{where}: {error}") from None
         bad = reply.get("bad") or []
         if bad:
-            raise LabControlError(f"{rows.kind} rows refused: " + "; ".join(
-                f"row line {item['line']}: {item['reason']}" for item in bad))
+            raise LabControlError(f"{where}: " + "; ".join(f"CSV line {item['line']}: {item['reason']}"
+                                                           for item in bad))
         return f"{reply.get('imported', 0)} {rows.kind} rows imported"
 
     async def _stop(self) -> None:

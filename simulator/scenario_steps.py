@@ -25,6 +25,7 @@ from simulator.scenario_yaml import Node
 
 _DURATION = re.compile(r"^(\d+)\s*(day|days|hour|hours|minute|minutes|second|seconds)$")
 _DAY = re.compile(r"^day\s+(\d+)$")
+ALL_COLUMNS = {"paired": ("imei", "imsi", "msisdn")}  # columns a kind's file always has, even empty
 _UNITS = {"day": "days", "hour": "hours", "minute": "minutes", "second": "seconds"}
 
 
@@ -69,7 +70,7 @@ def import_rows(kind: str, node: Node, scenario: Scenario) -> ImportRows:
             rows.append({key: _resolved(key, value, scenario) for key, value in item.mapping().items()})
         else:
             item.fail(f"a {kind} row is a mapping" + (" or an IMEI" if kind in IMEI_LISTS else ""))
-    columns: list[str] = []
+    columns: list[str] = list(ALL_COLUMNS.get(kind, ()))
     for row in rows:
         columns += [key for key in row if key not in columns]
     lines = [",".join(columns)] + [",".join(_csv_field(row.get(key, "")) for key in columns) for row in rows]

@@ -26,7 +26,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     "cer": {"command": "CEA", "result_code": 2001, "error_bit": False, "auth_application_ids": [16777252],
             "vendor_specific_application_ids": [[10415, 16777252]]},
     "dwr": {"command": "DWA", "result_code": 2001, "error_bit": False},
-    "dpr": {"command": "DPA", "result_code": 2001, "error_bit": False, "closed": True},
+    "dpr": {"command": "DPA", "result_code": 2001, "error_bit": False, "closed": False},
     "ecr": {"command": "ECA", "result_code": 2001, "error_bit": False, "equipment_status": "WHITELISTED",
             "failed_avp": []},
     "missing-avp": {"command": "ECA", "result_code": 5005, "error_bit": False,
