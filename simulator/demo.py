@@ -33,7 +33,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
         for line in result.lines():
             out(line)
 
-    results = asyncio.run(run_all([scenario], RunSettings(jobs=1), report))
+    results = asyncio.run(run_all([scenario], RunSettings(), report))
     failed = sum(not result.passed for result in results)
     out(f"{len(results) - failed} of {len(results)} runs passed; the same story with your own expectations: "
         "eir sim run PATH (scenarios/README.md)")
