@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -136,6 +137,23 @@ def _empty_registry(folder: Path) -> Path:
     return path
 
 
+def copy_registry(template: Path | None, path: Path) -> None:
+    """A copy of the SQLite registry ``template`` at ``path``, through SQLite's backup API:
+    whole and consistent even when the template is in WAL mode with pages not yet
+    checkpointed (a plain file copy would miss them); the template is only read."""
+    if template is None:
+        raise ValueError("no registry template to copy")
+    source = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
 class ScenarioRun:
     """One scenario on one interface."""
 
@@ -214,7 +232,7 @@ class ScenarioRun:
             self.network = Network(self.settings.target, self.settings.map_target, f"{self.scenario.name}")
             return
         path = folder / "registry.db"
-        shutil.copyfile(self.template or "", path)
+        copy_registry(self.template, path)
         self.registry_url = f"sqlite:///{path}"
         extra = ["--profile", self.scenario.profile]
         for pattern in self.scenario.allow_peer:

@@ -299,7 +299,8 @@ class StepReader:
     def _import(self, node: Node, _fields: dict[str, Node]) -> Step:
         parts = node.mapping({"kind", "rows"}, required=("kind", "rows"))
         rows = import_rows(parts["kind"].text(), parts["rows"], self.scenario)
-        return self._step(Action.IMPORT, f"import {rows.kind} ({rows.csv.count(chr(10)) - 1} rows)", rows=rows)
+        count = rows.csv.count(chr(10)) - 1
+        return self._step(Action.IMPORT, f"import {rows.kind} ({count} row{'s' * (count != 1)})", rows=rows)
 
 
 def _span(duration: timedelta) -> str:

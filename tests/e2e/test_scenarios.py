@@ -126,3 +126,42 @@ def test_conformance_runs_against_an_eir_the_runner_did_not_start(tmp_path: Path
     assert tajik and all(case.is_skipped for case in tajik)
     assert all("needs our own agent (lab clock and registry changes" in case.result[0].message for case in tajik)
     assert "not run against --target" in done.stdout
+
+
+TEMPLATED = """scenario: the operator's own registry as the starting point
+profile: tj
+start: 2024-03-01T10:00+05:00
+subscribers:
+  owner: {plmn: 436-01}
+handsets:
+  router: {imei: "864523070000019"}      # no type here: the template's TAC catalogue says Router
+  listed: {imei: "356938035643809"}      # on the template's white list
+steps:
+  - insert: {sim: owner, into: router}
+  - attach: router
+    expect: {status: white, rule: auto-entered}
+  - move: {sim: owner, to: listed}
+  - attach: listed
+    expect: {status: white, rule: white-list}
+"""
+
+
+def test_every_run_starts_from_a_copy_of_the_registry_template(tmp_path: Path) -> None:
+    from simulator.agent_process import run_eir
+
+    template = tmp_path / "operator.db"
+    url = f"sqlite:///{template}"
+    (tmp_path / "tac.csv").write_text("tac,device_type\n86452307,Router\n")
+    (tmp_path / "white.csv").write_text("imei,reason\n356938035643809,customs cleared\n")
+    run_eir(url, "registry", "import", "tac", str(tmp_path / "tac.csv"))
+    run_eir(url, "registry", "import", "white", str(tmp_path / "white.csv"))
+    before = template.read_bytes()
+    path = tmp_path / "suite" / "templated.yaml"
+    path.parent.mkdir()
+    path.write_text(TEMPLATED)
+    done = sim_run(str(path), "--registry-template", str(template))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[auto-entered: a Router: entered automatically]" in done.stdout
+    assert template.read_bytes() == before  # runs write to their copies, never to the template
+    without = sim_run(str(path))
+    assert without.returncode == 1 and "status: expected white, received grey" in without.stdout
