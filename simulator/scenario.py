@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from registry.imei import luhn_check_digit
+from registry.profile import ProfileError, load_profile
 from simulator.scenario_model import CALLING_CODES, IMPORT_KINDS, Handset, Scenario, Subscriber
 from simulator.scenario_steps import StepReader, import_rows, parse_time
 from simulator.scenario_yaml import Node, ScenarioError, compose_file
@@ -83,6 +84,10 @@ def _profile(node: Node | None, path: Path) -> str:
     candidate = (path.parent / text).resolve()
     if not candidate.is_file():
         node.fail(f"{text!r} is neither a shipped profile (tj, kg) nor a file beside the scenario")
+    try:
+        load_profile(candidate)  # refused here, with the scenario's line, rather than by every agent started
+    except ProfileError as error:
+        node.fail(f"the profile cannot be used: {error}")
     return str(candidate)
 
 

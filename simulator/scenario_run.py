@@ -115,7 +115,12 @@ async def run_all(scenarios: list[Scenario], settings: RunSettings,
 
         async def one(scenario: Scenario, interface: str) -> RunResult:
             async with gate:
-                return await ScenarioRun(scenario, interface, settings, template).play()
+                run = ScenarioRun(scenario, interface, settings, template)
+                try:
+                    return await run.play()
+                except Exception as error:  # a fault of the runner itself: reported, the other runs go on
+                    run.result.error = f"the runner failed: {type(error).__name__}: {error}"
+                    return run.result
 
         tasks = [asyncio.ensure_future(one(scenario, interface))
                  for scenario in scenarios for interface in settings.interfaces]
@@ -208,24 +213,28 @@ class ScenarioRun:
         return CHECKS[step.check or ""].interface == ("diameter" if self.interface == "s13" else "map")
 
     async def _play_in(self, folder: Path) -> None:
+        """Start, play every step of this interface, stop (whatever happened: no agent is left
+        running), then compare the rules from the answer log."""
         try:
-            await self._start(folder)
-        except (RuntimeError, OSError) as error:
-            self.result.error = f"cannot start the agent: {error}"
-            await self._stop()
-            return
-        except LabControlError as error:
-            self.result.error = f"the scenario's registry rows were refused: {error}"
-            await self._stop()
-            return
-        try:
-            for step in self.scenario.steps:
-                if self._applies(step):
-                    self.result.steps.append(await self._play(step))
+            if await self._started(folder):
+                for step in self.scenario.steps:
+                    if self._applies(step):
+                        self.result.steps.append(await self._play(step))
         finally:
             await self._stop()
         if self.agent is not None:
             self._compare_rules(self.agent.answers())
+
+    async def _started(self, folder: Path) -> bool:
+        try:
+            await self._start(folder)
+        except (RuntimeError, OSError) as error:
+            self.result.error = f"cannot start the agent: {error}"
+            return False
+        except LabControlError as error:
+            self.result.error = f"the scenario's registry rows were refused: {error}"
+            return False
+        return True
 
     async def _start(self, folder: Path) -> None:
         if self.settings.external:

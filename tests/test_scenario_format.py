@@ -159,6 +159,15 @@ def test_file_level_errors_name_the_line_and_the_key(tmp_path: Path, text: str, 
     assert message in raised.value.problem
 
 
+def test_a_profile_file_that_cannot_be_used_is_an_error_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.profile.yaml").write_text("name: broken\ngrace: [{days: -1}]\n")
+    path = write(tmp_path, "scenario: x\nstart: 2024-03-01\nprofile: broken.profile.yaml\nsteps:\n  - wait: 1 day\n")
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert (raised.value.line, raised.value.key) == (3, "profile")
+    assert raised.value.problem.startswith("the profile cannot be used: ")
+
+
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="no such file or folder"):
         find_scenarios([tmp_path / "nowhere"])
