@@ -46,6 +46,9 @@ class StepResult:
     log_key: str | None = None  # an attach's answer log key, for its rule
     expected_rule: str | None = None
     why: str | None = None  # the rule and reason the agent logged for an attach's answer
+    status: str | None = None  # an attach's equipment status (white, grey, black), or a check's
+    rule: str | None = None  # the rule that decided it (the answer log's, or eir check's)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # a notices step: what was queued
 
     @property
     def ok(self) -> bool:
@@ -328,6 +331,7 @@ class ScenarioRun:
         answer: Answer = await self.network.attach(via, device.imei, imsi)
         result.received = answer.text()
         result.log_key = answer.log_key
+        result.status = answer.status
         if step.expect is not None:
             interface = "s13" if via is Via.S13 else "map"
             expected = step.expect.on(interface)
@@ -359,6 +363,7 @@ class ScenarioRun:
     async def _notices(self, step: Step, result: StepResult) -> None:
         assert self.control is not None and step.device is not None
         found = await self.control.notices(step.device.imei)
+        result.notices = found
         result.received = ", ".join(f"{item['event']}" + (f" (deadline {item['deadline'][:10]})"
                                                           if item.get("deadline") else "") for item in found) or "none"
         if step.notices is not None:
@@ -380,6 +385,7 @@ class ScenarioRun:
         except ValueError:
             result.differences.append(f"eir check exited {process.returncode}: {err.decode(errors='replace')[-300:]}")
             return
+        result.status, result.rule = found["status"], found["rule"]
         result.received = f"{found['status']} ({found['rule']})" + (
             f", deadline {found['deadline'][:10]}" if found.get("deadline") else "")
         if step.expect is not None:
@@ -417,6 +423,7 @@ class ScenarioRun:
             line = logged.get(step.log_key or "")
             if line is not None:
                 step.why = f"{line.get('rule')}: {line.get('reason')}"
+                step.rule = str(line.get("rule"))
             if step.expected_rule is None or step.log_key is None:
                 continue
             found = None if line is None else line.get("rule")
