@@ -32,6 +32,8 @@ STATUS_STYLE: dict[str, dict[str, str]] = {  # face, hatch, the colour of a word
 OKABE_ITO = ("#e69f00", "#56b4e9", "#009e73", "#d55e00", "#0072b2", "#cc79a7")
 HATCHES = ("", "..", "\\\\", "//", "--", "++")
 FAIL = "#d55e00"
+LANE_POINTS = 540  # about the width of a lane chart's axes, in points (9 inches less the labels)
+NO_STATUS = ("s", "#ffffff", "answer without a status (an error)")
 MARKERS = {  # event kind -> marker, colour, legend label
     "notice": ("v", "#0072b2", "notice queued"),
     "sim": ("D", "#009e73", "SIM in/out"),
@@ -55,15 +57,16 @@ def _svg(figure: Figure, salt: str) -> str:
 
 
 def _prefix_ids(svg: str, prefix: str) -> str:
-    """Every id of the SVG, and every reference to one, prefixed: matplotlib numbers its
-    groups from 1 in each figure (figure_1, axes_1...), and ids must be unique in a page."""
-    ids = set(svg_ids(svg))
-    if not ids:
-        return svg
+    """The ids the SVG refers to (clip paths, hatches, markers), and the references, prefixed,
+    for ids must be unique in a page and matplotlib numbers its own from 1 in each figure;
+    the ids of plain groups (figure_1, axes_1...), referred to by nothing, are dropped."""
+    referred = set(re.findall(r'(?:url\(#|href="#)([^")]+)', svg))
 
     def named(found: re.Match[str]) -> str:
-        name = found[2]
-        return f"{found[1]}{prefix}-{name}{found[3]}" if name in ids else found[0]
+        is_id = found[1][0].isspace()
+        if is_id and found[2] not in referred:
+            return ""
+        return f"{found[1]}{prefix}-{found[2]}{found[3]}"
 
     return re.sub(r'(\sid="|url\(#|href="#)([^")]+)([")])', named, svg)
 
@@ -80,7 +83,7 @@ def status_lanes(run: RunView, salt: str) -> str | None:
     if not any(device.statuses for device in lanes):
         return None
     with mpl.rc_context(RC):
-        figure = _figure(9.0, 1.5 + 0.75 * len(lanes))
+        figure = _figure(9.0, 1.4 + 0.55 * len(lanes))
         axes = figure.add_subplot()
         for row, device in enumerate(lanes):
             _lane(axes, row, device, run.last_day)
@@ -114,7 +117,7 @@ def _lane(axes: Axes, row: int, device: DeviceView, last_day: int) -> None:
         style = STATUS_STYLE[status]
         axes.barh(row, until - day, left=day - 0.5, height=0.5, color=style["face"],
                   hatch=style["hatch"], edgecolor=INK, linewidth=0.8)
-        if (until - day) * 9 >= max(last_day, 9):  # the word where it fits (the legend names the fill)
+        if (until - day) / last_day * LANE_POINTS >= 36:  # the word where it fits (the legend names the fill)
             axes.text((day + until - 1) / 2, row, status, va="center", ha="center", fontsize=8, color=style["text"],
                       fontweight="bold",
                       bbox={"boxstyle": "square,pad=0.1", "facecolor": style["face"], "edgecolor": "none"})
@@ -140,6 +143,10 @@ def _events(axes: Axes, lanes: list[DeviceView], last_day: int) -> None:
             axes.scatter(places, [row + 0.38] * len(places), marker=marker, s=30, color=colour, edgecolors=INK,
                          linewidths=0.5, zorder=3, clip_on=False)
         _notice_names(axes, row, device, last_day)
+        errors = [event.day for event in device.events if event.kind == "answer" and event.status is None]
+        if errors:
+            axes.scatter(errors, [row] * len(errors), marker=NO_STATUS[0], s=40, color=NO_STATUS[1], edgecolors=INK,
+                         linewidths=0.8, zorder=3)
         failed = sorted({event.day for event in device.events if event.failed})
         if failed:
             axes.scatter(failed, [row] * len(failed), marker="X", s=90, color=FAIL, edgecolors="#ffffff",
@@ -168,10 +175,14 @@ def _legend(axes: Axes, lanes: list[DeviceView]) -> None:
     kinds = {event.kind for device in lanes for event in device.events}
     handles += [Line2D([], [], marker=marker, linestyle="", color=colour, markeredgecolor=INK, label=label)
                 for kind, (marker, colour, label) in MARKERS.items() if kind in kinds]
+    if any(event.kind == "answer" and event.status is None for device in lanes for event in device.events):
+        handles.append(Line2D([], [], marker=NO_STATUS[0], linestyle="", color=NO_STATUS[1], markeredgecolor=INK,
+                              label=NO_STATUS[2]))
     if any(device.failures for device in lanes):
         handles.append(Line2D([], [], marker="X", linestyle="", color=FAIL, markersize=9, label="failed step"))
-    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.6 / (len(lanes) + 1)),
-                ncols=min(len(handles), 5), frameon=False, fontsize=8)
+    figure = axes.get_figure()
+    assert isinstance(figure, Figure)
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False, fontsize=8)
 
 
 # a traffic run (simulator/report_data.py)

@@ -163,6 +163,11 @@ def test_the_status_chart_is_inline_svg_with_its_words_as_text(scenario: Scenari
         assert f">{word}</text>" in lanes, word
     assert 'class="chart lanes"' in html
     assert not set(svg_ids(charts[0])) & set(svg_ids(charts[1]))  # two charts on one page share no id
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    references = set(re.findall(r'(?:url\(#|href="#)([^")]+)', html))
+    assert references and references <= set(ids)  # hatches, clip paths, the runs' anchors: each found
+    assert any(name.startswith("run-tajikistan-grace_then_black-map-") for name in references)
 
 
 def test_a_run_that_could_not_be_played_or_was_skipped_says_why(scenario: Scenario) -> None:
