@@ -83,6 +83,7 @@ def _markup(svg: str | None) -> Markup | None:
 def _environment() -> Environment:
     environment = Environment(loader=PackageLoader("simulator", "templates"), autoescape=True,
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["thousands"] = "{:,}".format
     environment.globals.update(verdict=verdict_badge, event_text=event_text, detail=event_detail)
     return environment
 

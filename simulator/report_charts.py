@@ -42,18 +42,26 @@ MARKERS = {  # event kind -> marker, colour, legend label
     "stolen": ("X", INK, "reported stolen"),
     "recover": ("o", INK, "recovered"),
 }
-RC: dict[Any, Any] = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9,
+RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "eir-report", "text.parse_math": False, "font.size": 9,
       "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"], "hatch.linewidth": 0.8}
 
 
 def _svg(figure: Figure, salt: str) -> str:
-    """The figure as an <svg> element (no XML prologue), its ids salted so that several
-    charts can share one page."""
+    """The figure as an <svg> element (no XML prologue), its ids prefixed with ``salt`` so
+    that several charts can share one page."""
+    return _prefix_ids(_drawn(figure), _id_safe(salt))
+
+
+def _drawn(figure: Figure) -> str:
     out = io.StringIO()
-    with mpl.rc_context({**RC, "svg.hashsalt": salt}):
-        figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    with mpl.rc_context(RC):
+        figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
     text = out.getvalue()
-    return _prefix_ids(text[text.index("<svg"):], re.sub(r"[^A-Za-z0-9_-]", "-", salt))
+    return text[text.index("<svg"):]
+
+
+def _id_safe(salt: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", salt)
 
 
 def _prefix_ids(svg: str, prefix: str) -> str:
@@ -76,12 +84,26 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+_LANES: dict[tuple[object, ...], str] = {}  # drawn lane charts by what they show (S13 and MAP runs often agree)
+
+
 def status_lanes(run: RunView, salt: str) -> str | None:
     """A lane per device, coloured by its status from each answer to the next, days on the
     x axis, events marked; None when no device was answered."""
     lanes = [device for device in run.devices if device.statuses or device.events]
     if not any(device.statuses for device in lanes):
         return None
+    key = (run.last_day, run.start_date, *((device.label, tuple((event.kind, event.day, event.text, event.status,
+                                                                 event.failed) for event in device.events))
+                                           for device in lanes))
+    if key not in _LANES:
+        if len(_LANES) > 256:
+            _LANES.clear()
+        _LANES[key] = _draw_lanes(run, lanes)
+    return _prefix_ids(_LANES[key], _id_safe(salt))
+
+
+def _draw_lanes(run: RunView, lanes: list[DeviceView]) -> str:
     with mpl.rc_context(RC):
         figure = _figure(9.0, 1.4 + 0.55 * len(lanes))
         axes = figure.add_subplot()
@@ -96,7 +118,7 @@ def status_lanes(run: RunView, salt: str) -> str | None:
         axes.grid(axis="x", color="#dddddd", linewidth=0.6)
         axes.set_axisbelow(True)
         _legend(axes, lanes)
-        return _svg(figure, salt)
+        return _drawn(figure)
 
 
 def _segments(device: DeviceView) -> list[tuple[int, str]]:

@@ -195,6 +195,8 @@ def test_a_traffic_run_is_drawn_and_counted_per_day(tmp_path: Path) -> None:
     assert "Generated 2024-03-06 12:00 UTC" in text
     assert "5 days played from 2024-03-01: 505 answers (400 white, 85 grey, 15 black), 27 notices queued, " \
            "15 devices cut off." in text
+    big = text_of(render_report([], [replace(traffic_days()[0], answers={"white": 1234567})]))
+    assert "1,234,567 answers (1,234,567 white, 0 grey, 0 black)" in big
     assert "day 3 2024-03-03 100 80 17 3 5004 1 grey 3, black 3 3 white-list 80, grace 17, grace-expired 3" in text
     for chart in ("chart-traffic-shares", "chart-traffic-notices", "chart-traffic-cut-off"):
         assert re.search(rf'id="{chart}".*?<svg', html, re.S), chart
