@@ -57,8 +57,15 @@ class Summary:
 
 def write_report(path: Path, results: list[RunResult], traffic: list[TrafficDay] | None = None,
                  title: str = DEFAULT_TITLE, *, generated: datetime | None = None) -> None:
-    """Write the report of ``results`` (and of a traffic run's days) to ``path``."""
-    path.write_text(render_report(results, traffic, title, generated=generated), encoding="utf-8")
+    """Write the report of ``results`` (and of a traffic run's days) to ``path``, whole or
+    not at all (written beside it, then renamed over it)."""
+    page = render_report(results, traffic, title, generated=generated)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def render_report(results: Sequence[RunResult], traffic: Sequence[TrafficDay] | None = None,

@@ -191,6 +191,7 @@ def test_a_traffic_run_is_drawn_and_counted_per_day(tmp_path: Path) -> None:
     write_report(path, [], traffic_days(), title="Tajikistan, 100 subscribers",
                  generated=datetime(2024, 3, 6, 12, 0, tzinfo=UTC))
     html = path.read_text(encoding="utf-8")
+    assert [item.name for item in tmp_path.iterdir()] == ["traffic.html"]  # nothing partial left beside it
     text = text_of(html)
     assert "Generated 2024-03-06 12:00 UTC" in text
     assert "5 days played from 2024-03-01: 505 answers (400 white, 85 grey, 15 black), 27 notices queued, " \
