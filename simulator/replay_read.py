@@ -111,8 +111,9 @@ def _records(path: Path, warnings: _Warnings) -> Iterator[tuple[int, float, Pack
                 packet = reader.read_packet()
             except EOFError:
                 left = reader.f.tell() - before
-                smallest = _PCAPNG_SMALLEST_BLOCK if isinstance(reader, PcapNgReader) else 1
-                if 0 < left < smallest:
+                # pcap: any octets after the last record are a record cut short; pcapng: whole
+                # blocks may follow the last packet (statistics), shorter than the smallest block may not
+                if left and (not isinstance(reader, PcapNgReader) or left < _PCAPNG_SMALLEST_BLOCK):
                     raise CaptureError(_cut_short(path, number, f"{left} octets of a record at the end")) from None
                 break
             except Scapy_Exception as exc:

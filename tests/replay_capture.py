@@ -59,23 +59,28 @@ async def recording_relay(upstream: tuple[str, int], records: list[Record]) -> A
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def ask(diameter: tuple[str, int], m3ua: tuple[str, int], records: list[Record]) -> list[str]:
-    """Every request of ASKED through recording relays; the answers, described in one line each."""
+async def ask(diameter: tuple[str, int], m3ua: tuple[str, int]) -> list[str]:
+    """Every request of ASKED, S13 to ``diameter``, MAP to ``m3ua``; each answer in one line."""
     answers = []
-    async with recording_relay(diameter, records) as s13, recording_relay(m3ua, records) as map_relay:
-        for interface, imei, imsi, version in ASKED:
-            if interface == "S13":
-                ecr = await send_ecr(*s13, imei, imsi=imsi)
-                answers.append(f"{ecr.result_code} {ecr.equipment_status}")
-            else:
-                check = await send_checkimei(*map_relay, imei, imsi=imsi, version=version)
-                answers.append(f"{check.message} {check.status} {check.error_name}")
+    for interface, imei, imsi, version in ASKED:
+        if interface == "S13":
+            ecr = await send_ecr(*diameter, imei, imsi=imsi)
+            answers.append(f"{ecr.result_code} {ecr.equipment_status}")
+        else:
+            check = await send_checkimei(*m3ua, imei, imsi=imsi, version=version)
+            answers.append(f"{check.message} {check.status} {check.error_name}")
     return answers
+
+
+async def ask_recorded(diameter: tuple[str, int], m3ua: tuple[str, int], records: list[Record]) -> list[str]:
+    """``ask`` through recording relays."""
+    async with recording_relay(diameter, records) as s13, recording_relay(m3ua, records) as map_relay:
+        return await ask(s13, map_relay)
 
 
 def capture_run(path: Path, diameter: tuple[str, int], m3ua: tuple[str, int]) -> list[Record]:
     """Ask ASKED of the agent at ``diameter`` and ``m3ua`` and write the exchanges to ``path``."""
     records: list[Record] = []
-    asyncio.run(ask(diameter, m3ua, records))
+    asyncio.run(ask_recorded(diameter, m3ua, records))
     write_pcap(path, records)
     return records
