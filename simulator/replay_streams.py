@@ -12,13 +12,14 @@ replay needs. This module turns the one into the other, without knowing about fi
 - ``SctpDirection``: DATA chunks of one direction of one association, duplicates (same TSN)
   dropped, fragments joined by TSN and the B/E bits.
 
-A message's frame is the frame that completed it (as Wireshark shows a reassembled PDU), its
-time that frame's time.
+A message's frame is the frame that completed it, every octet before its end included (where
+Wireshark shows a reassembled PDU), its time that frame's time.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,14 +53,21 @@ class Run:
 
     data: bytearray = field(default_factory=bytearray)
     spans: list[Span] = field(default_factory=list)
+    _ends: list[int] = field(default_factory=list)
+    _latest: list[Span] = field(default_factory=list)  # the latest span among the first i + 1
 
-    def origin(self, start: int, end: int) -> tuple[int, float]:
-        """The frame (and its time) that completed octets [start, end): the latest frame among them."""
-        ends = [span.end for span in self.spans]
-        first = bisect.bisect_right(ends, start)
-        covering = [span for span in self.spans[first:] if span.start < end]
-        latest = max(covering, key=lambda span: span.frame)
+    def origin(self, end: int) -> tuple[int, float]:
+        """The frame (and its time) that completed octets [0, end): the latest frame among them,
+        as a receiver gets a message once every octet before its end is there."""
+        if len(self._latest) != len(self.spans):  # built once, after the spans are all in
+            self._ends = [span.end for span in self.spans]
+            self._latest = list(itertools.accumulate(self.spans, _later))
+        latest = self._latest[min(bisect.bisect_left(self._ends, end), len(self._latest) - 1)]
         return latest.frame, latest.time
+
+
+def _later(a: Span, b: Span) -> Span:
+    return b if b.frame > a.frame else a
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +209,7 @@ def cut_messages(run: Run, protocol: str) -> Cut:
         if offset + length > size:
             cut.incomplete += size - offset
             break
-        frame, time = run.origin(offset, offset + length)
+        frame, time = run.origin(offset + length)
         cut.pieces.append(Piece(frame, time, bytes(data[offset:offset + length])))
         offset += length
     return cut
