@@ -22,7 +22,7 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from diameter.constants import FLAG_R, Command
+from diameter.constants import FLAG_R, FLAG_T, Command
 from diameter.errors import FramingError
 from diameter.message import Message
 from diameter.message import decode_message as decode_diameter
@@ -135,9 +135,10 @@ class _Pairing:
             self.found.notes.append(f"frame {frame}: unreadable Diameter message ({exc})")
             return
         if data[4] & FLAG_R:
-            if key in self.ecrs:
-                return  # a retransmission (T bit) of a request already listed
-            self.ecrs[key] = self._ecr(message, decoded)
+            earlier = self.ecrs.get(key)
+            if earlier is not None and earlier.answer is None and data[4] & FLAG_T:
+                return  # a retransmission (T bit) of a request still unanswered
+            self.ecrs[key] = self._ecr(message, decoded)  # identifiers may be used again after an answer
             return
         request = self.ecrs.get(key)
         if request is None or request.answer is not None:
