@@ -49,7 +49,8 @@ def replay(capture: Path, peer: tuple[str, int], map_peer: tuple[str, int] | Non
 
     \b
     Exit status: 0 every answer as captured; 1 an answer differs, or the agent could not be
-    reached; 2 the file is not a capture, is cut short, or holds no ECR and no CheckIMEI."""
+    reached; 2 the file is not a capture, is cut short, or holds no ECR and no CheckIMEI
+    (or holds CheckIMEI invokes and no --map-peer was given)."""
     import asyncio
 
     from simulator.lab_client import LabControlError
@@ -62,6 +63,11 @@ def replay(capture: Path, peer: tuple[str, int], map_peer: tuple[str, int] | Non
         click.echo(f"eir sim replay: {exc}", err=True)
         sys.exit(2)
     assert peer is not None
+    asked_over_map = [request for request in found.requests if request.interface == "MAP"]
+    if asked_over_map and map_peer is None:
+        click.echo(f"eir sim replay: {capture}: {len(asked_over_map)} MAP CheckIMEI invoke(s), the first in frame "
+                   f"{asked_over_map[0].frame}: give the agent's M3UA address with --map-peer HOST:PORT", err=True)
+        sys.exit(2)
     try:
         report = asyncio.run(replay_requests(found, str(capture), peer, map_peer=map_peer, control=control,
                                              timeout=timeout))

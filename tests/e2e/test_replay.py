@@ -283,6 +283,13 @@ def test_a_truncated_capture(captured: Captured, tmp_path: Path) -> None:
                                          f"{frames - 1}: 5 octets of a record at the end")
 
 
+def test_map_requests_without_a_map_peer(captured: Captured) -> None:
+    first = next(r for r in load_requests(captured.pcap).requests if r.interface == "MAP")
+    assert _replay_error(captured.pcap) == (
+        f"eir sim replay: {captured.pcap}: 4 MAP CheckIMEI invoke(s), the first in frame {first.frame}: give the "
+        "agent's M3UA address with --map-peer HOST:PORT")
+
+
 def test_a_capture_without_diameter_or_m3ua(tmp_path: Path) -> None:
     path = tmp_path / "web.pcap"
     write_pcap(path, [Record(1_700_000_000.0, "10.0.0.1", 40000, "10.0.0.2", 80, b"GET / HTTP/1.1\r\n\r\n"),
