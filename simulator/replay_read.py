@@ -6,8 +6,10 @@ DATA chunks to ``SctpDirection``; then each TCP connection is framed as Diameter
 
 - Diameter: either port in ``diameter_ports`` (3868 unless told); M3UA: in ``m3ua_ports``
   (2905 unless told); on any other ports, whichever of the two frames more messages out of
-  the connection's octets (recognised by their headers, see ``replay_streams``);
-- SCTP: PPID 46 is Diameter and PPID 3 M3UA; PPID 0 (unspecified) goes by the ports as TCP does.
+  the connection's octets (recognised by their headers, see ``replay_streams``), provided
+  the messages hold more of the octets than the resynchronisation skipped;
+- SCTP: PPID 46 is Diameter and PPID 3 M3UA; PPID 0 (unspecified) goes by the ports as TCP
+  does, else by the header that makes the message exactly one Diameter or M3UA message.
 
 What cannot be read as a capture raises CaptureError with one line that says why: not a pcap
 or pcapng file, or a file cut short (scapy's own warning, or a record header cut short at the
@@ -29,7 +31,17 @@ from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.packet import Packet, Padding
 from scapy.utils import PcapNgReader, PcapReader
 
-from simulator.replay_streams import DIAMETER, M3UA, Chunk, Piece, SctpDirection, TcpDirection, cut_messages
+from simulator.replay_streams import (
+    DIAMETER,
+    HEADER_CHECKS,
+    M3UA,
+    Chunk,
+    Cut,
+    Piece,
+    SctpDirection,
+    TcpDirection,
+    cut_messages,
+)
 
 DIAMETER_PORT = 3868
 M3UA_PORT = 2905
@@ -188,34 +200,49 @@ class _Collector:
 
     def found(self, contents: Contents) -> None:
         for (src, dst), directions in self.tcp.items():
-            for direction in directions:
-                self._tcp_messages(src, dst, direction, contents)
+            if (src, dst) > (dst, src) and (dst, src) in self.tcp:
+                continue  # a connection is framed once, from its lower endpoint's side
+            backward = self.tcp.get((dst, src), [])
+            for index, direction in enumerate(directions):
+                sides = [(src, dst, direction)]
+                if index < len(backward):
+                    sides.append((dst, src, backward[index]))
+                self._tcp_messages(sides, contents)
         for (src, dst), association in self.sctp.items():
             for ppid, piece in association.messages():
-                protocol = _PPIDS.get(ppid) or self.protocol(src, dst)
+                protocol = _PPIDS.get(ppid) or self.protocol(src, dst) or _whole(piece.data)
                 if protocol is not None:
                     contents.messages.append(Found(protocol, "sctp", src, dst, piece))
 
-    def _tcp_messages(self, src: Endpoint, dst: Endpoint, direction: TcpDirection, contents: Contents) -> None:
-        runs = direction.runs()
-        protocol = self.protocol(src, dst)
-        candidates = [protocol] if protocol is not None else [DIAMETER, M3UA]
-        best: tuple[int, str, list[Piece], int, int] | None = None
-        for candidate in candidates:
-            cuts = [cut_messages(run, candidate) for run in runs]
-            pieces = [piece for cut in cuts for piece in cut.pieces]
-            skipped, incomplete = sum(c.skipped for c in cuts), sum(c.incomplete for c in cuts)
-            if best is None or len(pieces) > best[0]:
-                best = (len(pieces), candidate, pieces, skipped, incomplete)
-        if best is None or not best[0]:
+    def _tcp_messages(self, sides: list[tuple[Endpoint, Endpoint, TcpDirection]], contents: Contents) -> None:
+        """Frame both directions of one connection as the one protocol that suits it."""
+        runs = [(src, dst, direction.runs()) for src, dst, direction in sides]
+        protocol = self.protocol(sides[0][0], sides[0][1])
+        best: tuple[int, str, list[tuple[Endpoint, Endpoint, Cut]]] | None = None
+        for candidate in [protocol] if protocol is not None else [DIAMETER, M3UA]:
+            cuts = [(src, dst, cut_messages(run, candidate)) for src, dst, found in runs for run in found]
+            pieces = sum(len(cut.pieces) for _, _, cut in cuts)
+            framed = sum(len(piece.data) for _, _, cut in cuts for piece in cut.pieces)
+            if protocol is None and framed <= sum(cut.skipped for _, _, cut in cuts):
+                continue  # by the headers alone, most of the octets must frame as messages
+            if pieces and (best is None or pieces > best[0]):
+                best = (pieces, candidate, cuts)
+        if best is None:
             return
-        _, chosen, pieces, skipped, incomplete = best
-        where = f"TCP {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}"
-        if skipped:
-            contents.notes.append(f"{where}: skipped {skipped} octets that start no {chosen} message")
-        if incomplete:
-            contents.notes.append(f"{where}: {incomplete} octets of a {chosen} message the capture does not hold whole")
-        contents.messages += [Found(chosen, "tcp", src, dst, piece) for piece in pieces]
+        _, chosen, cuts = best
+        for src, dst, cut in cuts:
+            where = f"TCP {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}"
+            if cut.skipped:
+                contents.notes.append(f"{where}: skipped {cut.skipped} octets that start no {chosen} message")
+            if cut.incomplete:
+                contents.notes.append(f"{where}: {cut.incomplete} octets of a {chosen} message the capture "
+                                      "does not hold whole")
+            contents.messages += [Found(chosen, "tcp", src, dst, piece) for piece in cut.pieces]
+
+
+def _whole(data: bytes) -> str | None:
+    """The protocol whose header says ``data`` is exactly one message of it (SCTP, PPID 0)."""
+    return next((protocol for protocol, check in HEADER_CHECKS.items() if check(data, 0) == len(data)), None)
 
 
 def read_capture(path: str | Path, *, diameter_ports: tuple[int, ...] = (DIAMETER_PORT,),

@@ -212,7 +212,8 @@ def test_a_capture_that_starts_mid_message_resynchronises(captured: Captured, tm
 
 def test_the_same_messages_over_sctp_read_as_the_same_requests(captured: Captured, tmp_path: Path) -> None:
     """Every Diameter (PPID 46) and M3UA (PPID 3) message of the TCP capture in its own SCTP DATA
-    chunk; one of them in two fragments (B, then E), one chunk sent twice, two bundled in a packet."""
+    chunk; one of them in two fragments (B, then E), one chunk sent twice, two bundled in a packet,
+    one with PPID 0 (unspecified: known by its header)."""
     messages = read_capture(captured.pcap).messages
     tsn: dict[tuple[Any, ...], int] = {}
     packets: list[Packet] = []
@@ -224,7 +225,8 @@ def test_the_same_messages_over_sctp_read_as_the_same_requests(captured: Capture
         parts = [data[:24], data[24:]] if index == 3 else [data]
         for number, part in enumerate(parts):
             tsn[key] = tsn.get(key, 1000) + 1
-            chunk = SCTPChunkData(tsn=tsn[key], stream_id=0, proto_id=46 if found.protocol == DIAMETER else 3,
+            ppid = 46 if found.protocol == DIAMETER else 3
+            chunk = SCTPChunkData(tsn=tsn[key], stream_id=0, proto_id=0 if index == 8 else ppid,
                                   data=part, beginning=number == 0, ending=number == len(parts) - 1)
             if key == previous and not bundled and len(parts) == 1:
                 packets[-1] = packets[-1] / chunk  # two chunks of one direction in one packet
