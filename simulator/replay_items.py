@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from diameter.constants import FLAG_R, FLAG_T, Command
@@ -105,7 +106,9 @@ class Request:
         return S13 if self.interface == S13 else f"MAP v{self.version}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"frame": self.frame, "time": self.time, "interface": self.label, "imei": self.imei,
+        return {"frame": self.frame, "time": self.time,
+                "at": datetime.fromtimestamp(self.time, UTC).isoformat(timespec="microseconds"),
+                "interface": self.label, "imei": self.imei,
                 "imsi": self.imsi, "transport": self.transport, "from": f"{self.src[0]}:{self.src[1]}",
                 "to": f"{self.dst[0]}:{self.dst[1]}", "otid": self.otid.hex() or None,
                 "captured": None if self.answer is None else self.answer.to_json(),

@@ -100,7 +100,16 @@ def test_replay_against_a_fresh_agent_finds_no_difference(captured: Captured, fr
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert (report["requests"], report["same"], report["different"], report["unanswered"]) == (8, 8, 0, 0)
-    assert [item["imei"] for item in report["items"]] == [r.imei for r in load_requests(captured.pcap).requests]
+    requests = load_requests(captured.pcap).requests
+    assert [item["imei"] for item in report["items"]] == [r.imei for r in requests]
+    first = report["items"][0]
+    assert (first["frame"], first["interface"], first["imsi"], first["differences"]) == (
+        requests[0].frame, "S13", requests[0].imsi, [])
+    assert datetime.fromisoformat(first["at"]).timestamp() == pytest.approx(captured.records[0].timestamp, abs=1)
+    assert first["captured"] == first["replayed"] == {"message": "ECA", "result_code": 2001, "status": "WHITELISTED",
+                                                       "error": None, "reject": None, "abort": None}
+    assert report["items"][-1]["interface"] == "MAP v1"
+    assert report["items"][-1]["replayed"]["error"] == "UNKNOWN_EQUIPMENT"
 
 
 def test_a_changed_registry_shows_exactly_that_frame(captured: Captured, fresh_agent: AgentProcess) -> None:
