@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from simulator.commands_lab import lab
+from simulator.commands_replay import replay
 from simulator.commands_run import run
 from simulator.conformance_common import DEFAULT_IMEI, DEFAULT_UNKNOWN_ORIGIN_HOST
 from simulator.load import LoadConfig, LoadFailed, run_load
@@ -99,6 +100,7 @@ def sim() -> None:
 
 sim.add_command(run)
 sim.add_command(lab)
+sim.add_command(replay)
 
 
 @sim.command()
