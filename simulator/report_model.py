@@ -215,8 +215,8 @@ class _DeviceEvents:
         elif step.at is not None:
             day = self._day(step.at)
         event = self._event(result, "check", status=result.status, rule=result.rule, day=day)
-        deadline = _field(result.received, "deadline ")
-        event.deadline = date.fromisoformat(deadline) if deadline else None
+        deadline = _moment(result.deadline)
+        event.deadline = None if deadline is None else (deadline.astimezone(UTC) + self.offset).date()
         return event
 
     def _notices(self, device: DeviceView, result: StepResult) -> None:
@@ -274,17 +274,3 @@ def _moment(value: object) -> datetime | None:
     except ValueError:
         return None
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at
-
-
-def _field(text: str, name: str) -> str | None:
-    """The ISO date after ``name`` in a step's received text ("..., deadline 2024-03-31")."""
-    at = text.find(name)
-    if at < 0:
-        return None
-    value = text[at + len(name):at + len(name) + 10]
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return None
-    return value
-

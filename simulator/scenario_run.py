@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +49,7 @@ class StepResult:
     status: str | None = None  # an attach's equipment status (white, grey, black), or a check's
     rule: str | None = None  # the rule that decided it (the answer log's, or eir check's)
     notices: list[dict[str, Any]] = field(default_factory=list)  # a notices step: what was queued
+    deadline: str | None = None  # a check's deadline, ISO (UTC)
 
     @property
     def ok(self) -> bool:
@@ -364,7 +365,7 @@ class ScenarioRun:
         assert self.control is not None and step.device is not None
         found = await self.control.notices(step.device.imei)
         result.notices = found
-        result.received = ", ".join(f"{item['event']}" + (f" (deadline {item['deadline'][:10]})"
+        result.received = ", ".join(f"{item['event']}" + (f" (deadline {self._local_date(item['deadline'])})"
                                                           if item.get("deadline") else "") for item in found) or "none"
         if step.notices is not None:
             result.compared = True
@@ -385,12 +386,17 @@ class ScenarioRun:
         except ValueError:
             result.differences.append(f"eir check exited {process.returncode}: {err.decode(errors='replace')[-300:]}")
             return
-        result.status, result.rule = found["status"], found["rule"]
+        result.status, result.rule, result.deadline = found["status"], found["rule"], found.get("deadline")
         result.received = f"{found['status']} ({found['rule']})" + (
-            f", deadline {found['deadline'][:10]}" if found.get("deadline") else "")
+            f", deadline {self._local_date(result.deadline)}" if result.deadline else "")
         if step.expect is not None:
             result.compared = True
             result.differences += check_differences(step.expect.common, found, self.local_offset)
+
+    def _local_date(self, stamp: str) -> str:
+        """An ISO time as the date it is in the profile's local time (as deadlines are told)."""
+        at = datetime.fromisoformat(stamp)
+        return str(((at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC) + self.local_offset).date())
 
     async def _wire(self, step: Step, result: StepResult) -> None:
         from simulator.conformance import CheckOptions, run_check

@@ -52,6 +52,7 @@ def played(scenario: Scenario, interface: str = "s13") -> RunResult:
             found.received = ", ".join(notice["event"] for notice in found.notices)
         elif step.action is Action.CHECK:
             found.status, found.rule = "black", "grace-expired"
+            found.deadline = "2024-03-31T05:00:00+00:00"
             found.received = "black (grace-expired), deadline 2024-03-31"
         result.steps.append(found)
     return result
