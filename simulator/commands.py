@@ -325,9 +325,11 @@ def _optional_m3ua_peer(_: click.Context, __: click.Parameter, value: str | None
               help="Seconds to wait for the EIR to close the connection after a DPA or a refusing CEA.")
 @click.option("-v", "--verbose", is_flag=True, help="Under each check, what was sent and what came back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per check.")
+@_pcap_option("Write every connection of the checks (well-formed or not) to this pcap file.")
 def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, names: tuple[str, ...],
                 listing: bool, imei: str, unknown_origin_host: str, origin_host: str, origin_realm: str,
-                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool) -> None:
+                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool,
+                pcap: Path | None) -> None:
     """Run the wire conformance checks against an EIR: the Diameter (S13) ones at HOST:PORT,
     the MAP ones at --map. Prints what each check observed, one line per check; it judges
     nothing (a scenario's expectations do). Exits 1 when a check could not connect, 2 when
@@ -346,10 +348,9 @@ def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, 
     runnable = [(name, target) for name, target in chosen if target is not None]
     if not runnable:
         raise click.UsageError("nothing to run: give HOST:PORT for the Diameter checks, --map for the MAP ones")
-    options = CheckOptions(origin_host, origin_realm, destination_realm, timeout, imei, unknown_origin_host,
-                           close_wait)
-
-    async def main() -> int:
+    async def main(capture: Capture | None) -> int:
+        options = CheckOptions(origin_host, origin_realm, destination_realm, timeout, imei, unknown_origin_host,
+                               close_wait, capture=capture)
         unreachable = 0
         for name, (host, port) in runnable:  # one at a time: each is one exchange, as an engineer reads them
             observation = await run_check(name, host, port, options=options)
@@ -361,6 +362,6 @@ def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, 
                 click.echo(observation.line() + (f"\n    {observation.detail}" if verbose else ""))
         return unreachable
 
-    if asyncio.run(main()):
+    if _captured(pcap, main):
         click.echo("error: some checks could not connect", err=True)
         sys.exit(1)

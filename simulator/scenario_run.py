@@ -421,7 +421,8 @@ class ScenarioRun:
         from simulator.conformance import CheckOptions, run_check
 
         address = self._wire_address(step)
-        observation = await run_check(step.check or "", *address, options=CheckOptions(**step.options))
+        options = CheckOptions(**step.options, capture=self.capture)
+        observation = await run_check(step.check or "", *address, options=options)
         result.received = observation.detail
         if step.expect is not None:
             result.compared = True
