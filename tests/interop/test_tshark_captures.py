@@ -5,7 +5,8 @@ expert error or a TCP analysis flag, decode every ECR/ECA and every CheckIMEI in
 (M3UA over TCP with the shipped Lua dissector), and show the real ports of the run: the agent's
 listening port as the destination of every request, and as client ports exactly those the
 agent logged for the connections it accepted. A scenario's capture carries its IMEIs and the
-lab clock's days (day 31 is day 31 in Wireshark).
+lab clock's days (day 31 is day 31 in Wireshark). The SCTP frames the tap writes for an
+association decode as Diameter and M3UA by their PPID alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.utils import rdpcap
 
+from diameter.transport import SCTP_DIAMETER
+from netio.pcap import PcapFlowWriter
+from netio.pcap_sctp import SctpAssociations
+from netio.sctp import Payload
+from sigtran.m3ua_streams import M3UA
 from sigtran.map import EquipmentStatus
 from simulator.agent_process import AgentProcess
 from simulator.demo_registry import BLACK, IMSI, WHITE, build_demo_registry
@@ -263,3 +271,55 @@ def test_a_capture_file_that_cannot_be_written_is_a_usage_error(agent: Agent, tm
                             timeout=60, cwd=ROOT)
     assert result.returncode == 2 and "cannot write the capture" in result.stderr, result.stderr
 
+
+
+def as_sctp(tcp_pcap: Path, sctp_pcap: Path, payload: Payload) -> None:
+    """The messages of a TCP capture written again as one SCTP association, cut and put on
+    streams as the tap does over kernel SCTP (this machine may have no SCTP to run one)."""
+    writer = PcapFlowWriter(sctp_pcap)
+    associations = SctpAssociations(writer)
+    for frame in rdpcap(str(tcp_pcap)):
+        segment = frame[TCP]
+        data = bytes(segment.payload)
+        src, dst = (frame[IP].src, segment.sport), (frame[IP].dst, segment.dport)
+        for message, stream in payload.split(data, 16) if data else ():
+            associations.send(float(frame.time), src, dst, message, payload.ppid, stream)
+    associations.close_all(float(frame.time))
+    writer.close()
+
+
+def test_sctp_frames_of_the_tap_decode_as_diameter_and_m3ua(tshark: Tshark, agent: Agent, tmp_path: Path) -> None:
+    sim("ecr", "--peer", f"{LOOPBACK}:{agent.port}", WHITE, "--pcap", str(tmp_path / "ecr.pcap"))
+    sim("checkimei", "--peer", f"{LOOPBACK}:{agent.m3ua_port}", BLACK, "--pcap", str(tmp_path / "map.pcap"))
+    as_sctp(tmp_path / "ecr.pcap", tmp_path / "ecr-sctp.pcap", SCTP_DIAMETER)
+    as_sctp(tmp_path / "map.pcap", tmp_path / "map-sctp.pcap", M3UA)
+    for pcap in (tmp_path / "ecr-sctp.pcap", tmp_path / "map-sctp.pcap"):  # no Lua, no -d: the PPID says
+        assert tshark.problems(pcap) == []
+    rows = tshark.rows(tmp_path / "ecr-sctp.pcap", "diameter", "sctp.data_payload_proto_id", "diameter.cmd.code",
+                       "sctp.data_sid", "sctp.dstport")
+    assert [row["diameter.cmd.code"] for row in rows] == ["257", "257", ECR_CODE, ECR_CODE, "282", "282"]
+    assert {row["sctp.data_payload_proto_id"] for row in rows} == {"46"} and rows[2]["sctp.dstport"] == str(agent.port)
+    rows = tshark.rows(tmp_path / "map-sctp.pcap", "gsm_map.old.Component", "gsm_map.old.Component",
+                       "sctp.data_payload_proto_id", "sctp.data_sid", "gsm_map.tbcd_digits")
+    assert [row["gsm_map.old.Component"] for row in rows] == [INVOKE, RETURN_RESULT_LAST]
+    assert rows[0]["gsm_map.tbcd_digits"] == map_imei(BLACK)
+    assert {row["sctp.data_payload_proto_id"] for row in rows} == {"3"}
+    assert all(row["sctp.data_sid"] != "0" for row in rows)  # DATA off stream 0 (RFC 4666 3.8.1)
+
+
+def test_sim_conformance_pcap_holds_every_check_connection(tshark: Tshark, agent: Agent, tmp_path: Path) -> None:
+    pcap = tmp_path / "conformance.pcap"
+    since = agent.log_size()
+    out = sim("conformance", f"{LOOPBACK}:{agent.port}", "--map", f"{LOOPBACK}:{agent.m3ua_port}", "--check", "cer",
+              "--check", "ecr", "--check", "map-v3", "--json", "--pcap", str(pcap)).stdout
+    assert len(out.splitlines()) == 3
+    decode = {"diameter": agent.port, "m3ua": agent.m3ua_port}
+    assert tshark.problems(pcap, **decode) == []
+    rows = tshark.rows(pcap, "diameter", "diameter.cmd.code", "diameter.flags.request", "tcp.srcport", **decode)
+    assert [(row["diameter.cmd.code"], row["diameter.flags.request"]) for row in rows] == [
+        ("257", "1"), ("257", "0"), ("282", "1"), ("282", "0"),  # cer: CER/CEA, then a polite DPR/DPA
+        ("257", "1"), ("257", "0"), (ECR_CODE, "1"), (ECR_CODE, "0"), ("282", "1"), ("282", "0")]
+    invokes = tshark.rows(pcap, f"gsm_map.old.Component == {INVOKE}", "tcp.srcport", "tcp.dstport", **decode)
+    diameter_ports, m3ua_ports = agent.client_ports(since)
+    assert {int(row["tcp.srcport"]) for row in rows if row["diameter.flags.request"] == "1"} == diameter_ports
+    assert {int(row["tcp.srcport"]) for row in invokes} == m3ua_ports and len(m3ua_ports) == 1
