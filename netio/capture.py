@@ -47,6 +47,7 @@ class Capture:
         self.writer = PcapFlowWriter(self.path)
         self.sctp = SctpAssociations(self.writer)
         self.connections = 0  # tapped so far
+        self.closed = False  # a connection that outlives the capture is no longer recorded
 
     def __enter__(self) -> Capture:
         return self
@@ -69,6 +70,9 @@ class Capture:
         return make
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         now = self.clock()
         self.sctp.close_all(now)
         self.writer.close(now)
@@ -76,6 +80,8 @@ class Capture:
     # what a tapped connection reports
 
     def opened(self, local: Endpoint, remote: Endpoint, sctp: bool) -> None:
+        if self.closed:
+            return
         self.connections += 1
         if sctp:
             self.sctp.open(self.clock(), local, remote)
@@ -83,12 +89,16 @@ class Capture:
             self.writer.open_flow(self.clock(), local, remote)
 
     def tcp(self, src: Endpoint, dst: Endpoint, data: bytes) -> None:
-        self.writer.send(self.clock(), src, dst, data)
+        if not self.closed:
+            self.writer.send(self.clock(), src, dst, data)
 
     def sctp_message(self, src: Endpoint, dst: Endpoint, data: bytes, ppid: int, stream: int) -> None:
-        self.sctp.send(self.clock(), src, dst, data, ppid, stream)
+        if not self.closed:
+            self.sctp.send(self.clock(), src, dst, data, ppid, stream)
 
     def lost(self, local: Endpoint, remote: Endpoint, sctp: bool) -> None:
+        if self.closed:
+            return
         if sctp:
             self.sctp.close(self.clock(), local, remote)
         else:

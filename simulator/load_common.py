@@ -3,6 +3,10 @@ common part of the report, and the run itself (open the connections, keep them b
 until the deadline, drain, close; fork worker processes that split the connections and
 merge their counts). Each protocol brings its own connection class, which only has to
 look like ``LoadLink``.
+
+With ``--pcap`` each connection is made through the capture tap (``netio.capture``): every
+write and read is also written as frames, which slows the generator; without it the
+connections are made as before and the hot path is the same code.
 """
 
 from __future__ import annotations

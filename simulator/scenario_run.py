@@ -201,6 +201,7 @@ class ScenarioRun:
         why = self._skip()
         if why is not None:
             self.result.skipped = why
+            self.result.pcap = None  # nothing played, nothing written
             return self.result
         folder = Path(tempfile.mkdtemp(prefix=f"eir-{self.scenario.name}-{self.interface}-"))
         try:
@@ -208,6 +209,7 @@ class ScenarioRun:
                 await self._play_in(folder)
         except CaptureError as error:
             self.result.error = str(error)
+            self.result.pcap = None
         finally:
             self.result.seconds = time.monotonic() - started
             self._keep(folder)

@@ -136,3 +136,29 @@ def test_merged_parts_keep_every_frame_in_time_order(tmp_path: Path) -> None:
     assert count == len(merged) == sum(len(rdpcap(str(part))) for part in parts)
     assert stamps == sorted(stamps)
     assert {frame[TCP].sport for frame in merged} >= {50000, 50001}
+
+
+def test_a_connection_that_outlives_its_capture_goes_on_unrecorded(tmp_path: Path) -> None:
+    async def play() -> tuple[bytes, int]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.readexactly(2) + b"!")
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        async with server:
+            capture = Capture(tmp_path / "early.pcap")
+            _, client = await transports.connect(Client, "127.0.0.1", server.sockets[0].getsockname()[1], "tcp",
+                                                 PLAIN, capture)
+            frames = capture.frames
+            capture.close()  # before the connection writes anything
+            assert client.transport is not None
+            client.transport.write(b"hi")
+            await asyncio.wait_for(client.got.wait(), 5)
+            client.transport.close()
+            await asyncio.wait_for(client.lost, 5)
+        return client.received, frames
+
+    received, frames = asyncio.run(play())
+    assert received == b"hi!"
+    assert len(rdpcap(str(tmp_path / "early.pcap"))) == frames + 3  # the handshake, then the FIN of close()
