@@ -323,3 +323,42 @@ def test_sim_conformance_pcap_holds_every_check_connection(tshark: Tshark, agent
     diameter_ports, m3ua_ports = agent.client_ports(since)
     assert {int(row["tcp.srcport"]) for row in rows if row["diameter.flags.request"] == "1"} == diameter_ports
     assert {int(row["tcp.srcport"]) for row in invokes} == m3ua_ports and len(m3ua_ports) == 1
+
+
+def test_a_scenario_runs_capture_replays_with_no_difference(tmp_path: Path) -> None:
+    """The issue's round trip: a scenario played with --pcap, its capture replayed (eir sim replay,
+    which reads it with scapy, not our writer) against a fresh agent on the run's registry with
+    a lab clock set to each frame's time: the same answers, day 1 to day 31, S13 and MAP."""
+    scenario = load_scenario(SCENARIO)
+    sim("run", str(SCENARIO), "--pcap", str(tmp_path / "run.pcap"), "--keep", str(tmp_path / "kept"))
+    for interface in ("s13", "map"):
+        pcap = tmp_path / f"run-grey_list-black_after_deadline-{interface}.pcap"
+        port = tshark_port(pcap)
+        folder = tmp_path / f"fresh-{interface}"
+        folder.mkdir()
+        registry = folder / "registry.db"
+        registry.write_bytes((tmp_path / "kept" / f"grey_list-black_after_deadline-{interface}" /
+                              "registry.db").read_bytes())
+        agent = AgentProcess(folder, f"sqlite:///{registry}", "--profile", scenario.profile, m3ua=True,
+                             lab_clock=scenario.start.isoformat())
+        try:
+            assert agent.control_path is not None
+            replayed = subprocess.run(
+                [sys.executable, "-m", "eir", "sim", "replay", str(pcap), "--peer", f"{LOOPBACK}:{agent.port}",
+                 "--map-peer", f"{LOOPBACK}:{agent.m3ua_port}", "--control", str(agent.control_path),
+                 f"--{'diameter' if interface == 's13' else 'm3ua'}-port", str(port), "--json"],
+                capture_output=True, text=True, timeout=120, cwd=ROOT)
+        finally:
+            assert agent.stop() == 0, agent.log()
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        summary = json.loads(replayed.stdout)
+        assert (summary["requests"], summary["same"], summary["different"], summary["unanswered"]) == (3, 3, 0, 0), \
+            summary
+        statuses = [str(item["replayed"]["status"]).replace("_", "") for item in summary["items"]]
+        assert statuses == ["GREYLISTED", "GREYLISTED", "BLACKLISTED"], summary  # S13's words, MAP's with a _
+
+
+def tshark_port(pcap: Path) -> int:
+    """The agent's port: where the first SYN of the capture goes."""
+    frames = rdpcap(str(pcap))
+    return int(frames[0][TCP].dport)
