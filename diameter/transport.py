@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diameter.capabilities import LocalNode, PeerInfo
 from diameter.constants import DisconnectCause
@@ -44,6 +44,9 @@ from netio.accepting import capped, throttle_accept_errors
 from netio.bad_input import BadInput
 from netio.flow import InProgress, Load, ReadPausing
 from netio.logs import PerSecond, Throttled
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 log = logging.getLogger("diameter.transport")
 _events = PerSecond(log)  # connections opened and closed, DPRs, watchdog changes of every peer
@@ -356,15 +359,17 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
 
 async def connect(node: LocalNode, host: str, port: int = DIAMETER_PORT, *, transport: str = "tcp",
                   settings: PeerSettings | None = None, handler: RequestHandler | None = None,
-                  peer: Peer | None = None, timeout: float = 10.0) -> PeerConnection:
+                  peer: Peer | None = None, timeout: float = 10.0,
+                  capture: Capture | None = None) -> PeerConnection:
     """Connect as initiator, exchange capabilities, and return the open connection.
 
     Pass the ``peer`` of a lost connection to reconnect: its pending requests are sent
-    again with the T flag once the watchdog is back to OKAY.
+    again with the T flag once the watchdog is back to OKAY. With a ``capture``, every
+    octet of the connection is recorded there (``netio.capture``).
     """
     peer = peer or Peer(node, Role.INITIATOR, settings, time.time())
     _, connection = await transports.connect(lambda: PeerConnection(peer, handler), host, port, transport,
-                                             SCTP_DIAMETER)
+                                             SCTP_DIAMETER, capture)
     try:
         await asyncio.wait_for(asyncio.shield(connection.opened), timeout)
     except (TimeoutError, ConnectionError):

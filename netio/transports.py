@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from netio import sctp
+
+if TYPE_CHECKING:  # netio.capture loads scapy: only those who capture pay for it
+    from netio.capture import Capture
 
 TRANSPORTS = ("tcp", "sctp")
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -29,9 +32,18 @@ async def listen(factory: Callable[[], asyncio.Protocol], host: str, port: int, 
 
 
 async def connect(factory: Callable[[], P], host: str, port: int, transport: str,
-                  payload: sctp.Payload) -> tuple[asyncio.BaseTransport, P]:
-    """A connection to host:port, like ``loop.create_connection``."""
+                  payload: sctp.Payload, capture: Capture | None = None) -> tuple[asyncio.BaseTransport, P]:
+    """A connection to host:port, like ``loop.create_connection``; with a ``capture``, every
+    octet it writes and reads is recorded there (``netio.capture``)."""
     check_transport(transport)
+    if capture is not None:
+        made, tap = await _open(capture.factory(factory, payload), host, port, transport, payload)
+        return tap.opened(made)
+    return await _open(factory, host, port, transport, payload)
+
+
+async def _open(factory: Callable[[], P], host: str, port: int, transport: str,
+                payload: sctp.Payload) -> tuple[asyncio.BaseTransport, P]:
     if transport == "sctp":
         return await sctp.connect(factory, host, port, payload)
     return await asyncio.get_running_loop().create_connection(factory, host, port)

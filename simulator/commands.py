@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from simulator.captures import CaptureError
 from simulator.commands_lab import lab
 from simulator.commands_replay import replay
 from simulator.commands_run import run
@@ -18,6 +21,11 @@ from simulator.load_map import MapLoadConfig, run_map_load
 from simulator.load_wire import DEFAULT_TAC, MAX_CONNECTIONS, generated_imeis, read_imeis
 from simulator.mme import DEFAULT_ORIGIN_HOST, DEFAULT_REALM, EcrFailed, MmeIdentity, parse_peer, send_ecr
 from simulator.msc import M3UA_PORT, CheckImeiFailed, MscIdentity, send_checkimei
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
+
+T = TypeVar("T")
 
 _MSC = MscIdentity()
 
@@ -73,6 +81,22 @@ def _identity_options(function: Any) -> Any:
     return function
 
 
+def _pcap_option(help_text: str) -> Any:
+    return click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help=help_text)
+
+
+def _captured(path: Path | None, play: Callable[[Capture | None], Coroutine[Any, Any, T]]) -> T:
+    """Run ``play`` with the capture of ``--pcap`` (None without), closing it after; a file that
+    cannot be written is a usage error (simulator.captures)."""
+    from simulator.captures import capturing
+
+    try:
+        with capturing(path) as capture:
+            return asyncio.run(play(capture))
+    except CaptureError as error:
+        raise click.UsageError(str(error)) from None
+
+
 def _transport_option(help_text: str) -> Any:
     return click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "sctp"]),
                         help=help_text)
@@ -112,15 +136,17 @@ sim.add_command(replay)
 @_transport_option("Diameter over TCP, or over SCTP (PPID 46).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the CEA and the ECA.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_pcap_option("Write the connection (CER to DPA) to this pcap file, with its real addresses and ports.")
 def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: str | None, origin_host: str,
-        origin_realm: str, destination_realm: str, transport: str, timeout: float, as_json: bool) -> None:
+        origin_realm: str, destination_realm: str, transport: str, timeout: float, as_json: bool,
+        pcap: Path | None) -> None:
     """Send one ME-Identity-Check for IMEI (sent exactly as given) like an MME would:
     CER/CEA, ECR, print the answer, DPR. Exits 1 when no answer came."""
     identity = MmeIdentity(origin_host, origin_realm, destination_realm)
     try:
-        outcome = asyncio.run(send_ecr(peer[0], peer[1], imei, identity=identity, imsi=imsi,
-                                       software_version=software_version, timeout=timeout,
-                                       transport=transport))
+        outcome = _captured(pcap, lambda capture: send_ecr(
+            peer[0], peer[1], imei, identity=identity, imsi=imsi, software_version=software_version,
+            timeout=timeout, transport=transport, capture=capture))
     except EcrFailed as failed:
         if as_json:
             click.echo(json.dumps({"peer": f"{peer[0]}:{peer[1]}", "imei": imei, "error": str(failed),
@@ -144,16 +170,18 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
 @_transport_option("M3UA over TCP, or over SCTP (PPID 3, DATA off stream 0).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each step and the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_pcap_option("Write the association (ASPUP to ASPDN-ACK) to this pcap file, with its real addresses and ports.")
 def checkimei(peer: tuple[str, int], imei: str, imsi: str | None, version: str, opc: int, dpc: int,
               routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, transport: str,
-              timeout: float, as_json: bool) -> None:
+              timeout: float, as_json: bool, pcap: Path | None) -> None:
     """Send one MAP CheckIMEI for IMEI like an MSC would: ASPUP, ASPAC, a TCAP Begin in an
     SCCP UDT, print the answer, ASPDN. 14 or 15 digits are sent as TAC+SNR and the spare 0,
     other counts as given. Exits 1 when no answer came."""
     identity = _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt)
     try:
-        outcome = asyncio.run(send_checkimei(peer[0], peer[1], imei, imsi=imsi, version=int(version),
-                                             identity=identity, timeout=timeout, transport=transport))
+        outcome = _captured(pcap, lambda capture: send_checkimei(
+            peer[0], peer[1], imei, imsi=imsi, version=int(version), identity=identity, timeout=timeout,
+            transport=transport, capture=capture))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except CheckImeiFailed as failed:
@@ -199,11 +227,13 @@ def _peer_text(_: click.Context, __: click.Parameter, value: str) -> str:
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes sharing the connections.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_pcap_option("Write every connection of every process to this pcap file (slows the generator: "
+              "each write and read becomes frames); with --processes, parts merged in time order.")
 def load(peer: str, protocol: str, connections: int, inflight: int, duration: float, imei_file: str | None,
          tac: str, imsi_prefix: str, software_version: str | None, origin_host: str, origin_realm: str,
          destination_realm: str, version: str | None, vendor_imsi: bool, opc: int, dpc: int,
          routing_context: int | None, calling_gt: str, calling_ssn: int, called_gt: str, timeout: float,
-         processes: int, as_json: bool) -> None:
+         processes: int, as_json: bool, pcap: Path | None) -> None:
     """Keep N requests (S13 ECRs or MAP CheckIMEI dialogues) in flight on each of C connections
     for S seconds; report answers/s, answers by status and result, errors, and latency percentiles."""
     try:
@@ -220,16 +250,20 @@ def load(peer: str, protocol: str, connections: int, inflight: int, duration: fl
         host, port = parse_peer(peer, M3UA_PORT)
         config = MapLoadConfig(host, port, imeis, connections, inflight, duration, timeout, int(version or 3),
                                prefix if vendor_imsi else None,
-                               _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt), processes)
+                               _msc(opc, dpc, routing_context, calling_gt, calling_ssn, called_gt), processes,
+                               pcap=pcap)
     else:
         if version is not None or vendor_imsi:
             raise click.BadParameter("MAP only (--protocol map)", param_hint="--ac-version/--vendor-imsi")
         host, port = parse_peer(peer)
         config = LoadConfig(host=host, port=port, imeis=imeis, connections=connections, inflight=inflight,
                             duration=duration, timeout=timeout, imsi_prefix=prefix, software_version=software_version,
-                            identity=MmeIdentity(origin_host, origin_realm, destination_realm), processes=processes)
+                            identity=MmeIdentity(origin_host, origin_realm, destination_realm), processes=processes,
+                            pcap=pcap)
     try:
         result = run_map_load(config) if isinstance(config, MapLoadConfig) else run_load(config)
+    except CaptureError as error:
+        raise click.UsageError(str(error)) from None
     except (LoadFailed, ValueError) as exc:
         if as_json:
             click.echo(json.dumps({"peer": f"{host}:{port}", "error": str(exc)}))
@@ -291,9 +325,11 @@ def _optional_m3ua_peer(_: click.Context, __: click.Parameter, value: str | None
               help="Seconds to wait for the EIR to close the connection after a DPA or a refusing CEA.")
 @click.option("-v", "--verbose", is_flag=True, help="Under each check, what was sent and what came back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per check.")
+@_pcap_option("Write every connection of the checks (well-formed or not) to this pcap file.")
 def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, names: tuple[str, ...],
                 listing: bool, imei: str, unknown_origin_host: str, origin_host: str, origin_realm: str,
-                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool) -> None:
+                destination_realm: str, timeout: float, close_wait: float, verbose: bool, as_json: bool,
+                pcap: Path | None) -> None:
     """Run the wire conformance checks against an EIR: the Diameter (S13) ones at HOST:PORT,
     the MAP ones at --map. Prints what each check observed, one line per check; it judges
     nothing (a scenario's expectations do). Exits 1 when a check could not connect, 2 when
@@ -312,10 +348,9 @@ def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, 
     runnable = [(name, target) for name, target in chosen if target is not None]
     if not runnable:
         raise click.UsageError("nothing to run: give HOST:PORT for the Diameter checks, --map for the MAP ones")
-    options = CheckOptions(origin_host, origin_realm, destination_realm, timeout, imei, unknown_origin_host,
-                           close_wait)
-
-    async def main() -> int:
+    async def main(capture: Capture | None) -> int:
+        options = CheckOptions(origin_host, origin_realm, destination_realm, timeout, imei, unknown_origin_host,
+                               close_wait, capture=capture)
         unreachable = 0
         for name, (host, port) in runnable:  # one at a time: each is one exchange, as an engineer reads them
             observation = await run_check(name, host, port, options=options)
@@ -327,6 +362,6 @@ def conformance(peer: tuple[str, int] | None, map_peer: tuple[str, int] | None, 
                 click.echo(observation.line() + (f"\n    {observation.detail}" if verbose else ""))
         return unreachable
 
-    if asyncio.run(main()):
+    if _captured(pcap, main):
         click.echo("error: some checks could not connect", err=True)
         sys.exit(1)

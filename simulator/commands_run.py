@@ -43,9 +43,12 @@ def _address(default_port: int) -> Callable[[click.Context, click.Parameter, str
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.html",
               help="Also write the enforcement report: one HTML file that opens offline (simulator/report.py).")
 @click.option("--quiet", "-q", is_flag=True, help="Print the failing steps only, and one line per scenario.")
+@click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write every message of each run to a pcap file, stamped with the lab clock: FILE for one "
+                   "run; for several, FILE's stem + -SUITE-SCENARIO-INTERFACE.pcap beside it (printed).")
 def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, target: tuple[str, int] | None,
         map_target: tuple[str, int] | None, template: Path | None, keep: Path | None, report_file: Path | None,
-        quiet: bool) -> None:
+        quiet: bool, pcap: Path | None) -> None:
     """Play the scenarios in PATHS (files, or folders of suites: scenarios/README.md) over
     real sockets: each scenario on each interface gets its own `eir serve --lab-clock`
     on a throwaway registry. One line per step: ok, or FAIL with the step, the device,
@@ -68,13 +71,13 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
         click.echo("eir sim run: no scenario (*.yaml) in " + " ".join(map(str, paths)), err=True)
         sys.exit(2)
     interfaces = ("s13", "map") if interface == "both" else (interface,)
-    settings = RunSettings(interfaces, jobs, target, map_target, template, keep)
+    settings = RunSettings(interfaces, jobs, target, map_target, template, keep, pcap)
 
     def report(result: RunResult) -> None:
         lines = result.lines()
         if quiet:
             lines = [lines[0]] + [step.line() for step in result.failures] + [line for line in lines
-                                                                             if line.startswith("  ERROR")]
+                                                                             if line.startswith(("  ERROR", "  pcap"))]
         for line in lines:
             click.echo(line)
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from simulator.mme import DEFAULT_ORIGIN_HOST, DEFAULT_REALM
 from simulator.msc import MscIdentity
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 DEFAULT_IMEI = "490154203237518"  # 15 digits, TAC 49015420, a valid Luhn check digit (8)
 DEFAULT_UNKNOWN_ORIGIN_HOST = "stranger.conformance.invalid"  # .invalid: a name no operator allows (RFC 2606)
@@ -27,7 +31,8 @@ class CheckOptions:
     ``unknown_origin_host`` is the Origin-Host the ``unknown-peer`` check presents: one the
     EIR under test must NOT allow (its configuration decides; our agent refuses it when
     started with ``--allow-peer 'mme*.localdomain'``). ``close_wait`` bounds the wait for
-    the EIR to close the connection after a DPA or a refusing CEA."""
+    the EIR to close the connection after a DPA or a refusing CEA. ``capture``: where the
+checks' connections are recorded (``netio.capture``), if anywhere."""
 
     origin_host: str = DEFAULT_ORIGIN_HOST
     origin_realm: str = DEFAULT_REALM
@@ -37,6 +42,7 @@ class CheckOptions:
     unknown_origin_host: str = DEFAULT_UNKNOWN_ORIGIN_HOST
     close_wait: float = 10.0
     msc: MscIdentity = field(default_factory=MscIdentity)
+    capture: Capture | None = None  # every connection of the check recorded there (--pcap)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from diameter.avp import Avp
 from diameter.capabilities import LocalNode, build_cer
@@ -41,6 +42,8 @@ from diameter.disconnect import build_dpr
 from diameter.errors import FramingError
 from diameter.framing import MessageReader
 from diameter.message import Message, decode_message, make_message
+from diameter.transport import SCTP_DIAMETER
+from netio import transports
 from simulator.conformance_common import (
     CheckFunction,
     CheckOptions,
@@ -51,6 +54,9 @@ from simulator.conformance_common import (
     unreachable,
 )
 from simulator.mme import build_ecr, code_name, describe, os_error_text, session_suffix
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 APP_S6A = 16777251  # an application an EIR does not serve (TS 29.272 S6a)
 UPDATE_LOCATION = 316  # S6a Update-Location-Request
@@ -77,10 +83,12 @@ class DiameterProbe:
         self.eof = False
 
     @classmethod
-    async def open(cls, host: str, port: int, node: LocalNode, timeout: float) -> DiameterProbe:
+    async def open(cls, host: str, port: int, node: LocalNode, timeout: float,
+                   capture: Capture | None = None) -> DiameterProbe:
+        """A TCP connection to host:port (recorded in ``capture``, if given)."""
         peer = f"{host}:{port}"
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            reader, writer = await asyncio.wait_for(_streams(host, port, capture), timeout)
         except TimeoutError:
             raise unreachable(peer, f"no TCP connection within {timeout:g} s") from None
         except OSError as exc:
@@ -159,6 +167,18 @@ class DiameterProbe:
         return True
 
 
+async def _streams(host: str, port: int, capture: Capture | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection``, through the capture's tap when there is one."""
+    if capture is None:
+        return await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await transports.connect(lambda: protocol, host, port, "tcp", SCTP_DIAMETER, capture)
+    assert isinstance(transport, asyncio.WriteTransport)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 def base_answer(request: Message, node: LocalNode) -> Message:
     answer = make_message(request.command_code, request=False, application_id=request.application_id,
                           hop_by_hop=request.hop_by_hop, end_to_end=request.end_to_end)
@@ -197,7 +217,7 @@ def mme_node(options: CheckOptions, origin_host: str | None = None) -> LocalNode
 
 async def opened(host: str, port: int, options: CheckOptions) -> tuple[DiameterProbe, Message]:
     """A connection after a successful CER/CEA; CheckStopped with the CEA's fields otherwise."""
-    probe = await DiameterProbe.open(host, port, mme_node(options), options.timeout)
+    probe = await DiameterProbe.open(host, port, mme_node(options), options.timeout, options.capture)
     try:
         cea = await probe.ask(build_cer(probe.node))
     except CheckStopped:
@@ -350,7 +370,7 @@ async def check_invalid_avp_length(host: str, port: int, options: CheckOptions) 
 async def check_unknown_peer(host: str, port: int, options: CheckOptions) -> WireObservation:
     """Fields besides the answer's: ``closed`` and ``closed_after_s`` as for ``dpr``."""
     node = mme_node(options, options.unknown_origin_host)
-    probe = await DiameterProbe.open(host, port, node, options.timeout)
+    probe = await DiameterProbe.open(host, port, node, options.timeout, options.capture)
     try:
         cea = await probe.ask(build_cer(node))
         closed_after = await probe.closed_within(options.close_wait) if cea.value("Result-Code") != 2001 else None

@@ -61,7 +61,7 @@ def answer_text(outcome: CheckImeiOutcome) -> str:
 async def check_imei_version(version: int, host: str, port: int, options: CheckOptions) -> WireObservation:
     try:
         outcome = await send_checkimei(host, port, options.imei, version=version, identity=options.msc,
-                                       timeout=options.timeout)
+                                       timeout=options.timeout, capture=options.capture)
     except CheckImeiFailed as failed:
         raise stopped(failed) from None
     return WireObservation(f"map-v{version}", outcome_fields(outcome),
@@ -93,7 +93,7 @@ async def odd_begin(name: str, sent: str, host: str, port: int, options: CheckOp
     begin = tcap.encode_begin(otid, (tcap.Invoke(INVOKE_ID, opcode, argument),), dialogue)
     try:
         outcome = await send_begin(host, port, begin, otid, version=version, imei=options.imei, imei_sent=imei,
-                                   identity=options.msc, timeout=options.timeout)
+                                   identity=options.msc, timeout=options.timeout, capture=options.capture)
     except CheckImeiFailed as failed:
         raise stopped(failed) from None
     return WireObservation(name, outcome_fields(outcome), f"sent {sent}; got TCAP {outcome.message}: "

@@ -25,7 +25,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from diameter.answers import answer_to, result_code_of
 from diameter.capabilities import build_cer, common_applications, peer_info
@@ -66,6 +67,9 @@ from simulator.load_wire import (
     EcrTemplates,
 )
 from simulator.mme import MmeIdentity, code_name, status_name
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 
 def report(stats: LoadStats, config: LoadConfig) -> dict[str, Any]:
@@ -298,11 +302,13 @@ class LoadConfig:
     identity: MmeIdentity = field(default_factory=MmeIdentity)
     processes: int = 1
     connect_timeout: float = 5.0
+    pcap: Path | None = None  # every connection recorded there (simulator.captures)
 
 
-async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, number: int) -> LoadConnection:
+async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, number: int,
+                capture: Capture | None = None) -> LoadConnection:
     connection = await connect_link(lambda: LoadConnection(config, stats, templates, number), config.host,
-                                    config.port, config.connect_timeout, "CEA")
+                                    config.port, config.connect_timeout, "CEA", capture)
     peer = f"{config.host}:{config.port}"
     if connection.state != LinkState.OPEN:
         code = connection.cea_result
@@ -312,12 +318,12 @@ async def _open(config: LoadConfig, stats: LoadStats, templates: EcrTemplates, n
 
 
 async def run_worker(config: LoadConfig, templates: EcrTemplates, numbers: Sequence[int],
-                     ready: Any = None) -> LoadStats:
+                     ready: Any = None, capture: Capture | None = None) -> LoadStats:
     """Open the connections ``numbers``, run the load for the configured duration, drain, DPR.
 
     ``ready`` (a multiprocessing Barrier) makes the workers of one run start together."""
     async def open_link(stats: LoadStats, number: int) -> LoadConnection:
-        return await _open(config, stats, templates, number)
+        return await _open(config, stats, templates, number, capture)
     return await drive(open_link, numbers, config.duration, config.timeout, ready)
 
 
@@ -330,6 +336,7 @@ def run_load(config: LoadConfig) -> dict[str, Any]:
     templates = EcrTemplates(config.identity, config.imeis, session_prefix, config.imsi_prefix,
                              config.software_version)
 
-    async def worker(numbers: Sequence[int], ready: Any) -> LoadStats:
-        return await run_worker(config, templates, numbers, ready)
-    return report(run_processes(worker, config.connections, config.processes, config.connect_timeout), config)
+    async def worker(numbers: Sequence[int], ready: Any, capture: Capture | None) -> LoadStats:
+        return await run_worker(config, templates, numbers, ready, capture)
+    return report(run_processes(worker, config.connections, config.processes, config.connect_timeout,
+                                        config.pcap), config)

@@ -3,6 +3,10 @@ common part of the report, and the run itself (open the connections, keep them b
 until the deadline, drain, close; fork worker processes that split the connections and
 merge their counts). Each protocol brings its own connection class, which only has to
 look like ``LoadLink``.
+
+With ``--pcap`` each connection is made through the capture tap (``netio.capture``): every
+write and read is also written as frames, which slows the generator; without it the
+connections are made as before and the hot path is the same code.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from simulator.captures import capturing, merge_parts, part_path
 from simulator.load_wire import HISTOGRAM_US, MAX_CONNECTIONS
 from simulator.mme import os_error_text
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 
 class LinkState(StrEnum):
@@ -217,20 +226,30 @@ Opener = Callable[[LoadStats, int], Awaitable[LoadLink]]
 L = TypeVar("L", bound=asyncio.Protocol)
 
 
-async def connect_link(factory: Callable[[], L], host: str, port: int, timeout: float, handshake: str) -> L:
+async def connect_link(factory: Callable[[], L], host: str, port: int, timeout: float, handshake: str,
+                       capture: Capture | None = None) -> L:
     """The connection ``factory`` makes to host:port, once its ``opened`` future is done (the
     protocol's ``handshake``: CER/CEA, ASPUP/ASPAC); LoadFailed, in one line, if either takes
-    more than ``timeout`` or the connection cannot be made. The caller judges the handshake."""
-    loop = asyncio.get_running_loop()
+    more than ``timeout`` or the connection cannot be made. The caller judges the handshake.
+    With a ``capture``, the connection is recorded there (the protocol is wrapped; without
+    one nothing is: the hot path stays as it is)."""
     peer = f"{host}:{port}"
     try:
-        _, connection = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
+        connection = await asyncio.wait_for(_connect(factory, host, port, capture), timeout)
         await asyncio.wait_for(asyncio.shield(connection.opened), timeout)  # type: ignore[attr-defined]
     except TimeoutError:
         raise LoadFailed(f"{peer}: no connection or {handshake} within {timeout:g} s") from None
     except OSError as exc:
         raise LoadFailed(f"cannot connect to {peer}: {os_error_text(exc)}") from None
     return connection
+
+
+async def _connect(factory: Callable[[], L], host: str, port: int, capture: Capture | None) -> L:
+    loop = asyncio.get_running_loop()
+    if capture is None:
+        return (await loop.create_connection(factory, host, port))[1]
+    made, tap = await loop.create_connection(capture.factory(factory), host, port)
+    return tap.opened(made)[1]
 
 
 async def drive(open_link: Opener, numbers: Sequence[int], duration: float, timeout: float,
@@ -266,12 +285,19 @@ async def drive(open_link: Opener, numbers: Sequence[int], duration: float, time
     return stats
 
 
-Worker = Callable[[Sequence[int], Any], Coroutine[Any, Any, LoadStats]]
+Worker = Callable[[Sequence[int], Any, "Capture | None"], Coroutine[Any, Any, LoadStats]]
 
 
-def _worker_main(worker: Worker, numbers: Sequence[int], ready: Any, pipe: Any) -> None:
+def _captured(worker: Worker, numbers: Sequence[int], ready: Any, pcap: Path | None, processes: int) -> LoadStats:
+    """One process's run, its connections recorded in its part of ``pcap`` (simulator.captures)."""
+    with capturing(None if pcap is None else part_path(pcap, numbers, processes)) as capture:
+        return asyncio.run(worker(numbers, ready, capture))
+
+
+def _worker_main(worker: Worker, numbers: Sequence[int], ready: Any, pipe: Any, pcap: Path | None,
+                 processes: int) -> None:
     try:
-        pipe.send(asyncio.run(worker(numbers, ready)))
+        pipe.send(_captured(worker, numbers, ready, pcap, processes))
     except BaseException as exc:  # reported to the parent, which prints it
         pipe.send(LoadFailed(str(exc)))
     finally:
@@ -285,21 +311,34 @@ def check_spread(connections: int, processes: int) -> None:
         raise LoadFailed(f"{processes} processes need at least as many connections")
 
 
-def run_processes(worker: Worker, connections: int, processes: int, connect_timeout: float) -> LoadStats:
-    """``worker(numbers, ready)`` over all the connections, in this process or forked into
-    ``processes`` workers (each takes every processes-th connection); the merged counts.
+def run_processes(worker: Worker, connections: int, processes: int, connect_timeout: float,
+                  pcap: Path | None = None) -> LoadStats:
+    """``worker(numbers, ready, capture)`` over all the connections, in this process or forked
+    into ``processes`` workers (each takes every processes-th connection); the merged counts.
+    With ``pcap``, every connection is recorded there: each worker writes its own part, merged
+    into ``pcap`` once all are done (simulator.captures).
 
     Whatever the caller prepared before (pre-encoded requests) is shared by the fork."""
     check_spread(connections, processes)
     if processes <= 1:
-        return asyncio.run(worker(range(connections), None))
+        return _captured(worker, range(connections), None, pcap, processes)
+    try:
+        return _forked(worker, connections, processes, connect_timeout, pcap)
+    finally:
+        if pcap is not None:
+            merge_parts(pcap, processes)
+
+
+def _forked(worker: Worker, connections: int, processes: int, connect_timeout: float,
+            pcap: Path | None) -> LoadStats:
     context = multiprocessing.get_context("fork")
     ready = context.Barrier(processes, timeout=connect_timeout * 4)
     workers = []
     for number in range(processes):
         receive, send = context.Pipe(duplex=False)
         numbers = range(number, connections, processes)
-        process = context.Process(target=_worker_main, args=(worker, numbers, ready, send), daemon=True)
+        process = context.Process(target=_worker_main, args=(worker, numbers, ready, send, pcap, processes),
+                                  daemon=True)
         process.start()
         send.close()
         workers.append((process, receive))

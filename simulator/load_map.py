@@ -27,7 +27,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sigtran.asp import (
     AspActive,
@@ -59,6 +60,9 @@ from simulator.load_map_wire import RETURNED, UNDECODABLE, UNEXPECTED, AnswerRea
 from simulator.load_wire import HISTOGRAM_US
 from simulator.msc import MscIdentity, err_text
 
+if TYPE_CHECKING:
+    from netio.capture import Capture
+
 ERROR_KINDS = ("timeouts", "connection_losses", "lost_in_flight", "unmatched_answers", "bad_answers",
                "returned", "m3ua_errors", "unexpected_messages", "peer_down")
 
@@ -83,6 +87,7 @@ class MapLoadConfig:
     identity: MscIdentity = field(default_factory=MscIdentity)
     processes: int = 1
     connect_timeout: float = 5.0
+    pcap: Path | None = None  # every connection recorded there (simulator.captures)
 
 
 def report(stats: LoadStats, config: MapLoadConfig) -> dict[str, Any]:
@@ -273,9 +278,10 @@ class MapLoadConnection(M3uaLink, RequestWindow):
 
 # --- running ---------------------------------------------------------------------------------
 
-async def _open(config: MapLoadConfig, stats: LoadStats, templates: MapTemplates, number: int) -> MapLoadConnection:
+async def _open(config: MapLoadConfig, stats: LoadStats, templates: MapTemplates, number: int,
+                capture: Capture | None = None) -> MapLoadConnection:
     connection = await connect_link(lambda: MapLoadConnection(config, stats, templates, number), config.host,
-                                    config.port, config.connect_timeout, "ASP handshake")
+                                    config.port, config.connect_timeout, "ASP handshake", capture)
     peer = f"{config.host}:{config.port}"
     if connection.state != LinkState.OPEN:
         raise LoadFailed(f"{peer} refused the ASP handshake: {connection.refusal or 'closed the connection'}")
@@ -283,10 +289,10 @@ async def _open(config: MapLoadConfig, stats: LoadStats, templates: MapTemplates
 
 
 async def run_worker(config: MapLoadConfig, templates: MapTemplates, numbers: Sequence[int],
-                     ready: Any = None) -> LoadStats:
+                     ready: Any = None, capture: Capture | None = None) -> LoadStats:
     """Open the connections ``numbers``, run the load for the configured duration, drain, ASPDN."""
     async def open_link(stats: LoadStats, number: int) -> MapLoadConnection:
-        return await _open(config, stats, templates, number)
+        return await _open(config, stats, templates, number, capture)
     return await drive(open_link, numbers, config.duration, config.timeout, ready)
 
 
@@ -297,6 +303,7 @@ def run_map_load(config: MapLoadConfig) -> dict[str, Any]:
     check_spread(config.connections, config.processes)
     templates = MapTemplates(config.identity, config.imeis, config.version, config.imsi_prefix)
 
-    async def worker(numbers: Sequence[int], ready: Any) -> LoadStats:
-        return await run_worker(config, templates, numbers, ready)
-    return report(run_processes(worker, config.connections, config.processes, config.connect_timeout), config)
+    async def worker(numbers: Sequence[int], ready: Any, capture: Capture | None) -> LoadStats:
+        return await run_worker(config, templates, numbers, ready, capture)
+    return report(run_processes(worker, config.connections, config.processes, config.connect_timeout,
+                                        config.pcap), config)

@@ -12,7 +12,7 @@ import asyncio
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diameter.answers import result_code_of
 from diameter.avp import Avp
@@ -21,6 +21,9 @@ from diameter.constants import APP_S13, VENDOR_3GPP, AuthSessionState, Command, 
 from diameter.message import Message, make_message
 from diameter.transport import DIAMETER_PORT, CapabilitiesRefused, connect
 from netio.sctp import SctpUnavailable
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 DEFAULT_ORIGIN_HOST = "mme.localdomain"
 DEFAULT_REALM = "localdomain"
@@ -174,16 +177,16 @@ def describe(answer: Message, peer: str, imei: str, rtt_ms: float) -> EcrOutcome
 
 async def send_ecr(host: str, port: int, imei: str, *, identity: MmeIdentity | None = None,
                    imsi: str | None = None, software_version: str | None = None,
-                   timeout: float = 5.0, transport: str = "tcp") -> EcrOutcome:
+                   timeout: float = 5.0, transport: str = "tcp", capture: Capture | None = None) -> EcrOutcome:
     """Connect (``transport`` tcp or sctp), exchange capabilities, send one ECR, describe its
-    answer, send DPR.
+    answer, send DPR. With a ``capture``, the connection is recorded there.
 
     Raises EcrFailed when no answer came (with the CEA Result-Code when refused)."""
     identity = identity or MmeIdentity()
     peer = f"{host}:{port}"
     try:
         connection = await asyncio.wait_for(connect(identity.node(), host, port, transport=transport,
-                                                    timeout=timeout), timeout)
+                                                    timeout=timeout, capture=capture), timeout)
     except CapabilitiesRefused as refused:
         code = refused.result_code
         detail = (f"CEA Result-Code {code} {code_name(code)}" if code not in (None, ResultCode.DIAMETER_SUCCESS)

@@ -33,7 +33,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netio import transports
 from netio.sctp import SctpUnavailable
@@ -67,6 +67,9 @@ from sigtran.sccp import (
 )
 from sigtran.sccp import decode_message as decode_sccp
 from simulator.mme import os_error_text
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 M3UA_PORT = 2905
 _IMEI_OCTETS = 8
@@ -466,19 +469,19 @@ async def _leave(link: MscLink, timeout: float) -> None:
         link.transport.close()
 
 
-async def _open(host: str, port: int, identity: MscIdentity, transport: str) -> MscLink:
+async def _open(host: str, port: int, identity: MscIdentity, transport: str, capture: Capture | None) -> MscLink:
     """The association: TCP, or SCTP with PPID 3 and DATA off stream 0 (``sigtran.m3ua_streams``)."""
     def factory() -> MscLink:
         return MscLink(AspClient(identity.settings()))
 
-    return (await transports.connect(factory, host, port, transport, M3UA))[1]
+    return (await transports.connect(factory, host, port, transport, M3UA, capture))[1]
 
 
 async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = None, version: int = 3,
                          identity: MscIdentity | None = None, timeout: float = 5.0,
-                         transport: str = "tcp") -> CheckImeiOutcome:
+                         transport: str = "tcp", capture: Capture | None = None) -> CheckImeiOutcome:
     """Connect as an ASP (``transport`` tcp or sctp), ASPUP and ASPAC, send one CheckIMEI,
-    describe its answer, ASPDN.
+    describe its answer, ASPDN. With a ``capture``, the association is recorded there.
 
     ValueError for what cannot be sent (see ``map_imei``, ``check_version``);
     CheckImeiFailed when no answer came (or the kernel has no SCTP)."""
@@ -486,12 +489,13 @@ async def send_checkimei(host: str, port: int, imei: str, *, imsi: str | None = 
     imei_sent = map_imei(imei)
     otid = os.urandom(4)
     return await send_begin(host, port, check_imei_begin(otid, imei_sent, version, imsi), otid, version=version,
-                            imei=imei, imei_sent=imei_sent, identity=identity, timeout=timeout, transport=transport)
+                            imei=imei, imei_sent=imei_sent, identity=identity, timeout=timeout, transport=transport,
+                            capture=capture)
 
 
 async def send_begin(host: str, port: int, begin: bytes, otid: bytes, *, version: int = 3, imei: str = "",
                      imei_sent: str = "", identity: MscIdentity | None = None, timeout: float = 5.0,
-                     transport: str = "tcp") -> CheckImeiOutcome:
+                     transport: str = "tcp", capture: Capture | None = None) -> CheckImeiOutcome:
     """Like ``send_checkimei`` with the TCAP octets given as they are: ``begin`` (any
     TCAP message, well-formed or not) goes in one SCCP UDT, and the answer is the TCAP
     message whose destination transaction id is ``otid``. ``version`` reads a result that
@@ -500,7 +504,7 @@ async def send_begin(host: str, port: int, begin: bytes, otid: bytes, *, version
     identity = identity or MscIdentity()
     request = _Request(f"{host}:{port}", imei, imei_sent, version, otid, [])
     try:
-        link = await asyncio.wait_for(_open(host, port, identity, transport), timeout)
+        link = await asyncio.wait_for(_open(host, port, identity, transport, capture), timeout)
     except TimeoutError:
         raise CheckImeiFailed(f"cannot connect to {request.peer} within {timeout:g} s", "connect",
                               f"no connection within {timeout:g} s") from None

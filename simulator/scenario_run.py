@@ -22,15 +22,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from registry.profile import load_profile
 from simulator.agent_process import EIR, AgentProcess
+from simulator.captures import CaptureError, SteppedClock, capturing, run_path
 from simulator.lab_client import LabControl, LabControlError
 from simulator.population import Population, PopulationError
 from simulator.scenario_checks import answer_differences, check_differences, notice_differences, wire_differences
 from simulator.scenario_model import Action, ImportRows, Scenario, Step, Via
 from simulator.scenario_wire import DEFAULT_MAP, Answer, Network
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 INTERFACES = ("s13", "map")
 DAY = timedelta(days=1)
@@ -72,6 +76,7 @@ class RunResult:
     skipped: str | None = None
     error: str | None = None  # the run could not be played (the agent would not start...)
     seconds: float = 0.0
+    pcap: Path | None = None  # where its messages were recorded (--pcap)
 
     @property
     def failures(self) -> list[StepResult]:
@@ -92,6 +97,8 @@ class RunResult:
         lines += [step.line() for step in self.steps]
         if self.error is not None:
             lines.append(f"  ERROR {self.error}")
+        if self.pcap is not None:
+            lines.append(f"  pcap {self.pcap}")
         return lines
 
 
@@ -103,6 +110,7 @@ class RunSettings:
     map_target: tuple[str, int] | None = None  # its M3UA address
     template: Path | None = None  # a SQLite registry file every run starts from
     keep: Path | None = None  # where each run's folder is kept
+    pcap: Path | None = None  # every message of a run recorded (simulator.captures: one file per run)
 
     @property
     def external(self) -> bool:
@@ -117,9 +125,14 @@ async def run_all(scenarios: list[Scenario], settings: RunSettings,
     with tempfile.TemporaryDirectory(prefix="eir-scenarios-") as scratch:
         template = settings.template or (None if settings.external else _empty_registry(Path(scratch)))
 
+        single = len(scenarios) * len(settings.interfaces) == 1
+
         async def one(scenario: Scenario, interface: str) -> RunResult:
             async with gate:
                 run = ScenarioRun(scenario, interface, settings, template)
+                if settings.pcap is not None:
+                    run.result.pcap = settings.pcap if single else run_path(settings.pcap, scenario.suite,
+                                                                            scenario.name, interface)
                 try:
                     return await run.play()
                 except Exception as error:  # a fault of the runner itself: reported, the other runs go on
@@ -179,16 +192,25 @@ class ScenarioRun:
         self.network: Network | None = None
         self.registry_url = ""
         self.local_offset = load_profile(scenario.profile).utc_offset
+        # The time of the frames of --pcap: the lab's (a jump of the lab clock is a jump of the
+        # capture's, the real seconds between steps kept), the wall clock against --target.
+        self.lab_time = SteppedClock(self.now.timestamp())
+        self.capture: Capture | None = None
 
     async def play(self) -> RunResult:
         started = time.monotonic()
         why = self._skip()
         if why is not None:
             self.result.skipped = why
+            self.result.pcap = None  # nothing played, nothing written
             return self.result
         folder = Path(tempfile.mkdtemp(prefix=f"eir-{self.scenario.name}-{self.interface}-"))
         try:
-            await self._play_in(folder)
+            with capturing(self.result.pcap, self.lab_time) as self.capture:
+                await self._play_in(folder)
+        except CaptureError as error:
+            self.result.error = str(error)
+            self.result.pcap = None
         finally:
             self.result.seconds = time.monotonic() - started
             self._keep(folder)
@@ -242,7 +264,9 @@ class ScenarioRun:
 
     async def _start(self, folder: Path) -> None:
         if self.settings.external:
-            self.network = Network(self.settings.target, self.settings.map_target, f"{self.scenario.name}")
+            self.network = Network(self.settings.target, self.settings.map_target, f"{self.scenario.name}",
+                                   self.capture)
+            self.lab_time.set(time.time())
             return
         path = folder / "registry.db"
         copy_registry(self.template, path)
@@ -255,7 +279,9 @@ class ScenarioRun:
             lambda: AgentProcess(folder, self.registry_url, *extra, m3ua=True, lab_clock=start))
         assert agent.control_path is not None  # started in lab mode
         self.control = await LabControl.connect(agent.control_path)
-        self.network = Network(agent.address, agent.m3ua_address, f"{self.scenario.name}-{self.interface}")
+        self.lab_time.set(self.now.timestamp())  # the agent's lab clock starts now
+        self.network = Network(agent.address, agent.m3ua_address, f"{self.scenario.name}-{self.interface}",
+                               self.capture)
         for rows in self._setup_rows():
             await self._import(rows)
 
@@ -347,6 +373,7 @@ class ScenarioRun:
         else:
             reply = await self.control.set((step.at or self.now).isoformat())
         self.now = datetime.fromisoformat(reply)
+        self.lab_time.set(self.now.timestamp())
         result.received = f"lab clock {self.now.isoformat(timespec='minutes')}"
 
     async def _listed(self, step: Step, result: StepResult) -> None:
@@ -402,7 +429,8 @@ class ScenarioRun:
         from simulator.conformance import CheckOptions, run_check
 
         address = self._wire_address(step)
-        observation = await run_check(step.check or "", *address, options=CheckOptions(**step.options))
+        options = CheckOptions(**step.options, capture=self.capture)
+        observation = await run_check(step.check or "", *address, options=options)
         result.received = observation.detail
         if step.expect is not None:
             result.compared = True

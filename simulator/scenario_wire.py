@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
@@ -16,6 +17,9 @@ from diameter.transport import PeerConnection, connect
 from simulator.mme import build_ecr, status_name
 from simulator.msc import CheckImeiFailed, CheckImeiOutcome, send_checkimei
 from simulator.scenario_model import Via
+
+if TYPE_CHECKING:
+    from netio.capture import Capture
 
 MME = LocalNode("mme.scenario.localdomain", "localdomain", product_name="eir-scenario-mme")
 # the MAP version of an attach no step pins: v2 with the IMSI after the IMEI (the vendor
@@ -44,9 +48,11 @@ class Answer:
 class Network:
     """The MME and the MSC of one scenario run, aimed at the agent under test."""
 
-    def __init__(self, s13: tuple[str, int] | None, m3ua: tuple[str, int] | None, run: str) -> None:
+    def __init__(self, s13: tuple[str, int] | None, m3ua: tuple[str, int] | None, run: str,
+                 capture: Capture | None = None) -> None:
         self.s13 = s13
         self.m3ua = m3ua
+        self.capture = capture  # every connection recorded there (--pcap)
         self.run = run  # a tag making this run's Session-Ids unique
         self._connection: PeerConnection | None = None
         self._sessions = itertools.count(1)
@@ -61,7 +67,7 @@ class Network:
             return Answer("s13", None, error="no S13 address to ask")
         try:
             if self._connection is None or self._connection.closed.done():
-                self._connection = await connect(MME, *self.s13, timeout=TIMEOUT)
+                self._connection = await connect(MME, *self.s13, timeout=TIMEOUT, capture=self.capture)
             session = f"{self.run};{next(self._sessions)}"
             answer = await self._connection.request(build_ecr(MME, imei, imsi, session=session), TIMEOUT)
         except (OSError, TimeoutError, ConnectionError) as error:
@@ -79,7 +85,7 @@ class Network:
             return Answer(via.value, None, error="no M3UA address to ask")
         try:
             outcome = await send_checkimei(*self.m3ua, imei, imsi=imsi if version < 3 else None, version=version,
-                                           timeout=TIMEOUT)
+                                           timeout=TIMEOUT, capture=self.capture)
         except ValueError as error:
             return Answer(via.value, None, error=f"cannot be sent over MAP: {error}")
         except CheckImeiFailed as error:

@@ -1,6 +1,6 @@
 """Our Diameter encoding and our pcap writer, judged by tshark (Wireshark 4.0), which nobody here wrote.
 
-S13 and base messages built with our codec are written by simulator/pcap.py as TCP flows on
+S13 and base messages built with our codec are written by netio/pcap.py as TCP flows on
 port 3868; tshark must decode them without a malformed packet or an expert warning (including
 its TCP analysis) and hand back exactly the IMEIs, statuses and result codes written.
 """
@@ -16,7 +16,7 @@ import pytest
 
 from diameter.constants import APP_S13, VENDOR_3GPP, Command, EquipmentStatus, ResultCode
 from diameter.message import Message, make_message
-from simulator.pcap import PcapFlowWriter
+from netio.pcap import PcapFlowWriter
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.interop

@@ -3,7 +3,7 @@
 - a capture of every SCTP packet on loopback (dumpcap, for the host's tshark to decode);
 - the real ``eir serve``, with S13 (Diameter) and MAP (M3UA) both over SCTP;
 - ``eir sim checkimei --transport sctp`` for each IMEI in guest.json, and one
-  ``eir sim ecr --transport sctp``;
+  ``eir sim ecr --transport sctp``, each writing its own capture (``--pcap``: tap-*.pcap);
 - a raw ASP written here with plain ``socket.sendmsg``/``recvmsg`` (not ``netio.sctp``):
   it sends DATA on stream 0 (the agent must answer ERR Invalid Stream Identifier), then
   the same DATA on stream 1 (answered), and records the stream and PPID of every message
@@ -262,10 +262,11 @@ def run(folder: Path) -> dict[str, Any]:
     result["timings"]["agent_ready"] = round(time.monotonic() - started, 2)
     try:
         result["checkimei"] = {name: eir(registry, "sim", "checkimei", "--peer", f"{LOOPBACK}:{M3UA_PORT}",
-                                         "--transport", "sctp", "--json", imei)
+                                         "--transport", "sctp", "--json", imei,
+                                         "--pcap", str(folder / f"tap-checkimei-{name}.pcap"))
                                for name, imei in setup["imeis"].items()}
         result["ecr"] = eir(registry, "sim", "ecr", "--peer", f"{LOOPBACK}:{DIAMETER_PORT}", "--transport", "sctp",
-                            "--json", setup["imeis"]["white"])
+                            "--json", setup["imeis"]["white"], "--pcap", str(folder / "tap-ecr.pcap"))
         result["raw_asp"] = stream_zero(setup["imeis"]["white"])
     finally:
         result["agent_exit"] = agent.stop()

@@ -14,7 +14,7 @@ Skipped where user-mode-linux or tshark is missing, except with CI=true, where i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Guest:
     result: dict[str, Any]
     chunks: list[Chunk]
     malformed: list[str]
+    taps: dict[str, tuple[list[Chunk], list[str]]]  # each --pcap of the guest's commands: chunks, malformed
 
 
 def guest_setup(folder: Path) -> dict[str, Any]:
@@ -65,7 +66,9 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     require_tool("dumpcap")
     folder = tmp_path_factory.mktemp("uml-sctp")
     booted = run_driver(folder, guest_setup(folder))
-    yield Guest(booted.run, booted.result, decode(tshark, booted.capture), malformed(tshark, booted.capture))
+    taps = {path.stem[4:]: (decode(tshark, path), malformed(tshark, path))
+            for path in sorted(folder.glob("tap-*.pcap"))}
+    yield Guest(booted.run, booted.result, decode(tshark, booted.capture), malformed(tshark, booted.capture), taps)
 
 
 def to_agent(chunk: Chunk) -> bool:
@@ -153,6 +156,20 @@ def test_diameter_over_sctp_carries_ppid_46_one_message_per_chunk(guest: Guest) 
     assert {(c.ppid, c.stream) for c in chunks} == {(PPID_DIAMETER, 0)}
     # CER/CEA, ECR/ECA, DPR/DPA: each its own SCTP message, each decoded by tshark
     assert sorted(c.diameter_command or 0 for c in chunks) == [257, 257, 282, 282, 324, 324]
+
+
+def test_each_commands_pcap_holds_the_chunks_the_kernel_carried(guest: Guest) -> None:
+    """``--pcap`` over kernel SCTP: each command's own capture (netio.capture) has exactly the
+    DATA chunks dumpcap saw on that association: same ports, streams, PPIDs and messages, in
+    order each way (across the two ways, what the tap saw read and what it wrote may cross)."""
+    assert sorted(guest.taps) == ["checkimei-black", "checkimei-unknown", "checkimei-white", "ecr"]
+    for name, (chunks, bad) in guest.taps.items():
+        assert chunks and not bad, (name, bad)
+        (client,) = {chunk.source for chunk in chunks if to_agent(chunk)}
+        on_wire = [chunk for chunk in guest.chunks if client in (chunk.source, chunk.destination)]
+        for way in (True, False):
+            tapped = [replace(chunk, frame=0) for chunk in chunks if to_agent(chunk) is way]
+            assert tapped == [replace(chunk, frame=0) for chunk in on_wire if to_agent(chunk) is way], (name, way)
 
 
 def test_guest_boot_and_run_time(guest: Guest) -> None:
