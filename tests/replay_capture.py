@@ -1,6 +1,6 @@
 """Captures of real exchanges for the replay tests: a recording TCP relay between the simulator
 and a real agent keeps every read, with its time and the real addresses of the two ends (the
-simulator's own port and the agent's), and simulator/pcap.py writes them as a pcap.
+simulator's own port and the agent's), and netio/pcap.py writes them as a pcap.
 
 Also the requests the tests send (``ASKED``), and ``ask`` to send them through the relays."""
 
@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from netio.pcap import Record, write_pcap
 from simulator.demo_registry import BLACK, GREY, IMSI, WHITE, imei15
 from simulator.mme import send_ecr
 from simulator.msc import send_checkimei
-from simulator.pcap import Record, write_pcap
 
 LOOPBACK = "127.0.0.1"
 UNKNOWN_TAC_IMEI = "99999999000001"  # a TAC the catalogue lacks

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from diameter.constants import APP_S13, FLAG_T, Command, EquipmentStatus, ResultCode
 from diameter.message import Message, make_message
+from netio.pcap import write_pcap
 from simulator.mme import MmeIdentity, build_ecr
-from simulator.pcap import write_pcap
 from simulator.replay import load_requests
 
 MME, EIR = ("10.0.0.1", 40000), ("10.0.0.2", 3868)

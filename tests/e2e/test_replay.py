@@ -1,5 +1,5 @@
 """``eir sim replay`` end to end: a capture of real exchanges with a real agent (recorded by a
-relay with the real ports of both ends, written by simulator/pcap.py) replayed against a fresh
+relay with the real ports of both ends, written by netio/pcap.py) replayed against a fresh
 agent on the same registry; the same capture cut into segments, reordered, retransmitted,
 started mid-stream, or carried over SCTP reads as the same requests; bad files get one line
 and exit 2."""
@@ -23,10 +23,10 @@ from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.packet import Packet
 from scapy.utils import rdpcap, wrpcap, wrpcapng
 
+from netio.pcap import Record, write_pcap
 from simulator.agent_process import EIR, AgentProcess
 from simulator.demo_registry import GREY, build_demo_registry
 from simulator.lab_client import LabControl
-from simulator.pcap import Record, write_pcap
 from simulator.replay import load_requests
 from simulator.replay_read import read_capture
 from simulator.replay_streams import DIAMETER
