@@ -11,6 +11,7 @@ import click
 
 from simulator.commands_lab import lab
 from simulator.commands_run import run
+from simulator.commands_traffic import traffic
 from simulator.conformance_common import DEFAULT_IMEI, DEFAULT_UNKNOWN_ORIGIN_HOST
 from simulator.load import LoadConfig, LoadFailed, run_load
 from simulator.load_map import MapLoadConfig, run_map_load
@@ -99,6 +100,7 @@ def sim() -> None:
 
 sim.add_command(run)
 sim.add_command(lab)
+sim.add_command(traffic)
 
 
 @sim.command()
