@@ -102,7 +102,8 @@ class Mismatch:
 class TrafficResult:
     days: list[TrafficDay] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
-    mismatch_count: int = 0
+    mismatch_count: int = 0  # answers and days whose notices differ from the model
+    notice_mismatches: list[str] = field(default_factory=list)  # the first ones, as text
     answers: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds: population, start, import, encode, days, stop
     seconds: float = 0.0
@@ -153,6 +154,7 @@ class TrafficRun:
         self.black_seen: set[int] = set()  # lines answered black so far
         self.answers_csv: _CsvFile | None = None
         self.day_mismatches: Counter[int] = Counter()
+        self.notified: set[tuple[str, str, str]] = set()  # (IMEI key, IMSI, event) the model has queued
 
     async def play(self) -> TrafficResult:
         started = time.monotonic()
@@ -239,6 +241,7 @@ class TrafficRun:
             await self.control.block(imei, "reported stolen to the police")
         active = self.population.active(day)
         expected = [self.model.expect(line, day) for line in active]
+        notices = self._expected_notices(day, active, expected)
         numbers = [line.number for line in active]
         pacer = Pacer(self.options.rate)
         names = list(self.links)
@@ -249,6 +252,8 @@ class TrafficRun:
         for name, outcomes in received.items():
             self._compare(day, name, active, expected, outcomes, rules, traffic)
         traffic.notices = await self._notices(day)
+        if traffic.notices != notices:
+            self._notice_mismatch(day, notices, traffic.notices)
         self.result.days.append(traffic)
         self.out(day_line(traffic, self.day_mismatches[day]))
 
@@ -270,6 +275,24 @@ class TrafficRun:
             if self.answers_csv is not None:
                 self.answers_csv.writerow([day, line.device, line.kind, line.imei, line.imsi, interface, *want,
                                            status, rule or ""])
+
+    def _expected_notices(self, day: int, active: list[Line], expected: list[tuple[str, str]]) -> dict[str, int]:
+        """The notices the model says the day's attaches queue: each (IMEI, SIM, event) once."""
+        assert self.model is not None
+        counts: Counter[str] = Counter()
+        for line, (_, rule) in zip(active, expected, strict=True):
+            for event in self.model.notices(line, day, rule):
+                if (line.key, line.imsi, event) not in self.notified:
+                    self.notified.add((line.key, line.imsi, event))
+                    counts[event] += 1
+        return dict(sorted(counts.items()))
+
+    def _notice_mismatch(self, day: int, expected: dict[str, int], queued: dict[str, int]) -> None:
+        self.result.mismatch_count += 1
+        self.day_mismatches[day] += 1
+        if len(self.result.notice_mismatches) < SHOWN_MISMATCHES:
+            self.result.notice_mismatches.append(f"day {day:>3}  notices queued: expected {_counts(expected)}, "
+                                                 f"the registry holds {_counts(queued)}")
 
     def _mismatch(self, mismatch: Mismatch) -> None:
         self.result.mismatch_count += 1
@@ -295,18 +318,10 @@ class TrafficRun:
         return found
 
     async def _notices(self, day: int) -> dict[str, int]:
-        """The notices queued with this day's lab time, by event, read from the registry once
-        two reads a quarter second apart agree (the agent writes them in groups)."""
+        """The notices queued with this day's lab time, by event, read from the registry (the
+        agent commits an answer's notices before it answers: agent/service.py)."""
         assert self.model is not None and self.registry is not None
-        at = stamp(self.model.at(day))
-        last: dict[str, int] | None = None
-        for _ in range(12):
-            counts = await asyncio.to_thread(_notice_counts, self.registry, at)
-            if counts == last:
-                return counts
-            last = counts
-            await asyncio.sleep(0.25)
-        return last or {}
+        return await asyncio.to_thread(_notice_counts, self.registry, stamp(self.model.at(day)))
 
     def _show_progress(self, day: int) -> None:
         if self.progress is None:
@@ -389,9 +404,13 @@ def day_line(day: TrafficDay, mismatches: int) -> str:
     """One printed line a day: answers by status, by rule, notices queued, devices cut off."""
     statuses = " ".join(f"{name} {count:,}" for name, count in sorted(day.answers.items(), key=_order))
     rules = ", ".join(f"{name} {count:,}" for name, count in sorted(day.rules.items(), key=lambda item: -item[1]))
-    notices = ", ".join(f"{name} {count:,}" for name, count in day.notices.items()) or "none"
+    notices = _counts(day.notices)
     return (f"day {day.day:>3} {day.local_date}  devices {day.devices:,}  answers {sum(day.answers.values()):,}: "
             f"{statuses}  | rules: {rules} | notices: {notices} | cut off {day.cut_off:,} | mismatches {mismatches:,}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
 
 
 def _order(item: tuple[str, int]) -> tuple[int, str]:
@@ -406,6 +425,9 @@ def summary(result: TrafficResult) -> list[str]:
         shown = len(result.mismatches)
         lines.append(f"the first {shown} mismatches:" if shown < result.mismatch_count else "mismatches:")
         lines += [f"  {mismatch.text()}" for mismatch in result.mismatches]
+    if result.notice_mismatches:
+        lines.append("days whose notices differ from the model:")
+        lines += [f"  {text}" for text in result.notice_mismatches]
     return lines
 
 

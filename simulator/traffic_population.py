@@ -370,6 +370,18 @@ class Model:
             return "white", "white-list"
         return self._unregistered(key, day)
 
+    def notices(self, line: Line, day: int, rule: str) -> list[str]:
+        """The SMS notices an attach answered by ``rule`` makes due (the owner is told once of
+        each, per IMEI and SIM): the grey notice and the reminders due by then inside a
+        grace window, the black notice when the device is cut off for want of registration."""
+        if rule in ("grace-expired", "no-grace", "not-registered"):
+            return ["black"]
+        if rule != "grace":
+            return []
+        deadline = self.first_local[line.key] + self.profile.grace_days(self.at(self.first_local[line.key]))
+        deadline += self.grace_shift
+        return ["grey"] + [f"reminder-{before}d" for before in self.profile.reminder_days if day >= deadline - before]
+
     def _roamer(self, key: str, day: int) -> tuple[str, str] | None:
         days = self.profile.roamer_days
         if days is None or day < self.first_roaming[key] + days:
