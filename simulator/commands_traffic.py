@@ -64,7 +64,7 @@ def traffic(profile: str, subscribers: int, days: int, seed: int, rate: float | 
     try:
         parsed = parse_shares(shares)
         loaded = load_profile(profile)
-        day_one = date.fromisoformat(start)
+        day_one = _date(start)
     except (ShareError, ProfileError, ValueError) as error:
         click.echo(f"eir sim traffic: {error}", err=True)
         sys.exit(2)
@@ -89,6 +89,13 @@ def traffic(profile: str, subscribers: int, days: int, seed: int, rate: float | 
         write_report(report, [], traffic=result.days)
         click.echo(f"report: {report}")
     sys.exit(1 if result.mismatch_count else 0)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start {text!r}: a date, YYYY-MM-DD") from None
 
 
 def _report_writer() -> Callable[..., Any] | None:

@@ -103,6 +103,7 @@ class TrafficResult:
     days: list[TrafficDay] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
     mismatch_count: int = 0  # answers and days whose notices differ from the model
+    answer_mismatches: int = 0
     notice_mismatches: list[str] = field(default_factory=list)  # the first ones, as text
     answers: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds: population, start, import, encode, days, stop
@@ -296,6 +297,7 @@ class TrafficRun:
 
     def _mismatch(self, mismatch: Mismatch) -> None:
         self.result.mismatch_count += 1
+        self.result.answer_mismatches += 1
         if len(self.result.mismatches) < SHOWN_MISMATCHES:
             self.result.mismatches.append(mismatch)
         self.day_mismatches[mismatch.day] += 1
@@ -423,7 +425,8 @@ def summary(result: TrafficResult) -> list[str]:
              f"{result.mismatch_count:,} mismatches with the population model"]
     if result.mismatches:
         shown = len(result.mismatches)
-        lines.append(f"the first {shown} mismatches:" if shown < result.mismatch_count else "mismatches:")
+        lines.append(f"answers that differ from the model (the first {shown} of {result.answer_mismatches:,}):"
+                     if shown < result.answer_mismatches else "answers that differ from the model:")
         lines += [f"  {mismatch.text()}" for mismatch in result.mismatches]
     if result.notice_mismatches:
         lines.append("days whose notices differ from the model:")

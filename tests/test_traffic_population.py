@@ -7,8 +7,10 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from registry.profile import Profile, load_profile
+from simulator.commands_traffic import traffic
 from simulator.traffic_population import (
     DEFAULT_SHARES,
     Kind,
@@ -130,3 +132,15 @@ def test_a_limited_roamer_exemption_ends() -> None:
     assert found.expect(roamer, 11) == ("white", "roamer")
     assert found.expect(roamer, 12) == ("black", "not-registered")
     assert found.at(2) - found.at(1) == timedelta(days=1)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--share", "pirates=0.1"], "no share named 'pirates'"),
+    (["--share", "abroad=0.7", "--share", "roamer=0.5"], "more than 1"),
+    (["--profile", "xx"], "xx"),
+    (["--start", "March"], "--start 'March': a date, YYYY-MM-DD"),
+])
+def test_the_command_refuses_bad_options_before_starting_anything(args: list[str], message: str) -> None:
+    done = CliRunner().invoke(traffic, args)
+    assert done.exit_code == 2
+    assert message in done.output
