@@ -160,12 +160,16 @@ class TrafficRun:
     async def play(self) -> TrafficResult:
         started = time.monotonic()
         folder = Path(tempfile.mkdtemp(prefix="eir-traffic-"))
+        played = False
         try:
             await self._play_in(folder)
+            played = True
         finally:
-            await self._stop()
-            self.result.seconds = time.monotonic() - started
-            self._keep(folder)
+            try:
+                await self._stop(played)  # after a fault, that fault is the one to tell
+            finally:
+                self.result.seconds = time.monotonic() - started
+                self._keep(folder)
         return self.result
 
     def _phase(self, name: str, since: float) -> float:
@@ -336,16 +340,21 @@ class TrafficRun:
             self.progress.write("\n")
         self.progress.flush()
 
-    async def _stop(self) -> None:
-        await close_links(list(self.links.values()))
-        if self.control is not None:
-            await self.control.close()
+    async def _stop(self, check: bool = True) -> None:
+        """Close everything this run opened; with ``check``, TrafficError if the agent did not exit 0."""
+        links, self.links = list(self.links.values()), {}
+        await close_links(links)
+        control, self.control = self.control, None
+        if control is not None:
+            await control.close()
         if self.answers_csv is not None:
             self.answers_csv.close()
-        if self.agent is not None:
-            code = await asyncio.to_thread(self.agent.stop)
-            if code != 0:
-                raise TrafficError(f"eir serve exited with {code}: {self.agent.log()[-500:]}")
+            self.answers_csv = None
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            code = await asyncio.to_thread(agent.stop)
+            if code != 0 and check:
+                raise TrafficError(f"eir serve exited with {code}: {agent.log()[-500:]}")
 
     def _keep(self, folder: Path) -> None:
         keep = self.options.keep
@@ -441,6 +450,8 @@ def run_traffic(options: TrafficOptions, out: Callable[[str], None] = print,
         return asyncio.run(TrafficRun(options, out, progress).play())
     except LabControlError as error:
         raise TrafficError(f"the lab endpoint: {error}") from None
+    except LoadFailed as error:
+        raise TrafficError(str(error)) from None
 
 
 def progress_stream() -> TextIO | None:
