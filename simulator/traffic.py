@@ -106,7 +106,7 @@ class TrafficResult:
     answer_mismatches: int = 0
     notice_mismatches: list[str] = field(default_factory=list)  # the first ones, as text
     answers: int = 0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: population, start, import, encode, days, stop
+    phases: dict[str, float] = field(default_factory=dict)  # seconds by phase: population, start, import... days
     seconds: float = 0.0
 
 
@@ -194,7 +194,7 @@ class TrafficRun:
         for day in range(1, options.settings.days + 1):
             await self._day(day)
             self._show_progress(day)
-        self._phase("days", mark)
+        self._phase("days", mark)  # the sum of the "day: ..." phases and the printing
 
     async def _start_agent(self, folder: Path) -> None:
         self.registry = folder / "registry.db"
@@ -210,16 +210,20 @@ class TrafficRun:
         self.log = AnswerLogTail(agent.answer_log)
 
     async def _import(self, population: Population) -> None:
-        assert self.control is not None
         for kind, text in population.rows():
-            try:
-                reply = await self.control.import_rows(kind, text)
-            except LabControlError as error:
-                raise TrafficError(f"the {kind} rows were refused: {error}") from None
-            bad = reply.get("bad") or []
-            if bad:
-                raise TrafficError(f"the {kind} rows were refused: " + "; ".join(
-                    f"CSV line {item['line']}: {item['reason']}" for item in bad[:5]))
+            await self._import_rows(kind, text)
+
+    async def _import_rows(self, kind: str, text: str) -> None:
+        """Import through the lab endpoint; a refused file or row is a TrafficError."""
+        assert self.control is not None
+        try:
+            reply = await self.control.import_rows(kind, text)
+        except LabControlError as error:
+            raise TrafficError(f"the {kind} rows were refused: {error}") from None
+        bad = reply.get("bad") or []
+        if bad:
+            raise TrafficError(f"the {kind} rows were refused: " + "; ".join(
+                f"CSV line {item['line']}: {item['reason']}" for item in bad[:5]))
 
     async def _open_links(self, population: Population) -> None:
         assert self.agent is not None
@@ -237,30 +241,42 @@ class TrafficRun:
     # --- one day -------------------------------------------------------------------------------
 
     async def _day(self, day: int) -> None:
+        """One day: the lab's changes, the model's predictions, the attaches, the answer log's
+        rules, the comparison, the notices; each timed into ``phases`` ("day: ...")."""
         assert self.control is not None and self.population is not None and self.model is not None
+        mark = time.monotonic()
         if day > 1:
             await self.control.advance(DAY.total_seconds())
-        for imei in self.population.registrations.get(day, []):
-            await self.control.register(imei, "registered through the portal")
-        for imei in self.population.reports.get(day, []):
-            await self.control.block(imei, "reported stolen to the police")
+        await self._changes("white", self.population.registrations.get(day, []), "registered through the portal")
+        await self._changes("stolen", self.population.reports.get(day, []), "reported stolen to the police")
+        mark = self._phase("day: lab clock, registrations, stolen reports", mark)
         active = self.population.active(day)
         expected = [self.model.expect(line, day) for line in active]
         notices = self._expected_notices(day, active, expected)
+        mark = self._phase("day: the model", mark)
         numbers = [line.number for line in active]
         pacer = Pacer(self.options.rate)
         names = list(self.links)
         answers = await asyncio.gather(*(self.links[name].play(DayPlan(day, numbers, pacer)) for name in names))
-        received = dict(zip(names, answers, strict=True))
+        mark = self._phase("day: attaches", mark)
         rules = await self._rules(day, sum(1 for found in answers for outcome in found if outcome is not None))
+        mark = self._phase("day: answer log", mark)
         traffic = TrafficDay(day, self.profile.local_date(self.model.at(day)), devices=len(active))
-        for name, outcomes in received.items():
+        for name, outcomes in zip(names, answers, strict=True):
             self._compare(day, name, active, expected, outcomes, rules, traffic)
+        mark = self._phase("day: comparing", mark)
         traffic.notices = await self._notices(day)
         if traffic.notices != notices:
             self._notice_mismatch(day, notices, traffic.notices)
+        self._phase("day: notices", mark)
         self.result.days.append(traffic)
         self.out(day_line(traffic, self.day_mismatches[day]))
+
+    async def _changes(self, kind: str, imeis: list[str], reason: str) -> None:
+        """The day's registrations (white) or stolen reports as the national system's daily
+        file: one import through the lab endpoint."""
+        if imeis:
+            await self._import_rows(kind, "imei,reason\n" + "".join(f"{imei},{reason}\n" for imei in imeis))
 
     def _compare(self, day: int, interface: str, active: list[Line], expected: list[tuple[str, str]],
                  outcomes: list[Outcome | None], rules: dict[tuple[str, int], str], traffic: TrafficDay) -> None:
