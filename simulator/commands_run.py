@@ -40,9 +40,12 @@ def _address(default_port: int) -> Callable[[click.Context, click.Parameter, str
               metavar="FILE.db", help="A SQLite registry every run starts from (a copy) instead of an empty one.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Keep each run's registry, answer log and agent log under DIR.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.html",
+              help="Also write the enforcement report: one HTML file that opens offline (simulator/report.py).")
 @click.option("--quiet", "-q", is_flag=True, help="Print the failing steps only, and one line per scenario.")
 def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, target: tuple[str, int] | None,
-        map_target: tuple[str, int] | None, template: Path | None, keep: Path | None, quiet: bool) -> None:
+        map_target: tuple[str, int] | None, template: Path | None, keep: Path | None, report_file: Path | None,
+        quiet: bool) -> None:
     """Play the scenarios in PATHS (files, or folders of suites: scenarios/README.md) over
     real sockets: each scenario on each interface gets its own `eir serve --lab-clock`
     on a throwaway registry. One line per step: ok, or FAIL with the step, the device,
@@ -78,6 +81,14 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
     results = asyncio.run(run_all(scenarios, settings, report))
     if junit is not None:
         write_junit(junit, results, started)
+    if report_file is not None:
+        from simulator.report import write_report
+
+        try:
+            write_report(report_file, results, generated=started)
+        except OSError as error:
+            click.echo(f"eir sim run: cannot write the report {report_file}: {error.strerror or error}", err=True)
+            sys.exit(2)
     passed = sum(result.passed for result in results)
     skipped = sum(result.skipped is not None for result in results)
     failed = len(results) - passed - skipped
