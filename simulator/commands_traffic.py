@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -68,12 +65,6 @@ def traffic(profile: str, subscribers: int, days: int, seed: int, rate: float | 
     except (ShareError, ProfileError, ValueError) as error:
         click.echo(f"eir sim traffic: {error}", err=True)
         sys.exit(2)
-    if report is not None:
-        write_report = _report_writer()
-        if write_report is None:
-            click.echo("eir sim traffic: --report is not available in this build (simulator.report.write_report "
-                       "is missing)", err=True)
-            sys.exit(2)
     at = datetime.combine(day_one, time(9), tzinfo=UTC) - loaded.utc_offset
     interfaces = ("s13", "map") if interface == "both" else (interface,)
     settings = Settings(subscribers, days, seed, {Kind(kind): share for kind, share in parsed.items()}, active)
@@ -85,8 +76,14 @@ def traffic(profile: str, subscribers: int, days: int, seed: int, rate: float | 
         sys.exit(1)
     for line in summary(result):
         click.echo(line)
-    if report is not None and write_report is not None:
-        write_report(report, [], traffic=result.days)
+    if report is not None:  # drawn whatever the verdict: a failed run is the one to look at
+        from simulator.report import write_report
+
+        try:
+            write_report(report, [], traffic=result.days)
+        except OSError as error:
+            click.echo(f"eir sim traffic: cannot write the report {report}: {error.strerror or error}", err=True)
+            sys.exit(1)
         click.echo(f"report: {report}")
     sys.exit(1 if result.mismatch_count else 0)
 
@@ -96,14 +93,3 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"--start {text!r}: a date, YYYY-MM-DD") from None
-
-
-def _report_writer() -> Callable[..., Any] | None:
-    """``simulator.report.write_report``, or None while that module is not in this tree."""
-    try:
-        report = importlib.import_module("simulator.report")
-    except ImportError:
-        return None
-    found: Callable[..., Any] | None = getattr(report, "write_report", None)
-    return found
-

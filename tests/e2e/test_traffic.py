@@ -35,7 +35,7 @@ def traffic(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 def country(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     keep = tmp_path_factory.mktemp("traffic") / "run"
     done = traffic("--profile", "tj", "--subscribers", "300", "--days", "35", "--seed", "7", "--interface", "both",
-                   "--keep", str(keep))
+                   "--keep", str(keep), "--report", str(keep.parent / "traffic.html"))
     return done, keep
 
 
@@ -60,6 +60,14 @@ def test_a_country_plays_day_by_day_with_every_answer_as_predicted(
     assert {"white-list", "grace", "grace-expired", "roamer", "paired-match", "paired-mismatch", "auto-entered",
             "stolen"} <= rules
     assert (keep / "registry.db").exists() and list(keep.glob("answers-*.jsonl"))
+
+
+def test_the_report_draws_the_days(country: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    done, keep = country
+    page = (keep.parent / "traffic.html").read_text(encoding="utf-8")
+    assert f"report: {keep.parent / 'traffic.html'}" in done.stdout
+    assert "Traffic, day by day" in page and "35 days played from 2025-03-03" in page
+    assert 'id="chart-traffic-shares"' in page and 'id="chart-traffic-cut-off"' in page
 
 
 def test_nobody_is_black_for_want_of_registration_before_day_31_under_tj(
