@@ -15,6 +15,7 @@ from simulator.captures import CaptureError
 from simulator.commands_lab import lab
 from simulator.commands_replay import replay
 from simulator.commands_run import run
+from simulator.commands_traffic import traffic
 from simulator.conformance_common import DEFAULT_IMEI, DEFAULT_UNKNOWN_ORIGIN_HOST
 from simulator.load import LoadConfig, LoadFailed, run_load
 from simulator.load_map import MapLoadConfig, run_map_load
@@ -125,6 +126,7 @@ def sim() -> None:
 sim.add_command(run)
 sim.add_command(lab)
 sim.add_command(replay)
+sim.add_command(traffic)
 
 
 @sim.command()
