@@ -70,6 +70,8 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
     if not scenarios:
         click.echo("eir sim run: no scenario (*.yaml) in " + " ".join(map(str, paths)), err=True)
         sys.exit(2)
+    for option, where in (("--junit", junit), ("--report", report_file), ("--pcap", pcap)):
+        _check_folder(option, where)
     interfaces = ("s13", "map") if interface == "both" else (interface,)
     settings = RunSettings(interfaces, jobs, target, map_target, template, keep, pcap)
 
@@ -83,7 +85,11 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
 
     results = asyncio.run(run_all(scenarios, settings, report))
     if junit is not None:
-        write_junit(junit, results, started)
+        try:
+            write_junit(junit, results, started)
+        except OSError as error:
+            click.echo(f"eir sim run: cannot write the JUnit XML {junit}: {error.strerror or error}", err=True)
+            sys.exit(2)
     if report_file is not None:
         from simulator.report import write_report
 
@@ -100,3 +106,11 @@ def run(paths: tuple[Path, ...], interface: str, junit: Path | None, jobs: int, 
     click.echo(f"{len(results)} runs ({len(scenarios)} scenarios): {passed} passed, {failed} failed, {skipped} skipped;"
                f" {steps} steps in {seconds:.1f} s" + (f"; JUnit XML: {junit}" if junit else ""))
     sys.exit(1 if failed else 0)
+
+
+def _check_folder(option: str, path: Path | None) -> None:
+    """A file to write after the runs must have a folder to go in: said before anything
+    runs (exit 2), not after minutes of runs."""
+    if path is not None and not path.resolve().parent.is_dir():
+        click.echo(f"eir sim run: {option} {path}: no such folder {path.resolve().parent}", err=True)
+        sys.exit(2)

@@ -165,3 +165,11 @@ def test_every_run_starts_from_a_copy_of_the_registry_template(tmp_path: Path) -
     assert template.read_bytes() == before  # runs write to their copies, never to the template
     without = sim_run(str(path))
     assert without.returncode == 1 and "status: expected white, received grey" in without.stdout
+
+
+@pytest.mark.parametrize("option", ["--junit", "--report", "--pcap"])
+def test_an_output_file_without_a_folder_is_refused_before_anything_runs(tmp_path: Path, option: str) -> None:
+    target = tmp_path / "missing" / "out.file"
+    done = sim_run(str(SCENARIOS / "grey_list"), option, str(target))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"eir sim run: {option} {target}: no such folder {target.parent}"
