@@ -34,7 +34,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "LabClock", "ManualClock", "SystemClock", "parse_stamp", "stamp", "stored"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "ForwardClock", "LabClock", "ManualClock", "SystemClock", "parse_stamp", "stamp",
+           "stored"]
 
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 
@@ -67,62 +68,18 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
-class ManualClock:
-    """A clock that moves only when told, and only forward: ``advance`` by a duration,
-    ``set`` to a later time. ``monotonic`` moves with it, by the same seconds."""
+class ForwardClock:
+    """What the hand-moved clocks share: ``now()`` stands still until moved, ``advance`` by a
+    duration or ``set`` to a later time, never back. A subclass keeps its monotonic time
+    in step through ``_moved``, which runs after ``now`` has moved."""
 
-    __slots__ = ("_at", "_monotonic")
+    __slots__ = ("_at",)
 
-    def __init__(self, at: datetime, monotonic: float = 0.0) -> None:
+    def __init__(self, at: datetime) -> None:
         self._at = _aware_utc(at)
-        self._monotonic = monotonic
 
     def now(self) -> datetime:
         return self._at
-
-    def monotonic(self) -> float:
-        return self._monotonic
-
-    def advance(self, by: float | timedelta) -> datetime:
-        """Move forward by ``by`` (seconds or a timedelta, not negative); the new time."""
-        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
-        if seconds < 0:
-            raise ValueError(f"a clock never goes back (asked to move {seconds} s)")
-        self._at += timedelta(seconds=seconds)
-        self._monotonic += seconds
-        return self._at
-
-    def set(self, at: datetime) -> datetime:
-        """Move forward to ``at`` (not earlier than now); the new time."""
-        return self.advance(_aware_utc(at) - self._at)
-
-
-class LabClock:
-    """The lab's clock: ``now()`` stands still until moved (``advance``, ``set``), only
-    forward; ``monotonic()`` is the base clock's (the machine's) monotonic time plus every
-    second moved so far, so it never goes back and jumps with the calendar. Moved on the event loop and
-    read from threads too: ``now`` moves first, then ``monotonic``, so a cache that sees the
-    new monotonic time reads the new now."""
-
-    __slots__ = ("_ahead", "_at", "_base")
-
-    def __init__(self, at: datetime, base: Clock | None = None) -> None:
-        """Start at ``at`` (naive: UTC); ``base``: the clock whose monotonic time runs on
-        (the machine's unless given)."""
-        self._at = _aware_utc(at)
-        self._ahead = 0.0  # seconds moved so far
-        self._base = (base or SYSTEM_CLOCK).monotonic
-
-    def now(self) -> datetime:
-        return self._at
-
-    def monotonic(self) -> float:
-        return self._base() + self._ahead
-
-    @property
-    def moved(self) -> float:
-        """Seconds the clock was moved since it started."""
-        return self._ahead
 
     def advance(self, by: float | timedelta) -> datetime:
         """Move forward by ``by`` (seconds or a timedelta, not negative); the new time.
@@ -133,7 +90,7 @@ class LabClock:
         if seconds < 0:
             raise ValueError(f"a clock never goes back (asked to move {seconds:g} s)")
         self._at += timedelta(seconds=seconds)
-        self._ahead += seconds
+        self._moved(seconds)
         return self._at
 
     def set(self, at: datetime) -> datetime:
@@ -143,6 +100,54 @@ class LabClock:
             raise ValueError(f"a clock never goes back (asked to set {target.isoformat()}, "
                              f"before its now {self._at.isoformat()})")
         return self.advance(target - self._at)
+
+    def _moved(self, seconds: float) -> None:
+        """The clock's now was moved forward by ``seconds``."""
+
+
+class ManualClock(ForwardClock):
+    """A clock that moves only when told, and only forward: ``advance`` by a duration,
+    ``set`` to a later time. ``monotonic`` moves with it, by the same seconds."""
+
+    __slots__ = ("_monotonic",)
+
+    def __init__(self, at: datetime, monotonic: float = 0.0) -> None:
+        super().__init__(at)
+        self._monotonic = monotonic
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def _moved(self, seconds: float) -> None:
+        self._monotonic += seconds
+
+
+class LabClock(ForwardClock):
+    """The lab's clock: ``now()`` stands still until moved (``advance``, ``set``), only
+    forward; ``monotonic()`` is the base clock's (the machine's) monotonic time plus every
+    second moved so far, so it never goes back and jumps with the calendar. Moved on the event loop and
+    read from threads too: ``now`` moves first, then ``monotonic``, so a cache that sees the
+    new monotonic time reads the new now."""
+
+    __slots__ = ("_ahead", "_base")
+
+    def __init__(self, at: datetime, base: Clock | None = None) -> None:
+        """Start at ``at`` (naive: UTC); ``base``: the clock whose monotonic time runs on
+        (the machine's unless given)."""
+        super().__init__(at)
+        self._ahead = 0.0  # seconds moved so far
+        self._base = (base or SYSTEM_CLOCK).monotonic
+
+    def monotonic(self) -> float:
+        return self._base() + self._ahead
+
+    @property
+    def moved(self) -> float:
+        """Seconds the clock was moved since it started."""
+        return self._ahead
+
+    def _moved(self, seconds: float) -> None:
+        self._ahead += seconds
 
 
 def _aware_utc(at: datetime) -> datetime:
