@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from diameter.transport import DIAMETER_PORT
 from simulator.captures import CaptureError
+from simulator.command_options import address
 from simulator.commands_lab import lab
 from simulator.commands_replay import replay
 from simulator.commands_run import run
@@ -29,20 +31,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _MSC = MscIdentity()
-
-
-def _peer(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
-    try:
-        return parse_peer(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _m3ua_peer(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
-    try:
-        return parse_peer(value, M3UA_PORT)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _msc_options(function: Any) -> Any:
@@ -130,7 +118,8 @@ sim.add_command(traffic)
 
 
 @sim.command()
-@click.option("--peer", "peer", required=True, callback=_peer, metavar="HOST:PORT", help="The EIR to ask.")
+@click.option("--peer", "peer", required=True, callback=address(DIAMETER_PORT), metavar="HOST:PORT",
+              help="The EIR to ask.")
 @click.argument("imei")
 @click.option("--imsi", help="IMSI sent as User-Name.")
 @click.option("--sv", "software_version", metavar="NN", help="Software-Version inside Terminal-Information.")
@@ -162,7 +151,7 @@ def ecr(peer: tuple[str, int], imei: str, imsi: str | None, software_version: st
 
 
 @sim.command()
-@click.option("--peer", "peer", required=True, callback=_m3ua_peer, metavar="HOST:PORT",
+@click.option("--peer", "peer", required=True, callback=address(M3UA_PORT), metavar="HOST:PORT",
               help="The EIR's M3UA address (port 2905 when omitted).")
 @click.argument("imei")
 @click.option("--imsi", help="IMSI after the IMEI: the v1/v2 vendor variant.")
@@ -303,17 +292,9 @@ def _load_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _optional_peer(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
-    return None if value is None else _peer(_, __, value)
-
-
-def _optional_m3ua_peer(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
-    return None if value is None else _m3ua_peer(_, __, value)
-
-
 @sim.command()
-@click.argument("peer", required=False, callback=_optional_peer, metavar="[HOST:PORT]")
-@click.option("--map", "map_peer", callback=_optional_m3ua_peer, metavar="HOST:PORT",
+@click.argument("peer", required=False, callback=address(DIAMETER_PORT), metavar="[HOST:PORT]")
+@click.option("--map", "map_peer", callback=address(M3UA_PORT), metavar="HOST:PORT",
               help="The EIR's M3UA address: run the MAP checks there (port 2905 when omitted).")
 @click.option("--check", "names", multiple=True, metavar="NAME",
               help="Run only this check (repeatable); --list shows the names.")

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from simulator.mme import parse_peer
+from diameter.transport import DIAMETER_PORT
+from simulator.command_options import address
 from simulator.msc import M3UA_PORT
-
-
-def _address(default_port: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[str, int] | None]:
-    def parse(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
-        if value is None:
-            return None
-        try:
-            return parse_peer(value, default_port)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-    return parse
 
 
 @click.command("replay")
 @click.argument("capture", metavar="FILE.pcap|FILE.pcapng",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--peer", required=True, callback=_address(3868), metavar="HOST:PORT",
+@click.option("--peer", required=True, callback=address(DIAMETER_PORT), metavar="HOST:PORT",
               help="The agent's Diameter address: the S13 requests go there.")
-@click.option("--map-peer", "map_peer", callback=_address(M3UA_PORT), metavar="HOST:PORT",
+@click.option("--map-peer", "map_peer", callback=address(M3UA_PORT), metavar="HOST:PORT",
               help="The agent's M3UA address: the MAP CheckIMEI invokes go there.")
 @click.option("--control", type=click.Path(dir_okay=False, path_type=Path), metavar="SOCKET",
               help="The lab control socket of an agent started with --lab-clock: the clock is set to each "

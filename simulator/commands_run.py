@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from simulator.mme import parse_peer
+from diameter.transport import DIAMETER_PORT
+from simulator.command_options import address
 from simulator.msc import M3UA_PORT
-
-
-def _address(default_port: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[str, int] | None]:
-    def parse(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, int] | None:
-        if value is None:
-            return None
-        try:
-            return parse_peer(value, default_port)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-    return parse
 
 
 @click.command("run")
@@ -32,9 +21,9 @@ def _address(default_port: int) -> Callable[[click.Context, click.Parameter, str
 @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.xml",
               help="Also write the results as JUnit XML.")
 @click.option("--jobs", default=0, type=click.IntRange(0, 64), help="Runs side by side [default: the CPUs].")
-@click.option("--target", callback=_address(3868), metavar="HOST:PORT",
+@click.option("--target", callback=address(DIAMETER_PORT), metavar="HOST:PORT",
               help="Run the conformance scenarios against this EIR (S13) instead of an agent of our own.")
-@click.option("--map-target", "map_target", callback=_address(M3UA_PORT), metavar="HOST:PORT",
+@click.option("--map-target", "map_target", callback=address(M3UA_PORT), metavar="HOST:PORT",
               help="With --target (or alone): the EIR's M3UA address for the MAP scenarios.")
 @click.option("--registry-template", "template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE.db", help="A SQLite registry every run starts from (a copy) instead of an empty one.")
