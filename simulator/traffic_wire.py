@@ -84,7 +84,9 @@ class DayPlan:
 
 class DayWindow(RequestWindow):
     """What both traffic links add to a load connection's window: a day's plan at a time
-    (``play``), sent once each, paced, and done when every request is answered or timed out."""
+    (``play``), sent once each, paced, and done when every request is answered or timed out.
+    It comes first among a link's bases, so its ``_send`` (the pacing and the one write) is
+    the link's; a link says only how its requests are encoded (``encode``)."""
 
     plan: DayPlan | None = None
     waking = False
@@ -106,12 +108,20 @@ class DayWindow(RequestWindow):
         await self.drained
         return plan.results
 
-    def sendable(self, count: int) -> tuple[DayPlan, int] | None:
-        """The plan and how many of its next requests may go now (the pacer's share)."""
+    def _send(self, count: int) -> None:
+        """Send the plan's next requests, as many as ``count`` and the pacer allow, in one write."""
         plan = self.plan
         if self.transport is None or self.state != LinkState.OPEN or plan is None:
-            return None
-        return plan, plan.pacer.take(min(count, len(plan.lines) - plan.next))
+            return
+        count = plan.pacer.take(min(count, len(plan.lines) - plan.next))
+        if count:
+            self.transport.write(self.encode(plan, count, time.perf_counter_ns()))
+        self.sent(plan, count)
+
+    def encode(self, plan: DayPlan, count: int, now: int) -> bytearray:
+        """The plan's next ``count`` requests, their ids written in and each kept as pending
+        since ``now``."""
+        raise NotImplementedError
 
     def sent(self, plan: DayPlan, count: int) -> None:
         """After ``count`` requests went: the plan is done, or wake up when the pacer allows more."""
@@ -146,7 +156,7 @@ class LineEcrs(EcrTemplates):
                                    destination_realm=identity.destination_realm).to_bytes() for imei, imsi in lines]
 
 
-class EcrLink(LoadConnection, DayWindow):
+class EcrLink(DayWindow, LoadConnection):
     """One Diameter connection answering a day's plan at a time (``play``)."""
 
     def __init__(self, config: LoadConfig, stats: LoadStats, ecrs: LineEcrs) -> None:
@@ -157,24 +167,17 @@ class EcrLink(LoadConnection, DayWindow):
     def begin(self, plan: DayPlan) -> None:
         self.hop_base = self._next_hop()
 
-    def _send(self, count: int) -> None:
-        ready = self.sendable(count)
-        if ready is None:
-            return
-        plan, count = ready
-        if count and self.transport is not None:
-            requests, counter_at, pack_ids = self.ecrs.requests, self.ecrs.counter_at, IDS.pack_into
-            out = bytearray()
-            now = time.perf_counter_ns()
-            for position in range(plan.next, plan.next + count):
-                base = len(out)
-                out += requests[plan.lines[position]]
-                hop = (self.hop_base + position) & MASK_32
-                pack_ids(out, base + 12, hop, hop)
-                out[base + counter_at:base + counter_at + COUNTER_WIDTH] = b"%012d" % (plan.day * DAY_SPAN + position)
-                self.pending[hop] = now
-            self.transport.write(out)
-        self.sent(plan, count)
+    def encode(self, plan: DayPlan, count: int, now: int) -> bytearray:
+        requests, counter_at, pack_ids = self.ecrs.requests, self.ecrs.counter_at, IDS.pack_into
+        out = bytearray()
+        for position in range(plan.next, plan.next + count):
+            base = len(out)
+            out += requests[plan.lines[position]]
+            hop = (self.hop_base + position) & MASK_32
+            pack_ids(out, base + 12, hop, hop)
+            out[base + counter_at:base + counter_at + COUNTER_WIDTH] = b"%012d" % (plan.day * DAY_SPAN + position)
+            self.pending[hop] = now
+        return out
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
@@ -237,31 +240,24 @@ class LineChecks(MapTemplates):
             self.otid_at.append(offset)
 
 
-class CheckImeiLink(MapLoadConnection, DayWindow):
+class CheckImeiLink(DayWindow, MapLoadConnection):
     """One M3UA association (as an ASP) answering a day's plan at a time (``play``)."""
 
     def __init__(self, config: MapLoadConfig, stats: LoadStats, checks: LineChecks) -> None:
         super().__init__(config, stats, checks, 0)
         self.checks = checks
 
-    def _send(self, count: int) -> None:
-        ready = self.sendable(count)
-        if ready is None:
-            return
-        plan, count = ready
-        if count and self.transport is not None:
-            requests, offsets, pack = self.checks.requests, self.checks.otid_at, _U32.pack_into
-            out = bytearray()
-            now = time.perf_counter_ns()
-            for position in range(plan.next, plan.next + count):
-                line = plan.lines[position]
-                base = len(out)
-                out += requests[line]
-                otid = plan.day << OTID_DAY_SHIFT | position
-                pack(out, base + offsets[line], otid)
-                self.pending[otid] = now
-            self.transport.write(out)
-        self.sent(plan, count)
+    def encode(self, plan: DayPlan, count: int, now: int) -> bytearray:
+        requests, offsets, pack = self.checks.requests, self.checks.otid_at, _U32.pack_into
+        out = bytearray()
+        for position in range(plan.next, plan.next + count):
+            line = plan.lines[position]
+            base = len(out)
+            out += requests[line]
+            otid = plan.day << OTID_DAY_SHIFT | position
+            pack(out, base + offsets[line], otid)
+            self.pending[otid] = now
+        return out
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
