@@ -4,9 +4,7 @@ our MME's ECRs to it, and tshark decodes a live loopback capture of a run."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from simulator.demo_registry import BLACK, GREY, PAIRED, PAIRED_IMSI, UNKNOWN, W
 from simulator.demo_registry import build_demo_registry as build_registry
 from tests.e2e.test_s13_agent import ecr
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
+from tests.interop.tshark import tshark_capturing
 from tests.tools import LOOPBACK, free_tcp_port, require_tool, unknown_tac_profile, wait_until
 
 pytestmark = pytest.mark.interop
@@ -79,15 +78,8 @@ def test_ecrs_through_a_freediameter_relay_to_the_agent(tmp_path: Path, agent: A
 def test_live_tshark_capture_decodes_every_identity_check(tmp_path: Path, agent: AgentProcess) -> None:
     tshark = require_tool("tshark")
     capture = tmp_path / "agent.pcapng"
-    sniffer = subprocess.Popen([tshark, "-i", "lo", "-f", f"tcp port {agent.port}", "-w", str(capture)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_capturing(sniffer)
+    with tshark_capturing(tshark, f"tcp port {agent.port}", capture):
         results = run_ecrs(*agent.address)
-        time.sleep(0.5)  # let the last segments reach the capture
-    finally:
-        sniffer.send_signal(signal.SIGINT)
-        sniffer.wait(10)
     assert results[-1] == (ResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN, None)
     verbose = subprocess.run([tshark, "-r", str(capture), "-V"], capture_output=True, text=True, timeout=60).stdout
     assert "malformed" not in verbose.lower()
@@ -101,19 +93,3 @@ def test_live_tshark_capture_decodes_every_identity_check(tmp_path: Path, agent:
     assert [r[1] for r in requests] == [imei for imei, _, _ in EXPECTED] + [UNKNOWN]
     assert [r[2] for r in answers[:-1]] == [str(int(status)) for _, _, status in EXPECTED]
     assert answers[-1][3] == "5422"
-
-
-def _wait_capturing(sniffer: subprocess.Popen[str], timeout: float = 15.0) -> None:
-    """tshark says "Capturing on 'Loopback: lo'" on stderr, then "Capture started." once
-    packets are really being captured: wait for the second."""
-    assert sniffer.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        line = sniffer.stderr.readline()
-        seen += line
-        if "Capture started" in line:
-            return
-        if sniffer.poll() is not None:
-            break
-    pytest.fail(f"tshark did not start capturing: {seen}")

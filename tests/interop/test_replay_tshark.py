@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ from simulator.agent_process import EIR, AgentProcess
 from simulator.demo_registry import build_demo_registry
 from simulator.replay import load_requests
 from simulator.replay_items import Request
-from tests.interop.test_agent_interop import _wait_capturing
 from tests.interop.test_tshark_map import FRAMING_LUA
+from tests.interop.tshark import tshark_capturing
 from tests.replay_capture import ASKED, ask
 from tests.tools import require_tool, unknown_tac_profile
 
@@ -35,15 +33,8 @@ def test_a_tshark_capture_of_a_live_run_replays_with_no_difference(tmp_path: Pat
                          m3ua=True)
     pcap = tmp_path / "live.pcapng"
     try:
-        sniffer = subprocess.Popen([tshark, "-i", "lo", "-f", f"tcp port {agent.port} or tcp port {agent.m3ua_port}",
-                                    "-w", str(pcap)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            _wait_capturing(sniffer)
+        with tshark_capturing(tshark, f"tcp port {agent.port} or tcp port {agent.m3ua_port}", pcap):
             asyncio.run(ask(agent.address, agent.m3ua_address))
-            time.sleep(0.5)  # let the last segments reach the capture
-        finally:
-            sniffer.send_signal(signal.SIGINT)
-            sniffer.wait(10)
     finally:
         assert agent.stop() == 0, agent.log()
     # the live agent listened on random ports: say which carry what, as an operator would

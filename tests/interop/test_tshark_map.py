@@ -8,9 +8,7 @@ warning, and hand back exactly the IMEIs, statuses, errors, contexts and address
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from sigtran import map as mapv
 from simulator.agent_process import AgentProcess
 from simulator.demo_registry import BLACK, GREY, IMSI, WHITE, build_demo_registry
 from simulator.msc import CheckImeiOutcome, MscIdentity, send_checkimei
-from tests.interop.test_agent_interop import _wait_capturing
+from tests.interop.tshark import tshark_capturing
 from tests.tools import LOOPBACK, require_tool, unknown_tac_profile
 
 pytestmark = pytest.mark.interop
@@ -84,15 +82,8 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
     try:
         _, port = agent.m3ua_address
         pcap = folder / "map.pcapng"
-        sniffer = subprocess.Popen([tshark, "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            _wait_capturing(sniffer)
+        with tshark_capturing(tshark, f"tcp port {port}", pcap):
             outcomes = asyncio.run(_dialogues(port))
-            time.sleep(0.5)  # let the last segments reach the capture
-        finally:
-            sniffer.send_signal(signal.SIGINT)
-            sniffer.wait(10)
     finally:
         assert agent.stop() == 0, agent.log()
     lua = folder / "m3ua_tcp.lua"
