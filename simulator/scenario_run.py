@@ -20,10 +20,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from registry.clock import parse_stamp
 from registry.profile import load_profile
 from simulator.agent_process import EIR, AgentProcess
 from simulator.captures import CaptureError, SteppedClock, capturing, run_path
@@ -191,7 +192,8 @@ class ScenarioRun:
         self.control: LabControl | None = None
         self.network: Network | None = None
         self.registry_url = ""
-        self.local_offset = load_profile(scenario.profile).utc_offset
+        self.profile = load_profile(scenario.profile)
+        self.local_offset = self.profile.utc_offset
         # The time of the frames of --pcap: the lab's (a jump of the lab clock is a jump of the
         # capture's, the real seconds between steps kept), the wall clock against --target.
         self.lab_time = SteppedClock(self.now.timestamp())
@@ -422,8 +424,7 @@ class ScenarioRun:
 
     def _local_date(self, stamp: str) -> str:
         """An ISO time as the date it is in the profile's local time (as deadlines are told)."""
-        at = datetime.fromisoformat(stamp)
-        return str(((at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC) + self.local_offset).date())
+        return str(self.profile.local_date(parse_stamp(stamp)))
 
     async def _wire(self, step: Step, result: StepResult) -> None:
         from simulator.conformance import CheckOptions, run_check
