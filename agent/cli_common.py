@@ -9,13 +9,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 
 from agent.context import DEFAULT_REGISTRY, CliContext
+from registry.clock import parse_moment
 
 if TYPE_CHECKING:
     from registry.clock import Clock
@@ -154,10 +155,6 @@ def parse_at(text: str | None, clock: Clock, option: str = "--at") -> datetime:
     if text is None:
         return clock.now()
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(12), UTC)
-        parsed = datetime.fromisoformat(text)
+        return parse_moment(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time", param_hint=option) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-

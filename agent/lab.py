@@ -41,13 +41,13 @@ import socket
 import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from netio.bad_input import BadInput
-from registry.clock import LabClock
+from registry.clock import LabClock, parse_moment
 from registry.edits import EditError, block, edit_key, edit_reason, register, unblock
 from registry.imei import luhn_check_digit
 from registry.imports import CsvFormatError, ImportKind, ImportReport, import_lines
@@ -87,13 +87,10 @@ def parse_lab_time(text: str) -> datetime:
     """A lab time: an ISO time (UTC unless it carries an offset) or a date alone (00:00 UTC
     that day), as an aware UTC datetime. ValueError saying what is accepted."""
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), UTC)
-        parsed = datetime.fromisoformat(text)
+        return parse_moment(text, date_hour=0).astimezone(UTC)
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO time (2026-01-31T08:00:00, UTC unless it says) "
                          "or a date (2026-01-31: 00:00 UTC)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def iso(at: datetime) -> str:

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any, Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ForwardClock", "LabClock", "ManualClock", "SystemClock", "parse_stamp", "stamp",
-           "stored"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "ForwardClock", "LabClock", "ManualClock", "SystemClock", "parse_moment",
+           "parse_stamp", "stamp", "stored"]
 
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # as SQLAlchemy writes DateTime on SQLite: the strings sort by time
 
@@ -153,6 +154,16 @@ class LabClock(ForwardClock):
 def _aware_utc(at: datetime) -> datetime:
     """``at`` in UTC; a naive time is taken as UTC."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def parse_moment(text: str, date_hour: int = 12) -> datetime:
+    """A time as people give one (``eir check --at``, a scenario, the lab clock): an ISO time,
+    aware (UTC when it carries no offset, else its own), or a date alone: ``date_hour``:00
+    UTC that day. ValueError for anything else."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time_of_day(date_hour), UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def stored(at: datetime) -> datetime:

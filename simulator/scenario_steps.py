@@ -4,9 +4,10 @@ values steps share: times, durations, list rows."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from registry.clock import parse_moment
 from simulator.scenario_model import (
     IMEI_LISTS,
     IMPORT_KINDS,
@@ -33,12 +34,9 @@ def parse_time(node: Node) -> datetime:
     """An ISO time (UTC unless it says), or a date alone: 12:00 UTC that day."""
     text = node.text().strip()
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(12), UTC)
-        parsed = datetime.fromisoformat(text)
+        return parse_moment(text).astimezone(UTC)
     except ValueError:
         node.fail(f"{text!r} is not a date (YYYY-MM-DD) or an ISO time (2024-03-01T10:00+05:00)")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def parse_duration(node: Node) -> timedelta:
