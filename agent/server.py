@@ -14,13 +14,12 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.config import AgentConfig, Listen
 from agent.durable import GroupCommit
-from agent.lab import ControlStartError, LabEndpoint, iso
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
 from agent.s13 import S13Answerer
@@ -34,6 +33,9 @@ from registry.observations import Recorder
 from registry.profile import load_profile
 from registry.schema import sqlite_file
 from registry.store import Registry
+
+if TYPE_CHECKING:
+    from agent.lab import LabEndpoint
 
 log = logging.getLogger("eir.agent")
 UNWRITTEN_EXIT = 75  # EX_TEMPFAIL: stopped with observations the registry would not take
@@ -191,7 +193,10 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
 
 
 def lab_endpoint(control: Path, clock: Clock, registry: Registry, recorder: Recorder) -> LabEndpoint:
-    """The control endpoint of lab mode; the clock must be the lab's."""
+    """The control endpoint of lab mode; the clock must be the lab's. (agent/lab.py is
+    imported only in lab mode: an agent in service does not load it.)"""
+    from agent.lab import LabEndpoint
+
     if not isinstance(clock, LabClock):
         raise TypeError(f"a control endpoint moves a LabClock, not a {type(clock).__name__}")
     return LabEndpoint(control, clock, registry, recorder)
@@ -199,6 +204,8 @@ def lab_endpoint(control: Path, clock: Clock, registry: Registry, recorder: Reco
 
 async def start_lab(lab: LabEndpoint, announce: Callable[[str], None]) -> None:
     """Open the control socket and say where, with the lab time; a StartError when it cannot."""
+    from agent.lab import ControlStartError, iso
+
     try:
         await lab.start()
     except ControlStartError as error:
