@@ -52,6 +52,7 @@ class AgentProcess:
                  init: bool = True, lab_clock: str | None = None) -> None:
         if init and _missing_sqlite_file(registry):
             run_eir(registry, "registry", "init")
+        self.registry = registry  # its URL
         self.port = port or free_port()
         self.m3ua_port = free_port() if m3ua else None  # MAP CheckIMEI over M3UA/TCP, when asked for
         self.answer_log = folder / f"answers-{self.port}.jsonl"

@@ -28,9 +28,10 @@ ROAMER = "35209900888888"
 IMSI = "436011111111111"
 ROAMING_IMSI = "250011234567890"  # an inbound roamer's SIM (MCC 250)
 
-def build_demo_registry(folder: Path) -> str:
-    """A SQLite registry with one IMEI per list, imported through the real CLI."""
-    url = f"sqlite:///{folder / 'registry.db'}"
+def build_demo_registry(folder: Path, url: str | None = None) -> str:
+    """A registry with one IMEI per list, imported through the real CLI: at ``url`` (an empty
+    database), else a SQLite file in ``folder``; its URL."""
+    url = url or f"sqlite:///{folder / 'registry.db'}"
     files = {
         "white": f"imei,reason\n{imei15(WHITE)},customs cleared\n{STOLEN},entered automatically\n",
         "grey": f"imei,reason\n{GREY},awaiting registration\n",

@@ -125,3 +125,23 @@ def stored_rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         return [tuple(stamp(parse_stamp(value)) if isinstance(value, datetime) else value for value in row)
                 for row in conn.exec_driver_sql(sql)]
+
+
+_made = 0
+
+
+def new_database(server_url: str) -> str:
+    """A new, empty database on the server of ``server_url`` (a name of its own, so that
+    module-scoped agents never share one with a test that resets the session's); its URL.
+    The session's cluster goes with its databases; EIR_TEST_POSTGRES keeps them (eirtest_*)."""
+    global _made
+    _made += 1
+    name = f"{DATABASE}_{os.getpid()}_{_made}"
+    base, _ = server_url.rsplit("/", 1)
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return f"{base}/{name}"

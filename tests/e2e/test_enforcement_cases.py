@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ LOCAL, LOCAL_OBS, LOCAL_SUB = "436011000000001", "436011000000002", "43601100000
 BOUND_SIM, OTHER_SIM, ROAMING = "436011000000004", "436011000000005", "250011000000001"
 BOUND_MSISDN, OBS_MSISDN, SUB_MSISDN = "992901111111", "992902222222", "992903333333"
 
+BOTH_DATABASES = True  # tests/e2e/conftest.py: the module runs on SQLite and on PostgreSQL
+
 
 def imei15(key: str) -> str:
     return key + luhn_check_digit(key)
@@ -53,9 +55,10 @@ def write(folder: Path, name: str, text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+def registry(tmp_path_factory: pytest.TempPathFactory, backend: str,
+             registry_url_for: Callable[[str, Path], str]) -> str:
     folder = tmp_path_factory.mktemp("enforcement")
-    url = f"sqlite:///{folder / 'registry.db'}"
+    url = registry_url_for(backend, folder)
     day = (datetime.now(UTC) - timedelta(days=40)).date().isoformat()
     recent = (datetime.now(UTC) - timedelta(days=5)).date().isoformat()
     files = {

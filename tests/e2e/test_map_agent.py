@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 import struct
-from contextlib import closing
 
 import pytest
+from sqlalchemy import text
 
+from registry.store import Registry
 from sigtran import map as mapv
 from sigtran import sccp, tcap
 from sigtran.asp import AspActive, AspClient, ClientSettings, DataReceived, ErrorReceived, Event
@@ -24,6 +24,7 @@ from tests.tools import wait_until
 
 MSC_GT, EIR_GT = "992900000001", "992900000009"
 MSC_PC, EIR_PC = 2, 1
+BOTH_DATABASES = True  # tests/e2e/conftest.py: the module runs on SQLite and on PostgreSQL
 UNKNOWN_TAC_IMEI = "99999999000001"  # a TAC the catalogue lacks: the test profile answers it "unknown"
 OTIDS = itertools.count(0x1000)
 WHITE_LISTED, BLACK_LISTED, GREY_LISTED = (mapv.EquipmentStatus.WHITE_LISTED, mapv.EquipmentStatus.BLACK_LISTED,
@@ -186,14 +187,13 @@ def test_the_sighting_records_the_map_interface(map_agent: AgentProcess) -> None
     otid, tc = begin(GREY, 1, imsi)
     (event,) = run(map_agent, udt(tc))
     assert status_of(end_of(event, otid), 1) == GREY_LISTED
-    database = map_agent.answer_log.parent / "registry.db"
 
-    def sighting() -> list[tuple[str]]:
-        with closing(sqlite3.connect(database)) as connection:
-            return connection.execute("SELECT interface FROM sighting WHERE imei = ? AND imsi = ?",
-                                      (GREY, imsi)).fetchall()
-    rows = wait_until(sighting, 5.0, "the first sight written")
-    assert rows == [("map",)]
+    def sighting() -> list[str]:
+        with Registry(map_agent.registry) as registry, registry.engine.connect() as connection:
+            rows = connection.execute(text("SELECT interface FROM sighting WHERE imei = :imei AND imsi = :imsi"),
+                                      {"imei": GREY, "imsi": imsi})
+            return [row[0] for row in rows]
+    assert wait_until(sighting, 5.0, "the first sight written") == ["map"]
 
 
 # --- bad input: an answer on the wire, and the agent keeps serving ------------------------

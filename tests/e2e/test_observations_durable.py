@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ MME = LocalNode("mme01.localdomain", "localdomain", product_name="durability-mme
 INFLIGHT = 32
 KILL_AFTER = 600  # answers received before the agent is killed
 TJ = load_profile("tj")  # the agent's default profile
+BOTH_DATABASES = True  # tests/e2e/conftest.py: the module runs on SQLite and on PostgreSQL
 
 
 def imeis(count: int) -> list[str]:
@@ -57,8 +59,10 @@ async def answered_until_killed(agent: AgentProcess, keys: list[str]) -> dict[st
     return answered
 
 
-def test_no_answered_grace_clock_is_lost_when_the_agent_is_killed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+def test_no_answered_grace_clock_is_lost_when_the_agent_is_killed(tmp_path: Path, backend: str,
+                                                                  registry_url_for: Callable[[str, Path], str]) -> None:
+    url = registry_url_for(backend, tmp_path)
+    run_eir(url, "registry", "init")
     keys = imeis(5000)
     agent = AgentProcess(tmp_path, url, answer_log=False)
     answered = asyncio.run(answered_until_killed(agent, keys))
@@ -105,11 +109,13 @@ async def ask_again(agent: AgentProcess, keys: list[tuple[str, int]]) -> None:
         await connection.disconnect()
 
 
-def test_the_kg_profile_cuts_off_at_once_and_queues_the_black_notice(tmp_path: Path) -> None:
+def test_the_kg_profile_cuts_off_at_once_and_queues_the_black_notice(
+        tmp_path: Path, backend: str, registry_url_for: Callable[[str, Path], str]) -> None:
     """Kyrgyzstan since 28 August 2024: no window. A real agent under `--profile kg` answers
     an unregistered handset with a Kyrgyz SIM black at its first query, and the SMS that
     tells its owner is in the outbox that `eir notices export` writes."""
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    url = registry_url_for(backend, tmp_path)
+    run_eir(url, "registry", "init")
     agent = AgentProcess(tmp_path, url, "--profile", "kg")
     key, imsi = "35999000004242", "437091234567890"
     try:

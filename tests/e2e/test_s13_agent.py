@@ -36,6 +36,8 @@ MME = LocalNode("mme01.localdomain", "localdomain", product_name="e2e-mme")
 IMSI = "436011111111111"
 SESSIONS = itertools.count(1)
 
+BOTH_DATABASES = True  # tests/e2e/conftest.py: the module runs on SQLite and on PostgreSQL
+
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory, demo_registry: str) -> Iterator[AgentProcess]:
