@@ -19,8 +19,15 @@ It starts in about 0.05 s and stops in about 0.1 s, provided every peer connecte
 answers its DPR or has closed its connection first; a connected peer that stays silent makes
 its shutdown wait about 15 s. ``wait_peer_open`` tells when a ConnectPeer peer is usable.
 
-``routes`` maps a Destination-Realm to the identity of the peer that serves it (rt_default);
-when not given, the realm of the relay goes to the first peer.
+``routes`` maps a Destination-Realm to the identity of the peer that serves it, or to several
+(rt_default gives each the same score, +100); when not given, the realm of the relay goes to
+the first peer. Among the candidates of equal highest score freeDiameter picks one at random
+for each request (libfdproto ``fd_rtd_candidate_reorder``), so several peers of one realm share
+its load; when a peer's connection breaks, the requests sent to it and not yet answered are
+sent again, with the T flag, to the next candidate still open (libfdcore ``fd_p_sr_failover``),
+and freeDiameter connects to it again every ``tc_timer`` s, give or take 2 s (at most 4 s
+apart with ``tc_timer`` 1 or 2: ``fd_psm_next_timeout`` adds a random 0 to 4 s to
+``tc_timer`` - 2).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -61,17 +68,22 @@ class RelayConfig:
     identity: str = "dra.localdomain"
     realm: str = "localdomain"
     peers: Sequence[Peer] = ()
-    routes: dict[str, str] | None = None  # Destination-Realm -> peer identity
+    routes: Mapping[str, str | Sequence[str]] | None = None  # Destination-Realm -> peer identity, or several
     allowed: Sequence[str] = ("*.localdomain",)  # identities that may connect (acl_wl)
     tc_timer: int = 30  # seconds between attempts to (re)connect a peer
     tw_timer: int = 30  # watchdog interval (RFC 3539 Tw); freeDiameter refuses less than 6
     debug: bool = False  # one -d: more log lines
+    debug_level: int = 0  # more -d: 2 logs each message routed, sent, received and failed over
     extra: Sequence[str] = field(default=())  # more lines for freeDiameter.conf
 
-    def route_table(self) -> dict[str, str]:
+    def route_table(self) -> dict[str, tuple[str, ...]]:
+        """Each Destination-Realm with the identities of the peers that serve it."""
         if self.routes is not None:
-            return self.routes
-        return {self.realm: self.peers[0].identity} if self.peers else {}
+            return {realm: (peers,) if isinstance(peers, str) else tuple(peers) for realm, peers in self.routes.items()}
+        return {self.realm: (self.peers[0].identity,)} if self.peers else {}
+
+    def debug_flags(self) -> list[str]:
+        return ["-d"] * max(self.debug_level, 1 if self.debug else 0)
 
 
 def find_extension_dir() -> Path:
@@ -135,9 +147,9 @@ def render_acl(config: RelayConfig) -> str:
 
 
 def render_routes(config: RelayConfig) -> str:
-    """rt_default: send each Destination-Realm to its peer with a high score."""
+    """rt_default: send each Destination-Realm to its peers, each with the same high score."""
     return "".join(f"dr={_quote(realm)} : {_quote(peer)} += 100 ;\n"
-                   for realm, peer in config.route_table().items())
+                   for realm, peers in config.route_table().items() for peer in peers)
 
 
 class FreeDiameterRelay:
@@ -171,7 +183,7 @@ class FreeDiameterRelay:
     def start(self, timeout: float = 10.0) -> FreeDiameterRelay:
         executable = self.executable or require_tool("freeDiameterd")
         self.write_config()
-        command = [executable, "-c", str(self.config_path)] + (["-d"] if self.config.debug else [])
+        command = [executable, "-c", str(self.config_path), *self.config.debug_flags()]
         began = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
@@ -211,15 +223,26 @@ class FreeDiameterRelay:
         self.stop_seconds = time.monotonic() - began
         return process.returncode
 
-    def wait_peer_open(self, identity: str, timeout: float = 5.0) -> bool:
-        """Wait until the log shows the peer ``identity`` in state OPEN (CER/CEA done)."""
-        marker = f"-> 'STATE_OPEN'\t'{identity}'"
+    def wait_peer_open(self, identity: str, timeout: float = 5.0, times: int = 1) -> bool:
+        """Wait until the log shows the peer ``identity`` entering state OPEN (CER/CEA done)
+        ``times`` times in all (2: it opened, was lost, and opened again)."""
         deadline = time.monotonic() + timeout
-        while marker not in self.log_text():
+        while self.times_opened(identity) < times:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
         return True
+
+    def times_opened(self, identity: str) -> int:
+        """How often the log shows the peer ``identity`` entering state OPEN."""
+        return self.log_text().count(f"-> 'STATE_OPEN'\t'{identity}'")
+
+    def times_left_open(self, identity: str, to: str | None = None) -> int:
+        """How often the log shows the peer ``identity`` leaving state OPEN (freeDiameter logs
+        "'STATE_OPEN'\t-> 'STATE_X'\t'identity'"): for state ``to`` alone when given, e.g.
+        "STATE_CLOSED" (the connection broke) rather than "STATE_CLOSING_GRACE" (our stop)."""
+        leaving = f"'STATE_OPEN'\t-> '{to}'" if to else "'STATE_OPEN'\t-> "
+        return sum(1 for line in self.log_text().splitlines() if leaving in line and line.endswith(f"'{identity}'"))
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
