@@ -27,13 +27,29 @@ from typing import Any
 
 from diameter.answers import result_code_of
 from diameter.capabilities import LocalNode
-from diameter.constants import ResultCode
+from diameter.constants import EquipmentStatus, ResultCode
 from diameter.transport import PeerConnection
-from simulator.agent_process import AgentProcess
+from registry.imei import luhn_check_digit
+from simulator.agent_process import AgentProcess, run_eir
 from simulator.mme import build_ecr
 from tests.interop.freediameter import FreeDiameterRelay
 
 MME = LocalNode("mme01.localdomain", "localdomain", product_name="eir-failover-mme")
+
+
+def import_devices(url: str, folder: Path, white: int = 200, black: int = 50) -> dict[str, int]:
+    """``white`` white and ``black`` black IMEIs imported into the registry at ``url`` with the
+    real CLI (``eir registry init``, then ``eir registry import``; CSV files in ``folder``);
+    each IMEI with the Equipment-Status it must get."""
+    run_eir(url, "registry", "init")
+    imeis = [key + luhn_check_digit(key) for key in (f"35209977{n:06d}" for n in range(white + black))]
+    lists = {"white": imeis[:white], "black": imeis[white:]}
+    for name, members in lists.items():
+        path = folder / f"{name}.csv"
+        path.write_text("imei,reason\n" + "".join(f"{imei},failover test\n" for imei in members))
+        run_eir(url, "registry", "import", name, str(path))
+    return {**dict.fromkeys(lists["white"], int(EquipmentStatus.WHITELISTED)),
+            **dict.fromkeys(lists["black"], int(EquipmentStatus.BLACKLISTED))}
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,19 @@ from pathlib import Path
 
 import pytest
 
-from diameter.constants import EquipmentStatus
 from diameter.transport import connect
-from registry.imei import luhn_check_digit
-from simulator.agent_process import AgentProcess, run_eir
-from tests.interop.dra_load import MME, Events, Figures, Load, Plan, check_failover, cpu_seconds, killer
+from simulator.agent_process import AgentProcess
+from tests.interop.dra_load import (
+    MME,
+    Events,
+    Figures,
+    Load,
+    Plan,
+    check_failover,
+    cpu_seconds,
+    import_devices,
+    killer,
+)
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
 from tests.postgres import reset
 from tests.tools import LOOPBACK, free_tcp_port, require_tool
@@ -55,21 +63,6 @@ A, B = "eir-a.localdomain", "eir-b.localdomain"
 PLAN = Plan(victim=A, survivor=B, rate=150, duration=8.0, kill_at=3.0)
 TC_TIMER = 1  # freeDiameter's reconnection timer: an attempt every 0 to 4 s (see the module text)
 REJOIN_BOUND = 4.0 + 2.0  # from A listening again to the DRA's STATE_OPEN: 4 s of timer, 2 s of CER/CEA on a busy host
-WHITE, BLACK = 200, 50  # the imported devices; every ECR asks for one of them
-
-
-def make_registry(url: str, folder: Path) -> dict[str, int]:
-    """WHITE white and BLACK black IMEIs imported with the real CLI; each with its status."""
-    reset(url)
-    run_eir(url, "registry", "init")
-    imeis = [key + luhn_check_digit(key) for key in (f"35209977{n:06d}" for n in range(WHITE + BLACK))]
-    lists = {"white": imeis[:WHITE], "black": imeis[WHITE:]}
-    for name, members in lists.items():
-        path = folder / f"{name}.csv"
-        path.write_text("imei,reason\n" + "".join(f"{imei},failover test\n" for imei in members))
-        run_eir(url, "registry", "import", name, str(path))
-    return {**dict.fromkeys(lists["white"], EquipmentStatus.WHITELISTED),
-            **dict.fromkeys(lists["black"], EquipmentStatus.BLACKLISTED)}
 
 
 def start_agent(folder: Path, url: str, identity: str, port: int | None = None) -> AgentProcess:
@@ -80,7 +73,8 @@ def start_agent(folder: Path, url: str, identity: str, port: int | None = None) 
 
 def test_sigkill_one_agent_under_load_the_dra_fails_over_and_it_rejoins(tmp_path: Path, postgres_url: str) -> None:
     require_tool("freeDiameterd")
-    devices = make_registry(postgres_url, tmp_path)
+    reset(postgres_url)
+    devices = import_devices(postgres_url, tmp_path)
     agents = {A: start_agent(tmp_path / "a", postgres_url, A), B: start_agent(tmp_path / "b", postgres_url, B)}
     config = RelayConfig(port=free_tcp_port(), realm=REALM, tc_timer=TC_TIMER, debug_level=2,
                          peers=[Peer(identity, LOOPBACK, agent.port) for identity, agent in agents.items()],
