@@ -14,7 +14,8 @@ requests it had sent to A and not yet seen answered again, with the T flag, to B
 (``fd_p_sr_failover``; those still queued for A go back to routing too,
 ``fd_peer_failover_msg``). It never answers them 3002 itself while B is open, so none should
 be lost. Its debug log (-dd) says "Failing over message sent to 'eir-a...'" for each: that
-count is exactly the requests in flight on A when it died, and the test asserts that no more
+count is exactly the requests in flight on A when it died (and B, which counts the T-flagged
+requests it serves, must have counted as many), and the test asserts that no more
 ECRs than that went unanswered or got an error from the relay (the MME alone cannot tell
 which agent holds a request: the printout also gives every ECR in flight at the kill, A's
 and B's).
@@ -52,6 +53,7 @@ from tests.interop.dra_load import (
     cpu_seconds,
     import_devices,
     killer,
+    retransmitted_requests,
 )
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
 from tests.postgres import reset
@@ -109,6 +111,10 @@ def test_sigkill_one_agent_under_load_the_dra_fails_over_and_it_rejoins(tmp_path
     text = figures.text(PLAN, f"freeDiameter 1.2.1 (rt_default, equal scores, TcTimer {TC_TIMER}), TCP, PostgreSQL")
     print(text)
     check_failover(figures, REJOIN_BOUND, text)
+    # what freeDiameter says it failed over is what B says it received with the T flag
+    retransmitted = retransmitted_requests(agents[B].log())
+    print(f"  {B} counted {retransmitted} T-flagged requests served (retransmitted_requests)")
+    assert retransmitted == figures.failed_over, agents[B].log()[-2000:]
     broken = {identity: relay.times_left_open(identity, "STATE_CLOSED") for identity in (A, B)}
     assert broken == {A: 1, B: 0}, relay.log_tail()  # the DRA saw A's connection break, once, and B's never
     restarted = events.restarted

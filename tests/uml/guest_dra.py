@@ -31,7 +31,7 @@ from typing import Any
 
 from diameter.transport import connect
 from simulator.agent_process import AgentProcess
-from tests.interop.dra_load import MME, Events, Figures, Load, Plan, cpu_seconds, killer
+from tests.interop.dra_load import MME, Events, Figures, Load, Plan, cpu_seconds, killer, retransmitted_requests
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
 
 GUEST_ADDRESS = "192.0.2.10"  # on the dummy interface eir0, inside the guest only
@@ -109,6 +109,7 @@ def run(folder: Path) -> dict[str, Any]:
                                 (("a", agents[A]), ("b", agents[B]), ("a-again", events.restarted)) if agent}
         result["relay_log_tail"] = relay.log_tail(60)
     result["figures"] = dataclasses.asdict(Figures.of(load, events, relay, survivor_cpu))
+    result["retransmitted_to_b"] = retransmitted_requests(agents[B].log())
     result["broken"] = {identity: relay.times_left_open(identity, "STATE_CLOSED") for identity in (A, B)}
     result["transports"] = {identity: relay.transports_of(identity) for identity in (A, B, MME.origin_host)}
     restarted = events.restarted

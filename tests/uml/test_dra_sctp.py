@@ -58,6 +58,7 @@ def test_sigkill_one_agent_behind_freediameter_over_sctp(tmp_path: Path) -> None
     assert {identity: set(kinds) for identity, kinds in result["transports"].items()} == \
         {A: {"SCTP"}, B: {"SCTP"}, MME.origin_host: {"SCTP"}}, result["transports"]  # no TCP anywhere
     check_failover(figures, REJOIN_BOUND, text)
+    assert result["retransmitted_to_b"] == figures.failed_over, result["agent_logs"]
     assert result["broken"] == {A: 1, B: 0}, result["relay_log_tail"]
     assert result["answers_again"] > 0, result["agent_logs"]
     assert result["agent_exits"] == {"a": -9, "b": 0, "a-again": 0}, result["agent_logs"]
