@@ -77,7 +77,7 @@ def start_agent(folder: Path, setup: dict[str, Any], name: str, port: int) -> Ag
 
 def map_answers(agent: AgentProcess | None) -> int:
     """The MAP answers in the agent's answer log (flushed every 0.2 s: wait a little first)."""
-    return 0 if agent is None else sum(1 for line in agent.answers() if line.get("interface") == "MAP")
+    return 0 if agent is None else sum(1 for line in agent.answers() if line.get("interface") == "map")
 
 
 def ask(setup: dict[str, Any], count: int) -> list[dict[str, Any]]:
