@@ -85,9 +85,10 @@ async def load_through(relay: FreeDiameterRelay, setup: dict[str, Any], agents: 
     return load
 
 
-def run(folder: Path) -> dict[str, Any]:
+def run(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The run; ``result`` fills up as it goes, so that a failure still leaves what was learnt."""
     setup = json.loads((folder / "guest.json").read_text())
-    result: dict[str, Any] = {"timings": {}}
+    result |= {"timings": {}}
     started = time.monotonic()
     if setup.get("dummy", True):
         add_address(folder, setup["address"])
@@ -121,10 +122,11 @@ def run(folder: Path) -> dict[str, Any]:
 
 def main() -> None:
     folder = Path(sys.argv[1])
+    result: dict[str, Any] = {}
     try:
-        result = run(folder)
-    except Exception as exc:  # the host test reports it
-        result = {"error": f"{type(exc).__name__}: {exc}"}
+        run(folder, result)
+    except Exception as exc:  # the host test reports it; the rest of result.json says how far it got
+        result["error"] = f"{type(exc).__name__}: {exc}"
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     os.sync()
 

@@ -92,9 +92,10 @@ def tally(agents: dict[str, AgentProcess | None]) -> dict[str, int]:
     return {name: map_answers(agent) for name, agent in agents.items()}
 
 
-def run(folder: Path) -> dict[str, Any]:
+def run(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The run; ``result`` fills up as it goes, so that a failure still leaves what was learnt."""
     setup = json.loads((folder / "guest.json").read_text())
-    result: dict[str, Any] = {"timings": {}, "asked": {}, "answers": {}}
+    result |= {"timings": {}, "asked": {}, "answers": {}}
     started = time.monotonic()
     stp = start_stp(folder, {**setup["stp"], "eir_b_port": EIR_B_PORT}, LOADSHARE_CONFIG)
     agents: dict[str, AgentProcess | None] = {"a": None, "b": None, "a-again": None}
@@ -128,10 +129,11 @@ def run(folder: Path) -> dict[str, Any]:
 
 def main() -> None:
     folder = Path(sys.argv[1])
+    result: dict[str, Any] = {}
     try:
-        result = run(folder)
-    except Exception as exc:  # the host test reports it
-        result = {"error": f"{type(exc).__name__}: {exc}"}
+        run(folder, result)
+    except Exception as exc:  # the host test reports it; the rest of result.json says how far it got
+        result["error"] = f"{type(exc).__name__}: {exc}"
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     os.sync()
 
