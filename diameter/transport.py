@@ -246,6 +246,8 @@ class PeerConnection(ReadPausing, InProgress):
         if self.handler is None:
             log.warning("no handler for %s", request.name)
             return
+        if request.is_retransmission:  # T flag, and not answered here before: another node's failover (6.1.9)
+            self.counters["retransmitted_requests"] += 1
         self.admit()
         result = self.handler(request, self)
         if isinstance(result, Message):  # the common case first: inspect.isawaitable costs more

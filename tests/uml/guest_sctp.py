@@ -187,9 +187,11 @@ cs7 instance 0
 """
 
 
-def start_stp(folder: Path, stp: dict[str, int]) -> subprocess.Popen[bytes]:
+def start_stp(folder: Path, stp: dict[str, int], template: str = STP_CONFIG) -> subprocess.Popen[bytes]:
+    """osmo-stp with ``template`` (STP_CONFIG unless told) filled in from ``stp`` and the two
+    ports; returns once it accepts an association on STP_EIR_PORT."""
     config = folder / "osmo-stp.cfg"
-    config.write_text(STP_CONFIG.format(msc_port=STP_MSC_PORT, eir_port=STP_EIR_PORT, **stp))
+    config.write_text(template.format(msc_port=STP_MSC_PORT, eir_port=STP_EIR_PORT, **stp))
     with (folder / "osmo-stp.log").open("w") as log:
         process = subprocess.Popen(["osmo-stp", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                    cwd=folder)

@@ -128,11 +128,12 @@ class Guest:
         return self.folder / "sctp.pcapng"
 
 
-def run_driver(folder: Path, setup: dict[str, Any], timeout: float = 120.0) -> Guest:
-    """Boot a guest that runs tests/uml/guest_sctp.py with ``setup`` (its guest.json); fails the
-    test, with the guest's output, unless the driver finished and reported no error."""
+def run_driver(folder: Path, setup: dict[str, Any], timeout: float = 120.0, driver: str = DRIVER) -> Guest:
+    """Boot a guest that runs the module ``driver`` (tests/uml/guest_sctp.py unless told) with
+    ``setup`` (its guest.json); fails the test, with the guest's output, unless the driver
+    finished and reported no error. A driver writes result.json in the folder it is given."""
     (folder / "guest.json").write_text(json.dumps(setup))
-    run = boot(folder, f"cd {ROOT} && exec {sys.executable} -m {DRIVER} {folder.resolve()}\n", timeout)
+    run = boot(folder, f"cd {ROOT} && exec {sys.executable} -m {driver} {folder.resolve()}\n", timeout)
     result_file = folder / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else {"error": "no result.json"}
     if run.status != 0 or "error" in result:
