@@ -1,0 +1,76 @@
+"""The registry's schema migrations (Alembic): ``upgrade`` makes a registry, adopts one an
+older eir made, or brings it to this eir's head revision; ``differences`` compares a
+registry's tables with registry/models.py.
+
+The revisions live in versions/ (a baseline of the schema as it was before Alembic, then
+one file per change); env.py runs them. No alembic.ini: the Config is built here, so the
+installed package is all that is needed. Only ``eir registry init``, ``eir registry
+import`` into an absent registry and ``Registry(create=True)`` import this module (and
+Alembic): opening a registry at head reads its revision and nothing else
+(registry/schema.py).
+
+A new revision: change registry/models.py, then
+``python3 -m registry.migrations revision "what and why"`` writes versions/vNNNN_*.py from
+the differences (review it: Alembic does not see every change, e.g. a partial index's
+WHERE), and registry/schema.py's REVISIONS gets the new id at its end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from registry.models import Base
+from registry.schema import HEAD, SCHEMA, newer_registry, schema_state
+
+FOLDER = Path(__file__).resolve().parent
+LOCK_KEY = 0x65_69_72_5F_69_6E_69_74  # "eir_init": PostgreSQL's advisory lock of one upgrade at a time
+
+
+def config(connection: Connection | None = None) -> Config:
+    """Alembic's Config for the registry's migrations, ``connection`` handed to env.py."""
+    made = Config()
+    made.set_main_option("script_location", str(FOLDER).replace("%", "%%"))
+    made.attributes["connection"] = connection
+    return made
+
+
+def script() -> ScriptDirectory:
+    """The revisions, as Alembic reads them."""
+    return ScriptDirectory.from_config(config())
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the registry to HEAD in one transaction (BEGIN IMMEDIATE on SQLite; on
+    PostgreSQL an advisory lock first, so concurrent upgrades run one after the other):
+    "created" (no registry table was there), "upgraded", or "current" (already at HEAD,
+    e.g. made meanwhile by another process). A registry made by a newer eir is refused
+    (SchemaVersionError) and left alone."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(eir_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            state = schema_state(conn)
+            refusal = newer_registry(state)
+            if refusal is not None:
+                raise refusal
+            if state.revision == HEAD:
+                return "current"
+            command.upgrade(config(conn), "head")
+    return "upgraded" if state.registry_tables else "created"
+
+
+def differences(conn: Connection) -> list[Any]:
+    """What Alembic finds different between the database's tables and registry/models.py
+    (with eir_schema): empty when the schema is exactly the models'."""
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    both: Any = [Base.metadata, SCHEMA.metadata]  # Alembic compares a sequence of metadata (typed as one)
+    return list(compare_metadata(context, both))
