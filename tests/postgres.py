@@ -119,6 +119,19 @@ def reset(url: str) -> None:
         engine.dispose()
 
 
+def empty(url: str) -> None:
+    """Empty the database whole: the public schema dropped and made again (no table left,
+    not even a registry's, as ``reset`` keeps them)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
 def stored_rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` with times as SQLite stores them (naive UTC text,
     registry/observations.stamp): PostgreSQL gives datetimes, the assertions compare text."""

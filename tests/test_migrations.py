@@ -30,6 +30,7 @@ from registry.migrations import config, differences, script
 from registry.schema import HEAD, REVISIONS, SchemaVersionError, sqlite_file
 from registry.store import Registry
 from simulator.agent_process import EIR, run_eir
+from tests.postgres import empty
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).with_name("legacy_registry")  # {sqlite,postgresql}.sql: a registry of main before Alembic
@@ -73,9 +74,7 @@ def drop_everything(url: str) -> None:
     if path is not None:
         path.unlink(missing_ok=True)
         return
-    with engine_at(url) as engine, engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    empty(url)
 
 
 def make_legacy(url: str, version: int = 1) -> None:
