@@ -89,7 +89,7 @@ def newer_registry(state: SchemaState) -> SchemaVersionError | None:
 def sqlite_file(url: URL) -> Path | None:
     """The file of a SQLite URL (``sqlite:///PATH``, or ``sqlite:///file:PATH?...&uri=true``);
     None for an in-memory database or another database."""
-    if url.get_dialect().name != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     database = url.database
     if str(url.query.get("uri", "")).lower() in ("true", "1", "yes") and database.startswith("file:"):

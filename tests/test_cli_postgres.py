@@ -22,8 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from registry.connections import parse_url
 from registry.imei import luhn_check_digit
-from registry.schema import HEAD
+from registry.schema import HEAD, sqlite_file
 from simulator.agent_process import EIR, AgentProcess, run_eir
 from simulator.mme import send_ecr
 from tests.postgres import empty
@@ -166,3 +169,13 @@ def test_without_psycopg_the_error_says_what_to_install(tmp_path: Path) -> None:
     assert done.returncode == 69
     assert done.stderr == (f"eir check: cannot open registry {url}: the postgresql driver psycopg is not "
                            "installed; pip install 'eir[postgres]'\n")
+
+
+def test_a_url_names_its_driver_or_gets_psycopg() -> None:
+    assert parse_url("postgresql://eir@db.example/eir").drivername == "postgresql+psycopg"
+    assert parse_url("postgres://eir:secret@db.example:5433/eir").render_as_string(hide_password=False) == \
+        "postgresql+psycopg://eir:secret@db.example:5433/eir"
+    assert parse_url("postgresql+psycopg://eir@db.example/eir").drivername == "postgresql+psycopg"
+    assert parse_url("postgresql+psycopg2://eir@db.example/eir").drivername == "postgresql+psycopg2"
+    assert parse_url("sqlite:///eir.db").drivername == "sqlite"
+    assert sqlite_file(make_url("postgres://eir@db.example/eir")) is None  # no dialect lookup for a file's path
