@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,9 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from registry import migrations
 from registry.migrations import config, differences, script
 from registry.schema import HEAD, REVISIONS, SchemaVersionError, sqlite_file
 from registry.store import Registry
@@ -215,3 +218,29 @@ def test_the_package_ships_its_migrations(tmp_path: Path) -> None:
                for path in (built / "registry" / "migrations").rglob("*") if path.is_file()}
     assert wanted <= shipped
     assert {Path("env.py"), Path("script.py.mako"), Path("versions/v0001_baseline.py")} <= wanted
+
+
+def test_an_upgrade_on_postgresql_gives_up_on_a_lock_held_too_long(postgres_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents' queries would queue behind an upgrade waiting for a table: it waits a while
+    (LOCK_TIMEOUT_MS), then fails with nothing changed; once the lock is gone it succeeds."""
+    empty(postgres_url)
+    make_legacy(postgres_url)
+    monkeypatch.setattr(migrations, "LOCK_TIMEOUT_MS", 300)
+    with engine_at(postgres_url) as holder, holder.connect() as conn, engine_at(postgres_url) as engine:
+        with conn.begin():
+            conn.execute(text("LOCK TABLE eir_schema IN ACCESS EXCLUSIVE MODE"))  # e.g. a long transaction
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="lock timeout"):
+                migrations.upgrade(engine)
+            assert time.monotonic() - started < 5
+        assert state_of_legacy(postgres_url) == (None, 1)
+        assert migrations.upgrade(engine) == "upgraded"
+    assert state(postgres_url) == (HEAD, 2)
+
+
+def state_of_legacy(url: str) -> tuple[None, int | None]:
+    """A registry without alembic_version: (None, eir_schema's version)."""
+    with engine_at(url) as engine, engine.connect() as conn:
+        assert "alembic_version" not in inspect(conn).get_table_names()
+        return None, conn.execute(text("SELECT version FROM eir_schema")).scalar()

@@ -32,6 +32,7 @@ from registry.schema import HEAD, SCHEMA, newer_registry, schema_state
 
 FOLDER = Path(__file__).resolve().parent
 LOCK_KEY = 0x65_69_72_5F_69_6E_69_74  # "eir_init": PostgreSQL's advisory lock of one upgrade at a time
+LOCK_TIMEOUT_MS = 10_000  # PostgreSQL: how long an upgrade waits for a table's lock before it gives up
 
 
 def config(connection: Connection | None = None) -> Config:
@@ -49,7 +50,8 @@ def script() -> ScriptDirectory:
 
 def upgrade(engine: Engine) -> str:
     """Bring the registry to HEAD in one transaction (BEGIN IMMEDIATE on SQLite; on
-    PostgreSQL an advisory lock first, so concurrent upgrades run one after the other):
+    PostgreSQL an advisory lock first, so concurrent upgrades run one after the other, and
+    each table lock waited for at most LOCK_TIMEOUT_MS, then nothing is changed):
     "created" (no registry table was there), "upgraded", or "current" (already at HEAD,
     e.g. made meanwhile by another process). A registry made by a newer eir is refused
     (SchemaVersionError) and left alone."""
@@ -58,6 +60,9 @@ def upgrade(engine: Engine) -> str:
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                # A table's change waits for the transactions using it, and every agent's query
+                # would queue behind that wait: give up after a while rather than stall them.
+                conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
             state = schema_state(conn)
             refusal = newer_registry(state)
             if refusal is not None:
