@@ -51,8 +51,10 @@ def registry() -> None:
 
 
 @registry.command("init", short_help="Create the registry, or upgrade it to this eir's schema (both databases).")
+@click.option("--sql", "sql", is_flag=True, help="Print the SQL instead of running it (for a DBA to review and "
+              "apply); change nothing.")
 @click.pass_context
-def init_command(ctx: click.Context) -> None:
+def init_command(ctx: click.Context, sql: bool) -> None:
     """Create the registry named by eir --registry (env EIR_REGISTRY), or upgrade it to this
     eir's schema: the one command for both, on SQLite and PostgreSQL. It runs the schema
     migrations (Alembic, registry/migrations) up to this eir's head revision in one
@@ -70,15 +72,50 @@ def init_command(ctx: click.Context) -> None:
     On PostgreSQL the database must exist and the role may create tables in it; concurrent
     runs wait for each other.
 
-    Exit status 0: created, upgraded or already current; 2: registry error."""
+    --sql prints the statements that would run (from the registry's revision, or the whole
+    schema for an empty database or a missing file), in Alembic's offline mode, and changes
+    nothing; applied by hand they leave the registry as init would. A registry made before
+    migrations is adopted by init itself only.
+
+    Exit status 0: created, upgraded or already current (--sql: printed); 2: registry error."""
     from registry.schema import HEAD
 
     url = registry_url(ctx)
+    if sql:
+        click.echo(_init_sql(url), nl=False)
+        return
     store = connect_registry(url, "registry init", cli_clock(ctx), upgrade=True)
     done = store.schema
     store.close()
     said = {"created": "created at", "upgraded": "upgraded to", "current": "already at"}[done]
     click.echo(f"registry {shown_url(url)}: {said} schema revision {HEAD}")
+
+
+def _init_sql(url: str) -> str:
+    """What ``init --sql`` prints: the upgrade's SQL, or a comment that there is none."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.connections import open_engine, parse_url
+    from registry.migrations import upgrade_sql
+    from registry.schema import HEAD, RegistryError, SchemaState, first_line, schema_state, sqlite_file
+
+    try:
+        parsed = parse_url(url)
+        path = sqlite_file(parsed)
+        state = SchemaState(frozenset(), None, None)  # a file not made yet: the whole schema
+        if path is None or path.exists():
+            engine = open_engine(parsed)
+            try:
+                with engine.connect() as conn:
+                    state = schema_state(conn)
+            finally:
+                engine.dispose()
+        written = upgrade_sql(parsed.get_dialect().name, state)
+    except (RegistryError, SQLAlchemyError, sqlite3.Error, ImportError, OSError, ValueError) as error:
+        fail("registry init", f"cannot read registry {shown_url(url)}: {first_line(error)}")
+    return written or f"-- registry {shown_url(url)}: already at schema revision {HEAD}, nothing to run\n"
 
 
 @registry.command("import", short_help="Import a CSV file into a list, the stolen flags, the TAC catalogue or the "

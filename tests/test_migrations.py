@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, inspect, text
@@ -244,3 +246,46 @@ def state_of_legacy(url: str) -> tuple[None, int | None]:
     with engine_at(url) as engine, engine.connect() as conn:
         assert "alembic_version" not in inspect(conn).get_table_names()
         return None, conn.execute(text("SELECT version FROM eir_schema")).scalar()
+
+
+def apply_by_hand(url: str, sql: str) -> None:
+    """As a DBA would: the printed SQL through the database's own client library."""
+    path = sqlite_file(make_url(url))
+    if path is not None:
+        with closing(sqlite3.connect(path)) as raw:
+            raw.executescript(sql)
+        return
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as raw:
+        raw.execute(sql.encode())  # several statements: the simple query protocol
+
+
+def test_init_sql_prints_what_init_would_run_and_changes_nothing(empty_url: str) -> None:
+    printed = run_eir(empty_url, "registry", "init", "--sql", check=False)
+    assert printed.returncode == 0, printed.stderr
+    with engine_at(empty_url) as engine, engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []  # nothing made (SQLite: an empty file at most)
+    assert "CREATE TABLE equipment" in printed.stdout and "WHERE msisdn IS NOT NULL" in printed.stdout
+    apply_by_hand(empty_url, printed.stdout)
+    assert state(empty_url) == (HEAD, 2)
+    assert no_differences(empty_url) == []
+    with Registry(empty_url, create=False, writable=True) as opened:
+        assert opened.schema == "verified"
+    again = run_eir(empty_url, "registry", "init", "--sql", check=False)
+    assert again.returncode == 0 and again.stdout.endswith(f"already at schema revision {HEAD}, nothing to run\n")
+
+
+def test_init_sql_from_an_older_revision_and_not_for_a_registry_before_migrations(sqlite_url: str) -> None:
+    Registry(sqlite_url).close()
+    with engine_at(sqlite_url) as engine, engine.connect() as conn, conn.begin():
+        command.downgrade(config(conn), REVISIONS[0])
+    printed = run_eir(sqlite_url, "registry", "init", "--sql", check=False)
+    assert printed.returncode == 0 and "CREATE TABLE" not in printed.stdout
+    assert f"UPDATE alembic_version SET version_num='{HEAD}'" in printed.stdout
+    apply_by_hand(sqlite_url, printed.stdout)
+    assert state(sqlite_url) == (HEAD, 2)
+    drop_everything(sqlite_url)
+    make_legacy(sqlite_url)
+    refused = run_eir(sqlite_url, "registry", "init", "--sql", check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith("eir registry init: cannot read registry ")
+    assert "made before migrations" in refused.stderr and len(refused.stderr.splitlines()) == 1

@@ -17,6 +17,7 @@ WHERE), and registry/schema.py's REVISIONS gets the new id at its end.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from registry.models import Base
-from registry.schema import HEAD, SCHEMA, newer_registry, schema_state
+from registry.schema import HEAD, SCHEMA, SchemaState, SchemaVersionError, newer_registry, schema_state
 
 FOLDER = Path(__file__).resolve().parent
 LOCK_KEY = 0x65_69_72_5F_69_6E_69_74  # "eir_init": PostgreSQL's advisory lock of one upgrade at a time
@@ -71,6 +72,28 @@ def upgrade(engine: Engine) -> str:
                 return "current"
             command.upgrade(config(conn), "head")
     return "upgraded" if state.registry_tables else "created"
+
+
+def upgrade_sql(dialect: str, state: SchemaState) -> str:
+    """The SQL that would bring a registry in ``state`` (registry.schema.schema_state; an
+    empty one for a database not made yet) to HEAD on ``dialect``, for a person to review
+    and run (Alembic's offline mode): from its revision, or the whole schema; "" when it is
+    at HEAD. A registry made before migrations, or by a newer eir, is refused
+    (SchemaVersionError): `eir registry init` adopts the first itself."""
+    refusal = newer_registry(state)
+    if refusal is not None:
+        raise refusal
+    if state.revision == HEAD:
+        return ""
+    if state.revision is None and (state.registry_tables or state.legacy is not None):
+        raise SchemaVersionError("it was made before migrations: adopting it reads its tables, which written SQL "
+                                 "cannot; run `eir registry init` on it once")
+    written = io.StringIO()
+    made = Config(output_buffer=written)
+    made.set_main_option("script_location", str(FOLDER).replace("%", "%%"))
+    made.attributes["dialect"] = dialect
+    command.upgrade(made, f"{state.revision}:head" if state.revision else "head", sql=True)
+    return written.getvalue()
 
 
 def differences(conn: Connection) -> list[Any]:
