@@ -1,7 +1,8 @@
 """``eir registry init|import|export|show|block|unblock``: parse, call the registry, print.
 
 Only ``init`` and ``import`` create a registry; every other command refuses one that does
-not exist or is not at this eir's schema version (registry/schema.py).
+not exist or is not at this eir's schema revision (registry/schema.py); ``init`` also
+upgrades one (registry/migrations).
 
 Exit status: 0 done (import: every row was good); 1 import with bad rows (the good rows
 were imported, or with --strict nothing was), ``show`` of an IMEI the registry does not
@@ -49,27 +50,72 @@ def registry() -> None:
     IMEI."""
 
 
-@registry.command("init", short_help="Create the registry, or upgrade an older one to this eir's schema.")
+@registry.command("init", short_help="Create the registry, or upgrade it to this eir's schema (both databases).")
+@click.option("--sql", "sql", is_flag=True, help="Print the SQL instead of running it (for a DBA to review and "
+              "apply); change nothing.")
 @click.pass_context
-def init_command(ctx: click.Context) -> None:
-    """Create the registry named by eir --registry (env EIR_REGISTRY) with this eir's schema
-    (a SQLite file is created in a folder that must exist), or upgrade an older registry:
-    the tables and indexes it lacks, then its schema version. A registry already at this
-    eir's schema is left as it is; one made by a newer eir is refused.
+def init_command(ctx: click.Context, sql: bool) -> None:
+    """Create the registry named by eir --registry (env EIR_REGISTRY), or upgrade it to this
+    eir's schema: the one command for both, on SQLite and PostgreSQL. It runs the schema
+    migrations (Alembic, registry/migrations) up to this eir's head revision in one
+    transaction; run it after installing a new eir, before starting its agents.
+
+    \b
+    An empty database or a missing SQLite file (its folder must exist): created.
+    A registry of an older eir (an older revision, or made before migrations): upgraded.
+    A registry already at this eir's revision: left as it is.
+    A registry made by a newer eir: refused, left alone.
 
     No other command creates a registry, but `eir registry import` into one that does not
-    exist yet: `eir serve`, `eir check` and the others refuse a missing registry, or one of
-    another schema version.
+    exist yet; none upgrades one: `eir serve`, `eir check` and the others refuse a missing
+    registry, or one at another revision, and say to run this command.
+    On PostgreSQL the database must exist and the role may create tables in it; concurrent
+    runs wait for each other.
 
-    Exit status 0: created, upgraded or already current; 2: registry error."""
-    from registry.schema import SCHEMA_VERSION
+    --sql prints the statements that would run (from the registry's revision, or the whole
+    schema for an empty database or a missing file), in Alembic's offline mode, and changes
+    nothing; applied by hand they leave the registry as init would. A registry made before
+    migrations is adopted by init itself only.
+
+    Exit status 0: created, upgraded or already current (--sql: printed); 2: registry error."""
+    from registry.schema import HEAD
 
     url = registry_url(ctx)
+    if sql:
+        click.echo(_init_sql(url), nl=False)
+        return
     store = connect_registry(url, "registry init", cli_clock(ctx), upgrade=True)
     done = store.schema
     store.close()
-    said = {"created": "created with", "upgraded": "upgraded to", "current": "already at"}[done]
-    click.echo(f"registry {shown_url(url)}: {said} schema version {SCHEMA_VERSION}")
+    said = {"created": "created at", "upgraded": "upgraded to", "current": "already at"}[done]
+    click.echo(f"registry {shown_url(url)}: {said} schema revision {HEAD}")
+
+
+def _init_sql(url: str) -> str:
+    """What ``init --sql`` prints: the upgrade's SQL, or a comment that there is none."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.connections import open_engine, parse_url
+    from registry.migrations import upgrade_sql
+    from registry.schema import HEAD, RegistryError, SchemaState, first_line, schema_state, sqlite_file
+
+    try:
+        parsed = parse_url(url)
+        path = sqlite_file(parsed)
+        state = SchemaState(frozenset(), None, None)  # a file not made yet: the whole schema
+        if path is None or path.exists():
+            engine = open_engine(parsed)
+            try:
+                with engine.connect() as conn:
+                    state = schema_state(conn)
+            finally:
+                engine.dispose()
+        written = upgrade_sql(parsed.get_dialect().name, state)
+    except (RegistryError, SQLAlchemyError, sqlite3.Error, ImportError, OSError, ValueError) as error:
+        fail("registry init", f"cannot read registry {shown_url(url)}: {first_line(error)}")
+    return written or f"-- registry {shown_url(url)}: already at schema revision {HEAD}, nothing to run\n"
 
 
 @registry.command("import", short_help="Import a CSV file into a list, the stolen flags, the TAC catalogue or the "
@@ -92,7 +138,7 @@ def import_command(ctx: click.Context, kind: str, file: Path, strict: bool) -> N
 
     A registry that does not exist yet (no SQLite file, or a database without registry
     tables) is created first, as `eir registry init` does; an existing one must be at this
-    eir's schema version (upgrade it with `eir registry init`).
+    eir's schema revision (upgrade it with `eir registry init`).
 
     Every bad row is reported as FILE:LINE: reason. Exit status 0: all rows good;
     1: some rows bad (the good ones were imported; with --strict none were); 2: usage,

@@ -5,6 +5,10 @@ and the recorder's writer connection (a commit is on disk: synchronous=FULL).
 The raw connections exist for speed: on SQLite a lookup through them costs a fraction of
 one through SQLAlchemy (registry/store.py). On other databases there are none: the
 engine serves every read and write.
+
+``parse_url`` reads every registry URL: ``postgresql://`` and ``postgres://`` (no driver
+named, as operators and libpq write them) mean psycopg 3, the driver the ``postgres``
+extra installs; a URL that names its driver keeps it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,24 @@ from __future__ import annotations
 import sqlite3
 
 from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from registry.schema import RegistryError
+
 LOCK_WAIT = 30  # seconds the engine and the lookup connection wait for another writer's lock
+POSTGRESQL_DRIVER = "postgresql+psycopg"  # psycopg 3 (the postgres extra); psycopg2 is not ours
+_BARE_POSTGRESQL = ("postgresql", "postgres")
+_DRIVER_PACKAGES = {"psycopg": "pip install 'eir[postgres]'"}  # a missing driver module: what installs it
+
+
+def parse_url(url: str | URL) -> URL:
+    """A registry URL: SQLAlchemy's, with ``postgresql://`` and ``postgres://`` given the
+    psycopg driver. Raises sqlalchemy's ArgumentError for text that is no URL."""
+    parsed = make_url(url)
+    if parsed.drivername in _BARE_POSTGRESQL:
+        return parsed.set(drivername=POSTGRESQL_DRIVER)
+    return parsed
 
 
 def is_memory(url: URL) -> bool:
@@ -29,8 +47,15 @@ def is_pysqlite(url: URL) -> bool:
 
 
 def open_engine(url: URL) -> Engine:
+    """The engine of a URL (from ``parse_url``). A driver that is not installed is a
+    RegistryError saying what to install."""
     if url.get_dialect().name != "sqlite":
-        return create_engine(url)
+        try:
+            return create_engine(url)
+        except ImportError as error:
+            missing = error.name or url.get_driver_name()
+            fix = _DRIVER_PACKAGES.get(missing.split(".")[0], f"install the Python module {missing}")
+            raise RegistryError(f"the {url.get_dialect().name} driver {missing} is not installed; {fix}") from None
     if is_memory(url):
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:

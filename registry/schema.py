@@ -1,12 +1,15 @@
-"""The registry's schema version, and what opening a registry checks.
+"""The registry's schema revision, and what opening a registry checks.
 
-``eir_schema`` holds one row: the version of the schema the registry was made or last
-upgraded to (a table, not SQLite's ``user_version``, so that it works on any database).
-``create_schema`` makes what ``registry/models.py`` declares, or upgrades an older
-registry: the missing tables, the missing indexes of existing tables, then the version.
-``verify_schema`` refuses a registry that is missing, empty, unversioned (older), of
-another version, or lacks a table; ``check_writable_files`` and ``verify_writable`` one
-that cannot be written.
+Alembic keeps the schema (registry/migrations): its ``alembic_version`` table holds the
+revision a registry was made or last upgraded to, HEAD being this eir's. ``create_schema``
+makes a registry or upgrades an older one (``eir registry init``); ``verify_schema``
+refuses a registry that is missing, empty, older (a revision before HEAD, or made before
+Alembic), made by a newer eir (a revision this eir does not know), or lacks a table;
+``check_writable_files`` and ``verify_writable`` one that cannot be written. Opening a
+registry at HEAD reads two catalogues and one row: Alembic is imported only to upgrade.
+
+``eir_schema`` (one row) is what eirs before Alembic read: version 1 was theirs, and
+revision 0002 sets it to 2 for good, so that they refuse a registry they do not know.
 
 Every refusal is a RegistryError whose message says what to do, for a person.
 """
@@ -14,22 +17,27 @@ Every refusal is a RegistryError whose message says what to do, for a person.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, inspect, select, update
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, inspect, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from registry.models import Base
 
-SCHEMA_VERSION = 1
+REVISIONS = ("0001", "0002")  # registry/migrations/versions, oldest first (tests/test_migrations.py checks)
+HEAD = REVISIONS[-1]
+LEGACY_VERSIONS = (1, 2)  # eir_schema's versions: 1 before Alembic, 2 from revision 0002 on
 INIT = "`eir registry init`"
+ALEMBIC_VERSION = "alembic_version"
 
 _META = MetaData()
 SCHEMA = Table("eir_schema", _META,
                Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one row
                Column("version", Integer, nullable=False))
+_REVISION = Table(ALEMBIC_VERSION, _META, Column("version_num", String(32), primary_key=True))
 
 
 class RegistryError(Exception):
@@ -41,13 +49,47 @@ class RegistryMissing(RegistryError):
 
 
 class SchemaVersionError(RegistryError):
-    """A registry of another schema version (or an older one without a version)."""
+    """A registry of another schema revision (older, newer, or made before Alembic)."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What a database holds of a registry's schema."""
+
+    tables: frozenset[str]
+    revision: str | None  # alembic_version's row; None: no table, or no row
+    legacy: int | None  # eir_schema's version; None: no table, or no row
+
+    @property
+    def registry_tables(self) -> frozenset[str]:
+        """The tables of registry/models.py the database has."""
+        return self.tables & frozenset(Base.metadata.tables)
+
+
+def schema_state(conn: Connection) -> SchemaState:
+    tables = frozenset(inspect(conn).get_table_names())
+    revision = conn.execute(select(_REVISION.c.version_num).limit(1)).scalar() if ALEMBIC_VERSION in tables else None
+    legacy = (conn.execute(select(SCHEMA.c.version).order_by(SCHEMA.c.id).limit(1)).scalar()
+              if SCHEMA.name in tables else None)
+    return SchemaState(tables, None if revision is None else str(revision), legacy)
+
+
+def newer_registry(state: SchemaState) -> SchemaVersionError | None:
+    """The refusal of a registry made by a newer eir (a revision this eir does not know),
+    None for any other."""
+    if state.revision is not None and state.revision not in REVISIONS:
+        return SchemaVersionError(f"its schema is at revision {state.revision}, made by a newer eir (this one "
+                                  f"knows revisions up to {HEAD}); use that eir, or a registry made by this one")
+    if state.revision is None and state.legacy is not None and state.legacy not in LEGACY_VERSIONS:
+        return SchemaVersionError(f"its schema is version {state.legacy}, made by a newer eir (this one knows "
+                                  f"revisions up to {HEAD}); use that eir, or a registry made by this one")
+    return None
 
 
 def sqlite_file(url: URL) -> Path | None:
     """The file of a SQLite URL (``sqlite:///PATH``, or ``sqlite:///file:PATH?...&uri=true``);
     None for an in-memory database or another database."""
-    if url.get_dialect().name != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     database = url.database
     if str(url.query.get("uri", "")).lower() in ("true", "1", "yes") and database.startswith("file:"):
@@ -77,75 +119,41 @@ def check_file(url: URL, create: bool) -> None:
         raise RegistryError(f"{path} is not a file")
 
 
-def _tables(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
-
-
-def _version(conn: Connection) -> int | None:
-    return conn.execute(select(SCHEMA.c.version).order_by(SCHEMA.c.id).limit(1)).scalar()
-
-
-def _newer(version: int) -> SchemaVersionError:
-    return SchemaVersionError(f"its schema is version {version}, made by a newer eir (this one knows versions "
-                              f"up to {SCHEMA_VERSION}); use that eir, or a registry made by this one")
-
-
 def verify_schema(conn: Connection) -> None:
-    """The registry's schema is there, at SCHEMA_VERSION, with every table of the models."""
-    tables = _tables(conn)
-    wanted = set(Base.metadata.tables)
-    if SCHEMA.name not in tables:
-        if not tables & wanted:
+    """The registry's schema is there, at HEAD, with every table of the models."""
+    state = schema_state(conn)
+    refusal = newer_registry(state)
+    if refusal is not None:
+        raise refusal
+    if state.revision is None:
+        if not state.registry_tables and state.legacy is None:
             raise RegistryMissing(f"it holds no registry (no registry tables); create one with {INIT}")
-        raise SchemaVersionError(f"its schema has no version (made by an older eir); upgrade it with {INIT}")
-    version = _version(conn)
-    if version is None:
-        raise SchemaVersionError(f"its schema has no version (made by an older eir); upgrade it with {INIT}")
-    if version > SCHEMA_VERSION:
-        raise _newer(version)
-    if version < SCHEMA_VERSION:
-        raise SchemaVersionError(f"its schema is version {version}, this eir needs version {SCHEMA_VERSION}; "
+        if state.legacy is None:
+            raise SchemaVersionError(f"its schema has no version (made by an older eir); upgrade it with {INIT}")
+        if state.legacy == LEGACY_VERSIONS[-1]:  # made with migrations, its alembic_version emptied
+            raise SchemaVersionError(f"its schema has no version (no {ALEMBIC_VERSION} row); upgrade it with {INIT}")
+        raise SchemaVersionError(f"its schema is version {state.legacy}, made by an older eir (before "
+                                 f"migrations); upgrade it with {INIT}")
+    if state.revision != HEAD:
+        raise SchemaVersionError(f"its schema is at revision {state.revision}, this eir needs revision {HEAD}; "
                                  f"upgrade it with {INIT}")
-    missing = sorted(wanted - tables)
+    missing = sorted(frozenset(Base.metadata.tables) - state.tables)
     if missing:
         raise SchemaVersionError(f"it lacks table(s) {', '.join(missing)}; upgrade it with {INIT}")
 
 
-def _complete(conn: Connection) -> bool:
-    """Every table and index of the models exists and the version is SCHEMA_VERSION."""
-    inspector = inspect(conn)
-    tables = set(inspector.get_table_names())
-    if SCHEMA.name not in tables or not set(Base.metadata.tables) <= tables or _version(conn) != SCHEMA_VERSION:
-        return False
-    for table in Base.metadata.tables.values():
-        names = {index["name"] for index in inspector.get_indexes(table.name)}
-        if any(index.name not in names for index in table.indexes):
-            return False
-    return True
-
-
 def create_schema(engine: Engine) -> str:
     """Make the registry's schema, or upgrade an older one, in one transaction (BEGIN
-    IMMEDIATE on SQLite): "created", "upgraded", or "current" (nothing to do). A registry
-    made by a newer eir is refused and left alone."""
+    IMMEDIATE on SQLite; one upgrade at a time on PostgreSQL): "created", "upgraded", or
+    "current" (nothing to do; Alembic is not even imported). A registry made by a newer
+    eir is refused and left alone."""
     with engine.connect() as conn:
-        if _complete(conn):
-            return "current"
-    with engine.connect() as conn:
-        conn = conn.execution_options(eir_write=True)
-        with conn.begin():
-            tables = _tables(conn)
-            version = _version(conn) if SCHEMA.name in tables else None
-            if version is not None and version > SCHEMA_VERSION:
-                raise _newer(version)
-            Base.metadata.create_all(conn)  # checkfirst: only the missing tables (with their indexes)
-            for table in Base.metadata.sorted_tables:
-                for index in table.indexes:  # indexes added to tables that already existed
-                    index.create(conn, checkfirst=True)
-            SCHEMA.create(conn, checkfirst=True)
-            conn.execute(SCHEMA.delete())
-            conn.execute(SCHEMA.insert().values(id=1, version=SCHEMA_VERSION))
-    return "upgraded" if tables & set(Base.metadata.tables) else "created"
+        state = schema_state(conn)
+    if state.revision == HEAD and not frozenset(Base.metadata.tables) - state.tables:
+        return "current"
+    from registry.migrations import upgrade  # Alembic: only when there is something to do
+
+    return upgrade(engine)
 
 
 def check_writable_files(url: URL) -> None:

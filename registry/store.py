@@ -50,12 +50,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry import statements
 from registry.clock import SYSTEM_CLOCK, Clock, stamp, stored
-from registry.connections import is_pysqlite, lookup_connection, open_engine
+from registry.connections import is_pysqlite, lookup_connection, open_engine, parse_url
 from registry.decision.facts import EquipmentFacts, ListName, Pair
 from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
@@ -158,7 +158,7 @@ class Registry:
 
         ``clock``: the time of what the registry stamps (history, entries) and of its
         snapshot ages; the recorder and the service read it too unless given their own."""
-        self.url: URL = make_url(url)
+        self.url: URL = parse_url(url)
         self.clock = clock
         self._monotonic = clock.monotonic  # kept: read once per lookup
         self._raw: sqlite3.Connection | None = None

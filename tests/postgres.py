@@ -28,7 +28,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from registry.models import Base
 from registry.observations import parse_stamp, stamp
-from registry.schema import SCHEMA
+from registry.schema import ALEMBIC_VERSION, SCHEMA
 from simulator.agent_process import LOOPBACK, free_port
 
 DATABASE = "eirtest"
@@ -110,11 +110,24 @@ def reset(url: str) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a connection a test left open: fail, not hang
-            if set(inspect(conn).get_table_names()) == {*Base.metadata.tables, SCHEMA.name}:
+            if set(inspect(conn).get_table_names()) == {*Base.metadata.tables, SCHEMA.name, ALEMBIC_VERSION}:
                 conn.execute(text(f"TRUNCATE {', '.join(Base.metadata.tables)} RESTART IDENTITY"))
             else:
                 conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def empty(url: str) -> None:
+    """Empty the database whole: the public schema dropped and made again (no table left,
+    not even a registry's, as ``reset`` keeps them)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
 

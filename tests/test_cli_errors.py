@@ -17,7 +17,7 @@ from agent.config import ConfigError, load_config
 from registry.decision import Decision, Status
 from registry.imei import luhn_check_digit
 from registry.profile import ProfileError, load_profile
-from registry.schema import SCHEMA_VERSION, RegistryMissing, SchemaVersionError
+from registry.schema import HEAD, RegistryMissing, SchemaVersionError
 from registry.store import Registry
 from simulator.agent_process import EIR, run_eir
 
@@ -45,9 +45,10 @@ def one_line(done: subprocess.CompletedProcess[str], prefix: str) -> str:
     return lines[0]
 
 
-def schema_row(path: Path) -> list[tuple[int, int]]:
+def schema_row(path: Path) -> list[tuple[str]]:
+    """The registry's Alembic revision (registry/migrations)."""
     with closing(sqlite3.connect(path)) as raw:
-        return raw.execute("SELECT id, version FROM eir_schema").fetchall()
+        return raw.execute("SELECT version_num FROM alembic_version").fetchall()
 
 
 # -- a missing registry is never created --------------------------------------------------
@@ -73,10 +74,10 @@ def test_a_missing_registry_is_refused_and_not_created(tmp_path: Path, url: str,
 def test_init_creates_the_registry_with_its_version_then_finds_it_current(tmp_path: Path, url: str) -> None:
     done = eir(url, "registry", "init")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"registry {url}: created with schema version {SCHEMA_VERSION}\n"
-    assert schema_row(tmp_path / "registry.db") == [(1, SCHEMA_VERSION)]
+    assert done.stdout == f"registry {url}: created at schema revision {HEAD}\n"
+    assert schema_row(tmp_path / "registry.db") == [(HEAD,)]
     again = eir(url, "registry", "init")
-    assert again.returncode == 0 and again.stdout == f"registry {url}: already at schema version {SCHEMA_VERSION}\n"
+    assert again.returncode == 0 and again.stdout == f"registry {url}: already at schema revision {HEAD}\n"
     assert eir(url, "check", IMEI).returncode == 2  # grey: the registry is there, empty
 
 
@@ -85,7 +86,7 @@ def test_import_creates_an_absent_registry_and_says_so_in_its_help(tmp_path: Pat
     csv.write_text(f"imei\n{IMEI}\n")
     done = eir(url, "registry", "import", "white", str(csv))
     assert done.returncode == 0, done.stderr
-    assert schema_row(tmp_path / "registry.db") == [(1, SCHEMA_VERSION)]
+    assert schema_row(tmp_path / "registry.db") == [(HEAD,)]
     assert eir(url, "check", IMEI).returncode == 0  # white
     helped = eir(url, "registry", "import", "--help")
     assert "does not exist yet" in helped.stdout and "is created first" in helped.stdout
@@ -102,6 +103,7 @@ def test_an_older_unversioned_registry_is_refused_until_init_upgrades_it(tmp_pat
         pass
     with closing(sqlite3.connect(tmp_path / "registry.db")) as raw:  # as an eir before schema versions made it
         raw.execute("DROP TABLE eir_schema")
+        raw.execute("DROP TABLE alembic_version")
         raw.execute("DROP INDEX ix_history_imei")
     for args in (["check", IMEI], ["registry", "show", IMEI]):
         done = eir(url, *args)
@@ -112,11 +114,11 @@ def test_an_older_unversioned_registry_is_refused_until_init_upgrades_it(tmp_pat
     csv.write_text(f"imei\n{IMEI}\n")
     assert eir(url, "registry", "import", "white", str(csv)).returncode == 2  # import never upgrades
     upgraded = eir(url, "registry", "init")
-    assert upgraded.returncode == 0 and "upgraded to schema version" in upgraded.stdout
+    assert upgraded.returncode == 0 and upgraded.stdout == f"registry {url}: upgraded to schema revision {HEAD}\n"
     with closing(sqlite3.connect(tmp_path / "registry.db")) as raw:
         indexes = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "ix_history_imei" in indexes
-    assert schema_row(tmp_path / "registry.db") == [(1, SCHEMA_VERSION)]
+    assert schema_row(tmp_path / "registry.db") == [(HEAD,)]
     assert eir(url, "check", IMEI).returncode == 2
 
 
@@ -124,13 +126,13 @@ def test_a_registry_of_a_newer_eir_is_refused_and_left_alone(tmp_path: Path, url
     with Registry(url):
         pass
     with closing(sqlite3.connect(tmp_path / "registry.db")) as raw, raw:
-        raw.execute("UPDATE eir_schema SET version = ?", (SCHEMA_VERSION + 1,))
+        raw.execute("UPDATE alembic_version SET version_num = '9999'")
     checked = eir(url, "check", IMEI)
     assert checked.returncode == 69
-    assert f"version {SCHEMA_VERSION + 1}, made by a newer eir" in one_line(checked, "eir check: ")
+    assert "revision 9999, made by a newer eir" in one_line(checked, "eir check: ")
     init = eir(url, "registry", "init")
     assert init.returncode == 2 and "made by a newer eir" in one_line(init, "eir registry init: ")
-    assert schema_row(tmp_path / "registry.db") == [(1, SCHEMA_VERSION + 1)]
+    assert schema_row(tmp_path / "registry.db") == [("9999",)]
 
 
 def test_a_database_without_registry_tables_is_absent(tmp_path: Path, url: str) -> None:
@@ -154,7 +156,7 @@ def test_library_registry_creates_by_default_and_verifies_without_create(tmp_pat
     with Registry(url, create=False, writable=True) as verified:
         assert verified.schema == "verified"
     with closing(sqlite3.connect(tmp_path / "lib.db")) as raw, raw:
-        raw.execute("DELETE FROM eir_schema")
+        raw.execute("DELETE FROM alembic_version")
     with pytest.raises(SchemaVersionError, match="no version"):
         Registry(url, create=False)
 

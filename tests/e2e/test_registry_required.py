@@ -73,8 +73,9 @@ def test_serve_refuses_a_registry_it_cannot_use(tmp_path: Path, kind: str) -> No
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"garbage, not a database " * 400)
     old = made(f"sqlite:///{tmp_path / 'old.db'}")
-    with closing(sqlite3.connect(tmp_path / "old.db")) as raw:
+    with closing(sqlite3.connect(tmp_path / "old.db")) as raw:  # as an eir before schema versions made it
         raw.execute("DROP TABLE eir_schema")
+        raw.execute("DROP TABLE alembic_version")
     url, says = {"no driver": ("nosuchdb://x", "nosuchdb"),
                  "no folder": (f"sqlite:///{tmp_path / 'no' / 'such' / 'eir.db'}", "does not exist"),
                  "corrupt": (f"sqlite:///{corrupt}", "file is not a database"),

@@ -1,0 +1,1 @@
+"""The registry's schema revisions, oldest first (Alembic reads them; never imported)."""
