@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, settings
 
 from registry.profile import Profile, load_profile
 from registry.store import Registry
-from tests.postgres import Cluster, reset
+from tests.postgres import Cluster, drop_databases, new_database, reset
 from tests.tools import unavailable
 
 settings.register_profile(
@@ -58,7 +58,10 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL database for this session: EIR_TEST_POSTGRES, else a throwaway cluster."""
     given = os.environ.get("EIR_TEST_POSTGRES")
     if given:
-        yield given
+        try:  # pytest-xdist workers run at once: each gets a database of its own on that server
+            yield new_database(given) if os.environ.get("PYTEST_XDIST_WORKER") else given
+        finally:
+            drop_databases()
         return
     try:
         cluster = Cluster()

@@ -140,21 +140,32 @@ def stored_rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
                 for row in conn.exec_driver_sql(sql)]
 
 
-_made = 0
+_made: list[tuple[str, str]] = []  # (server URL, database) made by new_database, for drop_databases
 
 
-def new_database(server_url: str) -> str:
-    """A new, empty database on the server of ``server_url`` (a name of its own, so that
-    module-scoped agents never share one with a test that resets the session's); its URL.
-    The session's cluster goes with its databases; EIR_TEST_POSTGRES keeps them (eirtest_*)."""
-    global _made
-    _made += 1
-    name = f"{DATABASE}_{os.getpid()}_{_made}"
-    base, _ = server_url.rsplit("/", 1)
+def _admin(server_url: str, statement: str) -> None:
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def new_database(server_url: str) -> str:
+    """A new, empty database on the server of ``server_url`` (a name of its own: a pytest-xdist
+    worker's session database on an EIR_TEST_POSTGRES server, or a module's agents' database,
+    which then never shares one with a test that resets the session's); its URL.
+    ``drop_databases`` drops them."""
+    name = f"{DATABASE}_{os.getpid()}_{len(_made) + 1}"
+    _admin(server_url, f"CREATE DATABASE {name}")
+    _made.append((server_url, name))
+    base, _ = server_url.rsplit("/", 1)
     return f"{base}/{name}"
+
+
+def drop_databases() -> None:
+    """Drop what ``new_database`` made (the end of a session on a server it does not own)."""
+    while _made:
+        server_url, name = _made.pop()
+        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
