@@ -11,6 +11,8 @@ SQLAlchemy's ``text`` both read them); the SQLite-only lookups use ``?``.
 
 from __future__ import annotations
 
+import re
+
 # -- SQLite lookups (the raw connection; Core on other databases) -------------------------
 
 LOOKUP = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = ?"
@@ -43,9 +45,10 @@ MSISDN = f"SELECT {msisdn_expression(':imsi', ':at')}"
 
 
 def upsert_sighting(dialect: str) -> str:
-    """One statement for a first sight and for later ones (parameters imei, imsi, msisdn,
-    first_seen, last_seen, interface): the earliest first sight and the latest last sight
-    win; a known MSISDN is kept unless a new one is given."""
+    """Imported observations (registry/sightings.py): one statement for a first sight and for
+    later ones (parameters imei, imsi, msisdn, first_seen, last_seen, interface): the earliest
+    first sight and the latest last sight win (an import may date a first sight earlier: that
+    is what it is for); a known MSISDN is kept unless a new one is given."""
     low, high = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
     return ("INSERT INTO sighting (imei, imsi, msisdn, first_seen, last_seen, interface) "
             "VALUES (:imei, :imsi, :msisdn, :first_seen, :last_seen, :interface) "
@@ -53,6 +56,26 @@ def upsert_sighting(dialect: str) -> str:
             f"first_seen = {low}(sighting.first_seen, excluded.first_seen), "
             f"last_seen = {high}(sighting.last_seen, excluded.last_seen), interface = excluded.interface")
 
+
+
+def record_sighting(dialect: str, returning: bool = False) -> str:
+    """The agent's own sights (registry/writer.py; parameters as ``upsert_sighting``): the
+    first committed first sight wins, whichever agent's clock read earlier, since an answer
+    may already have left resting on it; the latest last sight wins. ``returning``: the
+    statement gives back (imei, imsi, first_seen) as stored, so the agent learns whether
+    another agent's first sight came first (SQLite since 3.35, PostgreSQL)."""
+    high = "greatest" if dialect == "postgresql" else "max"
+    sql = ("INSERT INTO sighting (imei, imsi, msisdn, first_seen, last_seen, interface) "
+           "VALUES (:imei, :imsi, :msisdn, :first_seen, :last_seen, :interface) "
+           "ON CONFLICT (imei, imsi) DO UPDATE SET msisdn = coalesce(excluded.msisdn, sighting.msisdn), "
+           f"last_seen = {high}(sighting.last_seen, excluded.last_seen), interface = excluded.interface")
+    return sql + " RETURNING imei, imsi, first_seen" if returning else sql
+
+
+def pyformat(sql: str) -> str:
+    """A statement of this module with psycopg's placeholders (``%(name)s`` for ``:name``),
+    for the driver's own executemany (its ``returning`` gives every row's RETURNING)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
 
 # An IMEI the profile enters automatically by its device type: on the white list, with its
 # history, unless the registry holds it already (an import, or another answer, came first).

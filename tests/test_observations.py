@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 
+from sqlalchemy import text
+
 from agent.service import EquipmentCheck, Interface, MillisecondClock
 from registry.decision import ListName, Query, Status
 from registry.observations import Observations, Recorder, parse_stamp, stamp
@@ -259,3 +261,90 @@ def test_a_pair_known_today_whose_decision_reads_no_sightings_still_waits_for_it
     assert recorder.commit()
     assert not service.record(query(T0 + timedelta(seconds=2), imsi=roamer))[1]
     recorder.close()
+
+
+# --- several agents on one registry: a pair's first sight is the first one committed ---------
+
+
+def notices_of(registry: Registry) -> list[tuple[str, str, str]]:
+    with registry.engine.connect() as conn:
+        return [(event, imsi, stamp(parse_stamp(deadline))) for event, imsi, deadline
+                in conn.exec_driver_sql("SELECT event, imsi, deadline FROM notice ORDER BY id")]
+
+
+def test_two_agents_seeing_a_new_pair_at_once_answer_with_the_first_sight_committed_first(
+        registry: Registry) -> None:
+    """Agent B's clock reads a second behind A's; both decide before either commits; A
+    commits first. B's commit finds A's first sight (RETURNING), leaves its own grey notice
+    out, and decides again as of A's first sight: one fact, one notice."""
+    a, service_a = recording(registry)
+    b, service_b = recording(registry)
+    ahead = T0 + timedelta(seconds=1)
+    decided_a, durable_a = service_a.record(query(ahead))
+    decided_b, durable_b = service_b.record(query(T0))
+    assert durable_a and durable_b and decided_b.deadline == T0 + timedelta(days=30)
+    assert a.commit() and b.commit()
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]  # B's earlier clock moved nothing
+    assert (a.moved(KEY), b.moved(KEY), b.moved_first_sights) == (False, True, 1)
+    settled = service_b.settled(query(T0), decided_b)
+    assert settled.deadline == decided_a.deadline == ahead + timedelta(days=30)
+    assert settled.reason == decided_a.reason and settled.status is decided_a.status
+    assert service_a.settled(query(ahead), decided_a) is decided_a  # the winner's answer stands
+    b.flush()
+    assert notices_of(registry) == [("grey", LOCAL, stamp(ahead + timedelta(days=30)))]
+    a.close()
+    b.close()
+
+
+def test_a_notice_left_out_for_a_moved_first_sight_is_queued_again_with_the_stored_deadline(
+        registry: Registry) -> None:
+    """The agent that committed first wrote no notice (another writer's row, say): the notice
+    the losing agent's assumption made due is not written with its own deadline, but queued
+    again by the decision made after the commit, with the stored first sight's."""
+    recorder, service = recording(registry)
+    decided, _ = service.record(query(T0))
+    other = T0 + timedelta(seconds=2)
+    with registry.engine.begin() as conn:  # another agent's first sight commits first, alone
+        conn.exec_driver_sql("INSERT INTO sighting (imei, imsi, first_seen, last_seen, interface) "
+                             f"VALUES ('{KEY}', '{LOCAL}', '{stamp(other)}', '{stamp(other)}', 's13')")
+    assert recorder.commit()
+    assert notices_of(registry) == []  # left out: its deadline rested on T0
+    settled = service.settled(query(T0), decided)
+    assert settled.deadline == other + timedelta(days=30) != decided.deadline
+    assert recorder.waiting  # the notice of the decision made again, for the next batch or flush
+    recorder.flush()
+    assert notices_of(registry) == [("grey", LOCAL, stamp(other + timedelta(days=30)))]
+    recorder.close()
+
+
+def test_a_first_sight_stored_ahead_of_the_agents_clock_is_the_one_it_answers_with(registry: Registry) -> None:
+    """Agent A committed the pair's first sight at a time B's clock has not reached yet: B
+    decides as of that first sight, not with one of its own, and records nothing new."""
+    a, service_a = recording(registry)
+    b, service_b = recording(registry)
+    ahead = T0 + timedelta(seconds=1)
+    decided_a = service_a.answer(query(ahead))
+    a.commit()
+    decided_b, durable = service_b.record(query(T0))
+    assert decided_b == decided_a and not durable and b.first_sights_ahead == 1
+    b.flush()
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]
+    a.close()
+    b.close()
+
+
+def test_an_import_still_moves_a_first_sight_earlier_the_agent_never_does(registry: Registry) -> None:
+    from registry import statements
+
+    dialect = registry.url.get_dialect().name
+    row = {"imei": KEY, "imsi": LOCAL, "msisdn": None, "interface": "s13"}
+    day = timedelta(days=1)
+    live, earlier = text(statements.record_sighting(dialect)), stamp(T0 - day)
+    with registry.engine.begin() as conn:
+        conn.execute(live, {**row, "first_seen": stamp(T0), "last_seen": stamp(T0)})
+        conn.execute(live, {**row, "first_seen": earlier, "last_seen": earlier})  # the first committed stays
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    with registry.engine.begin() as conn:
+        conn.execute(text(statements.upsert_sighting(dialect)),  # an imported observation: the earliest wins
+                     {**row, "first_seen": earlier, "last_seen": earlier, "interface": "import"})
+    assert stored(registry) == [(KEY, LOCAL, earlier, stamp(T0))]
