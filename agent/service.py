@@ -119,6 +119,7 @@ class EquipmentCheck:
         self.clock = registry.clock if clock is None else clock
         self.now = MillisecondClock(self.clock)
         self._reader = recorder or Observations(registry, clock=self.clock)
+        self._stamped: tuple[datetime | None, str] = (None, "")
 
     def check(self, query: Query) -> Decision:
         """The decision, from what the registry holds; records nothing. Identities the wire
@@ -157,6 +158,13 @@ class EquipmentCheck:
             recorder.renotice(checked.key, query, checked.decision)
         return checked.decision
 
+    def _stamp(self, at: datetime) -> str:
+        """``at`` as the registry stores times, remembered for the burst that shares it
+        (``MillisecondClock``): formatting costs more than the comparison it is for."""
+        if at is not self._stamped[0]:
+            self._stamped = (at, stamp(at))
+        return self._stamped[1]
+
     def _gather_live(self, query: Query) -> tuple[Query, Checked]:
         """The decision for a query the network asks now. Agents' clocks differ a little:
         when the registry holds the pair's first sight at a later time than the query's
@@ -165,7 +173,7 @@ class EquipmentCheck:
         checked = gather_and_decide(self._reader, query, self.profile)
         if checked.sightings is not None:
             first = checked.sightings.first_seen(query.imsi or "")
-            if first is not None and first > stamp(query.at):
+            if first is not None and first > self._stamp(query.at):
                 if self.recorder is not None:
                     self.recorder.first_sights_ahead += 1
                 query = query._replace(at=parse_stamp(first))

@@ -26,6 +26,7 @@ OBSERVED = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first
 SIGHTINGS = "SELECT imsi, first_seen, last_seen FROM sighting WHERE imei = :imei"
 DEVICE_TYPE = "SELECT device_type FROM tac WHERE tac = :tac"
 NOTICE_QUEUED = "SELECT 1 FROM notice WHERE imei = :imei AND imsi = :imsi AND event = :event"
+STORED_FIRST = "SELECT imei, imsi, first_seen FROM sighting WHERE imei IN"  # SQLite's writer adds "(?, ?...)"
 
 
 def msisdn_expression(imsi: str, at: str) -> str:

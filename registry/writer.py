@@ -12,12 +12,14 @@ busy time either.
 Several agents may write one registry (PostgreSQL; or one SQLite file under ``eir serve
 --workers``). A live sight never moves a stored first sight (``statements.record_sighting``:
 the first committed wins), and the durable first sights of a batch come back as stored
-(RETURNING): ``write`` and ``stage`` return those that another writer stored first with
-another time (``Moved``), and leave out of the transaction the batch's notices for those
-IMEIs, whose deadlines rest on the time this agent assumed (the agent decides them again:
-agent/service.py ``EquipmentCheck.settled``). On PostgreSQL every statement's rows go in one
-order (sorted by their unique key), so two agents' batches never wait on each other in a
-cycle (a deadlock would cost a lock timeout and a retry).
+(PostgreSQL: RETURNING; SQLite: read under the transaction's write lock just before the
+upsert, at a tenth of the cost of a RETURNING row by row). ``write`` and ``stage`` return
+those another writer stored first with another time (``Moved``), and leave out of the
+transaction the batch's notices for those IMEIs, whose deadlines rest on the time this
+agent assumed (the agent decides them again: agent/service.py ``EquipmentCheck.settled``).
+On PostgreSQL every statement's rows go in one order (sorted by their unique key), so two
+agents' batches never wait on each other in a cycle (a deadlock would cost a lock timeout
+and a retry).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ Rows = Sequence[dict[str, Any]]
 Moved = dict[tuple[str, str], str]  # (imei, imsi): the first sight stored, where it is not the one written
 PAIR_ORDER = itemgetter("imei", "imsi")
 NOTICE_ORDER = itemgetter("imei", "imsi", "event")
+IN_CHUNK = 500  # IMEIs a SQLite read of stored first sights names at once (SQLite allows 32766 parameters)
 
 
 class ObservationWriter:
@@ -94,10 +97,10 @@ class ObservationWriter:
         assert writer is not None
         writer.execute("BEGIN IMMEDIATE")
         try:
-            if later:
-                writer.executemany(self._record, later)
-            stored = [writer.execute(self._returning, row).fetchone() for row in first]
-            moved = _moved(first, stored)
+            moved = _moved(first, _stored_first(writer, first))
+            for rows in (first, later):
+                if rows:
+                    writer.executemany(self._record, rows)
             for sql, rows in self._others(_kept(notices, moved), auto):
                 if rows:
                     writer.executemany(sql, rows)
@@ -171,6 +174,21 @@ class ObservationWriter:
                                       connection_invalidated=lost) from error
         finally:
             cursor.close()
+
+
+def _stored_first(writer: sqlite3.Connection, first: Rows) -> list[tuple[Any, ...] | None]:
+    """SQLite: the first sights stored for the pairs of ``first`` (None: not stored), read
+    inside the transaction before it writes them. BEGIN IMMEDIATE holds the file's one write
+    lock, so what is read is what the upsert keeps: as RETURNING would give it back, at a
+    tenth of the cost (one statement per IN_CHUNK IMEIs, not one per row; measured 1 to 2 µs a
+    row instead of 15 to 30, on the event loop)."""
+    found: dict[tuple[str, str], tuple[Any, ...]] = {}
+    keys = sorted({row["imei"] for row in first})
+    for start in range(0, len(keys), IN_CHUNK):
+        chunk = keys[start:start + IN_CHUNK]
+        sql = f"{statements.STORED_FIRST} ({', '.join('?' * len(chunk))})"
+        found.update(((imei, imsi), (imei, imsi, seen)) for imei, imsi, seen in writer.execute(sql, chunk))
+    return [found.get(PAIR_ORDER(row)) for row in first]
 
 
 def _moved(first: Rows, stored: Sequence[Sequence[Any] | None]) -> Moved:

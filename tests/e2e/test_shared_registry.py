@@ -58,15 +58,20 @@ def new_pairs(serial: int) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def shared_registry(tmp_path: Path, postgres_url: str) -> str:
-    """The emptied PostgreSQL registry with a registered, a stolen and a black IMEI."""
-    reset(postgres_url)
-    run_eir(postgres_url, "registry", "init")
+def shared_registry(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A registry with a registered, a stolen and a black IMEI: the emptied PostgreSQL
+    database, or with the parameter "sqlite" one SQLite file (as ``eir serve --workers`` shares one)."""
+    if getattr(request, "param", "postgresql") == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        reset(url)
+    run_eir(url, "registry", "init")
     for kind, key in (("white", REGISTERED), ("stolen", STOLEN), ("black", BLACK)):
         path = tmp_path / f"{kind}.csv"
         path.write_text(f"imei,reason\n{imei15(key)},{kind} for the test\n")
-        run_eir(postgres_url, "registry", "import", kind, str(path))
-    return postgres_url
+        run_eir(url, "registry", "import", kind, str(path))
+    return url
 
 
 @pytest.fixture
@@ -148,6 +153,7 @@ def assert_one_fact(url: str, pairs: list[tuple[str, str]]) -> dict[str, datetim
     return first
 
 
+@pytest.mark.parametrize("shared_registry", ["postgresql", "sqlite"], indirect=True)
 @pytest.mark.parametrize("agents", [(A_START, B_START)], indirect=True, ids=["lab-clocks-2s-apart"])
 def test_two_agents_answer_a_first_sight_as_one_fact(agents: list[AgentProcess], shared_registry: str) -> None:
     pairs = new_pairs(1)
