@@ -348,3 +348,44 @@ def test_an_import_still_moves_a_first_sight_earlier_the_agent_never_does(regist
         conn.execute(text(statements.upsert_sighting(dialect)),  # an imported observation: the earliest wins
                      {**row, "first_seen": earlier, "last_seen": earlier, "interface": "import"})
     assert stored(registry) == [(KEY, LOCAL, earlier, stamp(T0))]
+
+
+async def _map_answer_after_another_agent_committed(registry: Registry, at: datetime, ahead: datetime) -> str:
+    """Agent B's MAP answer for a new pair, decided at ``at`` and held for its commit, while
+    agent A answers the pair at ``ahead`` and commits first; B's answer-log line."""
+    import asyncio
+    import io
+
+    from agent.answer_log import AnswerLog
+    from agent.durable import GroupCommit
+    from agent.map import MapAnswerer
+    from sigtran import tcap
+    from simulator.msc import check_imei_begin
+
+    _, service_a = recording(registry)
+    b, service_b = recording(registry)
+    lines = io.StringIO()
+    commits = GroupCommit(b)
+    answerer = MapAnswerer(service_b, AnswerLog(lines), clock=lambda: at, commits=commits)
+    held = answerer(check_imei_begin(b"\x01\x02\x03\x04", KEY + "0", 2, LOCAL), "992900000001")
+    assert isinstance(held, asyncio.Future)  # a new pair: the answer waits for its first sight on disk
+    assert service_a.answer(query(ahead)).rule == "grace" and service_a.recorder is not None
+    assert service_a.recorder.commit()  # A's first sight is on disk first
+    answer = await held
+    assert answer is not None and tcap.decode(answer).components
+    assert await commits.close() and service_a.recorder.close()
+    return lines.getvalue()
+
+
+def test_a_held_map_answer_is_decided_again_when_another_agents_first_sight_came_first(registry: Registry) -> None:
+    import asyncio
+    import json
+
+    at, ahead = datetime(2026, 3, 1, 18, 59, 59, tzinfo=UTC), datetime(2026, 3, 1, 19, 0, 1, tzinfo=UTC)
+    (line,) = asyncio.run(_map_answer_after_another_agent_committed(registry, at, ahead)).splitlines()
+    answered = json.loads(line)
+    # tj is UTC+5: B's own first sight would have been 2026-03-01, A's stored one is 2026-03-02.
+    assert (answered["status"], answered["rule"]) == ("grey", "grace")
+    assert "window from 2026-03-02 ends 2026-04-01" in answered["reason"], answered
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]
+    assert notices_of(registry) == [("grey", LOCAL, stamp(ahead + timedelta(days=30)))]
