@@ -86,6 +86,14 @@ AUTO_HISTORY = ("INSERT INTO history (imei, at, field, old, new, reason, source)
                 "WHERE NOT EXISTS (SELECT 1 FROM equipment WHERE imei = CAST(:imei AS VARCHAR(14)))")
 AUTO_ENTRY = ("INSERT INTO equipment (imei, list, reason, source, stolen, stolen_reason, created_at, updated_at) "
               "VALUES (:imei, 'white', :reason, :source, :stolen, NULL, :at, :at) ON CONFLICT (imei) DO NOTHING")
+# PostgreSQL: the entry and its history in one statement, the history only where the entry
+# was made. Two agents entering one IMEI at once both find it absent (neither sees the
+# other's uncommitted row) and AUTO_HISTORY would write it twice; here the second waits for
+# the first's commit, then neither enters nor records anything.
+AUTO_ENTRY_ONCE = (f"WITH entered AS ({AUTO_ENTRY} RETURNING imei) "
+                   "INSERT INTO history (imei, at, field, old, new, reason, source) "
+                   "SELECT imei, CAST(:at AS TIMESTAMP), 'list', NULL, 'white', CAST(:reason AS VARCHAR), "
+                   "CAST(:source AS VARCHAR) FROM entered")
 
 # A notice is addressed to its IMSI and the MSISDN the IMSI held when it was made due (the
 # query's, else the subscriber data's, else the last one imported observations gave it),

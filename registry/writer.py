@@ -125,12 +125,13 @@ class ObservationWriter:
         if self._own and self._sqlite is not None:
             self._sqlite.close()
 
-    @staticmethod
-    def _others(notices: Rows, auto: Rows) -> list[tuple[str, Rows]]:
+    def _others(self, notices: Rows, auto: Rows) -> list[tuple[str, Rows]]:
         """The statements after the sights, each with its rows in one order."""
-        return [(statements.NOTICE_INSERT, sorted(notices, key=NOTICE_ORDER)),
-                (statements.AUTO_HISTORY, sorted(auto, key=itemgetter("imei"))),
-                (statements.AUTO_ENTRY, sorted(auto, key=itemgetter("imei")))]
+        entries = sorted(auto, key=itemgetter("imei"))
+        written = [(statements.NOTICE_INSERT, sorted(notices, key=NOTICE_ORDER))]
+        if self._sqlite is None:  # PostgreSQL: another agent may enter the IMEI at the same moment
+            return [*written, (statements.AUTO_ENTRY_ONCE, entries)]
+        return [*written, (statements.AUTO_HISTORY, entries), (statements.AUTO_ENTRY, entries)]
 
     def _wait_for_lock(self, seconds: float) -> None:
         """How long the SQLite writer waits for another process's write lock."""

@@ -4,9 +4,10 @@ at most once a day, reads that see what is queued, and writes that survive a ref
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import text
 
@@ -389,3 +390,54 @@ def test_a_held_map_answer_is_decided_again_when_another_agents_first_sight_came
     assert "window from 2026-03-02 ends 2026-04-01" in answered["reason"], answered
     assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]
     assert notices_of(registry) == [("grey", LOCAL, stamp(ahead + timedelta(days=30)))]
+
+
+@contextmanager
+def agent_a_batch(registry: Registry) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """Another agent's batch: a function running a statement of it; committed when the block
+    ends. SQLite: its writer's transaction (BEGIN IMMEDIATE: it holds the file's write lock),
+    the entry's two statements for its one (registry/writer.py)."""
+    from registry import statements
+
+    if registry.raw_connection is None:
+        with registry.engine.connect() as conn, conn.begin():
+            yield lambda sql, row: conn.execute(text(sql), row) and None
+        return
+    with closing(sqlite3.connect(registry.url.database or "", isolation_level=None)) as raw:
+        raw.execute("BEGIN IMMEDIATE")
+
+        def run(sql: str, row: dict[str, Any]) -> None:
+            for each in ((statements.AUTO_HISTORY, statements.AUTO_ENTRY) if sql == statements.AUTO_ENTRY_ONCE
+                         else (sql,)):
+                raw.execute(each, row)
+
+        yield run
+        raw.execute("COMMIT")
+
+
+def test_two_agents_entering_one_imei_at_once_write_one_entry_and_one_history_line(registry: Registry) -> None:
+    """Agent A's batch entering a router automatically is not committed yet when agent B's
+    enters it too: B waits for A's commit and then enters nothing, records no history."""
+    import threading
+
+    from registry import statements
+
+    with registry.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO tac (tac, device_type) VALUES ('35999000', 'WLAN Router')")
+    b, service = recording(registry, busy_seconds=5.0)
+    decided, durable = service.record(query(T0))
+    assert decided.rule == "auto-entered" and durable
+    entry = {"imei": KEY, "reason": "a router (agent A)", "source": "auto-entry", "stolen": False, "at": stamp(T0)}
+    done: list[bool] = []
+    writer = threading.Thread(target=lambda: done.append(b.commit()))
+    with agent_a_batch(registry) as run:  # agent A's batch, in its transaction
+        run(statements.AUTO_ENTRY_ONCE, entry)
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()  # B waits for A's uncommitted entry
+    writer.join(5.0)
+    assert done == [True]
+    with registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT reason FROM equipment").fetchall() == [("a router (agent A)",)]
+        assert conn.exec_driver_sql("SELECT reason FROM history").fetchall() == [("a router (agent A)",)]
+    b.close()
