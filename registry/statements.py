@@ -6,7 +6,8 @@ and the registry's writers (registry/writer.py, registry/sightings.py) run them;
 use the registry's named methods.
 
 The statements for every database use named parameters (``:name``: sqlite3 and
-SQLAlchemy's ``text`` both read them); the SQLite-only lookups use ``?``.
+SQLAlchemy's ``text`` both read them; ``pyformat`` gives psycopg's form, for the one
+statement the writer runs on the driver itself); the SQLite-only lookups use ``?``.
 """
 
 from __future__ import annotations
