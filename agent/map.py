@@ -93,7 +93,7 @@ def wire_answer(status: Status) -> str:
 class _Outcome:
     """What one invoke got, for the answer log."""
 
-    __slots__ = ("decision", "durable", "imei", "imsi", "result")
+    __slots__ = ("decision", "durable", "imei", "imsi", "query", "result")
 
     def __init__(self, decision: Decision, result: int, imei: str | None = None, imsi: str | None = None) -> None:
         self.decision = decision
@@ -101,6 +101,7 @@ class _Outcome:
         self.imei = imei
         self.imsi = imsi
         self.durable = False  # the answer rests on rows not on disk yet
+        self.query: Query | None = None  # a durable answer's query, decided again once its rows are on disk
 
 
 class MapAnswerer:
@@ -152,16 +153,26 @@ class MapAnswerer:
         systemFailure for those when the database would not take them in time."""
 
         def after(recorded: bool) -> bytes:
-            if not recorded:
-                for index, (component, outcome) in enumerate(answered):
-                    if outcome is not None and outcome.durable:
-                        answered[index] = self._unrecorded(component, outcome, peer)
+            for index, (component, outcome) in enumerate(answered):
+                if outcome is not None and outcome.durable:
+                    answered[index] = (self._settled(component, outcome, version) if recorded
+                                       else self._unrecorded(component, outcome, peer))
             return self._end(answered, version, peer, otid, started)
 
         if self.commits is None:
             recorder = self.service.recorder
             return after(recorder is None or recorder.commit())
         return then(self.commits.wait(), after)
+
+    def _settled(self, component: Component, outcome: _Outcome, version: int) -> tuple[Component, _Outcome]:
+        """The answer once its rows are on disk: decided again when another agent's first
+        sight came first (``EquipmentCheck.settled``)."""
+        assert outcome.query is not None and isinstance(component, ReturnResult | ReturnError)
+        decision = self.service.settled(outcome.query, outcome.decision)
+        if decision is outcome.decision:
+            return component, outcome
+        outcome.decision = decision
+        return self._answer_of(component.invoke_id, version, outcome), outcome
 
     def _unrecorded(self, component: Component, outcome: _Outcome, peer: str) -> tuple[Component, _Outcome]:
         self.counters["unrecorded"] += 1
@@ -262,16 +273,23 @@ class MapAnswerer:
             failed = Decision(Status.INVALID, Rule.SYSTEM_FAILURE, "the decision failed", query.imei)
             return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
                 failed, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)
-        status = decision.status
         outcome = _Outcome(decision, 0, decision.imei or query.imei, query.imsi)
-        outcome.durable = durable
+        if durable:
+            outcome.durable, outcome.query = True, query
+        return self._answer_of(invoke_id, version, outcome), outcome
+
+    @staticmethod
+    def _answer_of(invoke_id: int, version: int, outcome: _Outcome) -> Component:
+        """The component answering a decision (its MAP error code, if any, in ``outcome.result``)."""
+        status = outcome.decision.status
         if status is Status.UNKNOWN:
             outcome.result = ErrorCode.UNKNOWN_EQUIPMENT
-            return ReturnError(invoke_id, ErrorCode.UNKNOWN_EQUIPMENT), outcome
+            return ReturnError(invoke_id, ErrorCode.UNKNOWN_EQUIPMENT)
         if status is Status.INVALID:  # the profile rejects what is not an IMEI
             outcome.result = ErrorCode.UNEXPECTED_DATA_VALUE
-            return ReturnError(invoke_id, ErrorCode.UNEXPECTED_DATA_VALUE), outcome
-        return ReturnResult(invoke_id, CHECK_IMEI, _RESULTS[version, status]), outcome
+            return ReturnError(invoke_id, ErrorCode.UNEXPECTED_DATA_VALUE)
+        outcome.result = 0
+        return ReturnResult(invoke_id, CHECK_IMEI, _RESULTS[version, status])
 
     def _query(self, argument: mapv.CheckImeiArgument) -> Query:
         digits = argument.imei

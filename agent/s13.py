@@ -174,6 +174,7 @@ class S13Answerer:
         def after(recorded: bool) -> Message:
             nonlocal decision
             if recorded:
+                decision = self.service.settled(query, decision)  # another agent's first sight may have come first
                 answer = self._answer(request, found, decision)
             else:
                 decision, answer = self._unrecorded(request, query, connection)

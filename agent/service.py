@@ -10,8 +10,8 @@ import enum
 from collections.abc import Callable
 from datetime import datetime
 
-from registry.check import gather_and_decide
-from registry.clock import SYSTEM_CLOCK, Clock
+from registry.check import Checked, gather_and_decide
+from registry.clock import SYSTEM_CLOCK, Clock, parse_stamp, stamp
 from registry.decision import Decision, Query, Rule, Status
 from registry.imei import IdentityError, parse_imsi, parse_msisdn
 from registry.observations import Observations, Recorder
@@ -119,6 +119,7 @@ class EquipmentCheck:
         self.clock = registry.clock if clock is None else clock
         self.now = MillisecondClock(self.clock)
         self._reader = recorder or Observations(registry, clock=self.clock)
+        self._stamped: tuple[datetime | None, str] = (None, "")
 
     def check(self, query: Query) -> Decision:
         """The decision, from what the registry holds; records nothing. Identities the wire
@@ -135,8 +136,46 @@ class EquipmentCheck:
     def record(self, query: Query) -> tuple[Decision, bool]:
         """The decision for a query the network asked, recorded as a sighting with the
         notices it makes due; and whether it rests on rows not on disk yet: then its answer
-        leaves only once they are (agent/durable.py GroupCommit.wait, or Recorder.commit)."""
-        decision, key, sightings = gather_and_decide(self._reader, query, self.profile)
+        leaves only once they are (agent/durable.py GroupCommit.wait, or Recorder.commit),
+        decided again by ``settled``."""
+        query, (decision, key, sightings) = self._gather_live(query)
         if key is not None and self.recorder is not None:
             return decision, self.recorder.observe(key, query, sightings, decision)
         return decision, False
+
+    def settled(self, query: Query, decision: Decision) -> Decision:
+        """A held answer's decision once the rows it waited for are on disk: the same, unless
+        another agent stored a first sight of its IMEI first, with another time than this one
+        assumed (``Recorder.moved``: several agents on one registry). Then it is decided again
+        from what the registry holds, and the notices that decision makes due are queued
+        (``Recorder.renotice``): the answer, its deadline and its notices rest on the one
+        stored first sight."""
+        recorder = self.recorder
+        if recorder is None or decision.imei is None or not recorder.moved(decision.imei):
+            return decision
+        query, checked = self._gather_live(query)
+        if checked.key is not None and checked.decision.notices:
+            recorder.renotice(checked.key, query, checked.decision)
+        return checked.decision
+
+    def _stamp(self, at: datetime) -> str:
+        """``at`` as the registry stores times, remembered for the burst that shares it
+        (``MillisecondClock``): formatting costs more than the comparison it is for."""
+        if at is not self._stamped[0]:
+            self._stamped = (at, stamp(at))
+        return self._stamped[1]
+
+    def _gather_live(self, query: Query) -> tuple[Query, Checked]:
+        """The decision for a query the network asks now. Agents' clocks differ a little:
+        when the registry holds the pair's first sight at a later time than the query's
+        (another agent's, whose clock reads ahead), the query is decided as of that first
+        sight, so that its answer rests on the one stored fact, not on a first sight of its own."""
+        checked = gather_and_decide(self._reader, query, self.profile)
+        if checked.sightings is not None:
+            first = checked.sightings.first_seen(query.imsi or "")
+            if first is not None and first > self._stamp(query.at):
+                if self.recorder is not None:
+                    self.recorder.first_sights_ahead += 1
+                query = query._replace(at=parse_stamp(first))
+                checked = gather_and_decide(self._reader, query, self.profile)
+        return query, checked

@@ -18,6 +18,13 @@ that decides), ``write`` writes it (on any thread: it touches only the writer co
 sight taken into a batch is *in flight* until it settles: a later answer resting on it
 waits for the next batch too (``observe`` says so), so it never leaves before that row is
 on disk, even when the write in flight fails.
+
+Several agents on one registry: a pair's first sight is the first one committed
+(registry/writer.py). When another agent's came first with another time, the batch says so
+(``Batch.moved``); its notices for that IMEI were left out; ``settle`` remembers the IMEI
+(``moved``) so that every answer that waited for the batch is decided again from what the
+registry holds before it leaves (agent/service.py ``EquipmentCheck.settled``), and
+``renotice`` queues the notices of that decision.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from registry.clock import Clock, parse_stamp, stamp
 from registry.decision import OBSERVED_RULES, Decision, EquipmentFacts, Query, Rule, Sighting
 from registry.store import Registry
-from registry.writer import ObservationWriter
+from registry.writer import Moved, ObservationWriter
 
 __all__ = ["AUTO_ENTRY_SOURCE", "Batch", "Observations", "Recorder", "Sightings", "parse_stamp", "stamp"]
 
@@ -45,6 +52,7 @@ TYPE_CACHE_LIMIT = 65536
 LOG_EVERY = 10.0  # seconds between log lines about failed writes
 SEEN_LIMIT = 500_000  # pairs remembered as recorded today (about 50 MiB); then it starts again
 NOTICED_LIMIT = 262144
+MOVED_LIMIT = 65536  # IMEIs remembered as having had a first sight stored by another agent first
 AUTO_ENTRY_SOURCE = "auto-entry"  # the source of an IMEI the profile entered by its device type
 
 
@@ -69,6 +77,13 @@ class Sightings:
         for row in self.rows:
             if row[-3] == imsi:
                 return str(row[-1])
+        return None
+
+    def first_seen(self, imsi: str) -> str | None:
+        """When the pair was first seen (stored text), None when it never was."""
+        for row in self.rows:
+            if row[-3] == imsi:
+                return str(row[-2])
         return None
 
 
@@ -150,8 +165,11 @@ class Recorder(Observations):
         self._seen: set[str] = set()  # the pairs recorded today (``known_today``)
         self._seen_date, self._seen_day = "", 0  # the UTC date the set is for, and its ordinal
         self._unsettled: set[tuple[str, str]] = set()  # first sights queued as durable or in a batch being written
+        self._moved: dict[str, None] = {}  # IMEIs a first sight of which another agent stored first (oldest first)
         self.commits = 0
         self.failures = 0
+        self.moved_first_sights = 0  # first sights another agent stored first, with another time
+        self.first_sights_ahead = 0  # queries decided as of a first sight stored later than their time (EquipmentCheck)
         self._quiet_until = 0.0
 
     def known_today(self, key: str, imsi: str, at: datetime) -> bool:
@@ -203,6 +221,17 @@ class Recorder(Observations):
                                   "reason": decision.reason, "created_at": stamp(query.at)})
             queued = True
         return queued
+
+    def renotice(self, key: str, query: Query, decision: Decision) -> None:
+        """Queue the notices a decision made again after its commit makes due (``moved``):
+        written with the next batch or flush; the answer does not wait for them (the first
+        sight it rests on is on disk, and a notice lost in a crash is due again at the next sight)."""
+        self._notice(key, query.imsi or decision.imsi or "", query, decision)
+
+    def moved(self, key: str) -> bool:
+        """Whether another agent stored a first sight of this IMEI first, with another time
+        than this agent assumed: the answers that rested on it are decided again."""
+        return key in self._moved
 
     def _rests_on(self, key: str, imsi: str, decision: Decision) -> bool:
         """A decision made with the IMSI last seen rests on that pair's sight: commit it now
@@ -289,7 +318,7 @@ class Recorder(Observations):
         """Write a batch in one transaction (any thread: only the writer connection is
         used); raises what the database raised."""
         if batch:
-            self._writer.write(batch.first + batch.later, batch.notices, batch.auto)
+            batch.moved = self._writer.write(batch.first, batch.later, batch.notices, batch.auto)
 
     @property
     def stages(self) -> bool:
@@ -302,7 +331,7 @@ class Recorder(Observations):
     def stage(self, batch: Batch) -> None:
         """Begin the batch's transaction and run its statements, on this thread; raises at
         once (database is locked) when another process holds the write lock."""
-        self._writer.stage(batch.first + batch.later, batch.notices, batch.auto)
+        batch.moved = self._writer.stage(batch.first, batch.later, batch.notices, batch.auto)
 
     def commit_staged(self) -> None:
         """COMMIT what ``stage`` wrote (any thread: the fsync)."""
@@ -318,6 +347,8 @@ class Recorder(Observations):
                 self.commits += 1
                 self.registry.renew()  # the next reads see what was just written
                 self._forget_pending(batch)
+                if batch.moved:
+                    self._settle_moved(batch)
             return True
         first_sights = [row for row in batch.later if self._is_pending(row)]
         self._first = batch.first + first_sights + self._first
@@ -332,6 +363,23 @@ class Recorder(Observations):
                      f"{len(batch.auto)} automatic entries and {len(batch.later) - len(first_sights)} last sights "
                      f"not written (kept, retried with the next batch): {error}")
         return False
+
+    def _settle_moved(self, batch: Batch) -> None:
+        """Another agent stored some of the batch's first sights first: remember their IMEIs
+        (``moved``), and forget the notices of those IMEIs the batch left out, so that the
+        decisions made again queue them with the stored first sight's deadline."""
+        self.moved_first_sights += len(batch.moved)
+        keys = {key for key, _ in batch.moved}
+        for key in keys:
+            self._moved.pop(key, None)
+            self._moved[key] = None
+        while len(self._moved) > MOVED_LIMIT:
+            del self._moved[next(iter(self._moved))]
+        for row in batch.notices:
+            if row["imei"] in keys:
+                self._noticed.discard((row["imei"], row["imsi"], row["event"]))
+        log.debug("%d first sights were stored first by another agent: their answers are decided again",
+                  len(batch.moved))
 
     def _is_pending(self, row: dict[str, Any]) -> bool:
         """A first sight not readable from the registry yet (a row of ``_pending``)."""
@@ -385,6 +433,10 @@ class Recorder(Observations):
         """Flush, and close the writer; True when nothing queued was left unwritten."""
         written = self.flush()
         self._writer.close()
+        if self.moved_first_sights or self.first_sights_ahead:
+            log.info("first sights another agent stored first: %d found at commit (answers decided again), "
+                     "%d read with a time ahead of this agent's clock (answers decided as of it)",
+                     self.moved_first_sights, self.first_sights_ahead)
         return written
 
 
@@ -396,6 +448,7 @@ class Batch:
     notices: list[dict[str, Any]] = field(default_factory=list)
     auto: list[dict[str, Any]] = field(default_factory=list)  # automatic entries
     later: list[dict[str, Any]] = field(default_factory=list)  # sights no answer rested on
+    moved: Moved = field(default_factory=dict)  # once written: first sights another agent stored first
 
     def __bool__(self) -> bool:
         return bool(self.first or self.notices or self.auto or self.later)

@@ -4,9 +4,12 @@ at most once a day, reads that see what is queued, and writes that survive a ref
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import text
 
 from agent.service import EquipmentCheck, Interface, MillisecondClock
 from registry.decision import ListName, Query, Status
@@ -259,3 +262,182 @@ def test_a_pair_known_today_whose_decision_reads_no_sightings_still_waits_for_it
     assert recorder.commit()
     assert not service.record(query(T0 + timedelta(seconds=2), imsi=roamer))[1]
     recorder.close()
+
+
+# --- several agents on one registry: a pair's first sight is the first one committed ---------
+
+
+def notices_of(registry: Registry) -> list[tuple[str, str, str]]:
+    with registry.engine.connect() as conn:
+        return [(event, imsi, stamp(parse_stamp(deadline))) for event, imsi, deadline
+                in conn.exec_driver_sql("SELECT event, imsi, deadline FROM notice ORDER BY id")]
+
+
+def test_two_agents_seeing_a_new_pair_at_once_answer_with_the_first_sight_committed_first(
+        registry: Registry) -> None:
+    """Agent B's clock reads a second behind A's; both decide before either commits; A
+    commits first. B's commit finds A's first sight (RETURNING), leaves its own grey notice
+    out, and decides again as of A's first sight: one fact, one notice."""
+    a, service_a = recording(registry)
+    b, service_b = recording(registry)
+    ahead = T0 + timedelta(seconds=1)
+    decided_a, durable_a = service_a.record(query(ahead))
+    decided_b, durable_b = service_b.record(query(T0))
+    assert durable_a and durable_b and decided_b.deadline == T0 + timedelta(days=30)
+    assert a.commit() and b.commit()
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]  # B's earlier clock moved nothing
+    assert (a.moved(KEY), b.moved(KEY), b.moved_first_sights) == (False, True, 1)
+    settled = service_b.settled(query(T0), decided_b)
+    assert settled.deadline == decided_a.deadline == ahead + timedelta(days=30)
+    assert settled.reason == decided_a.reason and settled.status is decided_a.status
+    assert service_a.settled(query(ahead), decided_a) is decided_a  # the winner's answer stands
+    b.flush()
+    assert notices_of(registry) == [("grey", LOCAL, stamp(ahead + timedelta(days=30)))]
+    a.close()
+    b.close()
+
+
+def test_a_notice_left_out_for_a_moved_first_sight_is_queued_again_with_the_stored_deadline(
+        registry: Registry) -> None:
+    """The agent that committed first wrote no notice (another writer's row, say): the notice
+    the losing agent's assumption made due is not written with its own deadline, but queued
+    again by the decision made after the commit, with the stored first sight's."""
+    recorder, service = recording(registry)
+    decided, _ = service.record(query(T0))
+    other = T0 + timedelta(seconds=2)
+    with registry.engine.begin() as conn:  # another agent's first sight commits first, alone
+        conn.exec_driver_sql("INSERT INTO sighting (imei, imsi, first_seen, last_seen, interface) "
+                             f"VALUES ('{KEY}', '{LOCAL}', '{stamp(other)}', '{stamp(other)}', 's13')")
+    assert recorder.commit()
+    assert notices_of(registry) == []  # left out: its deadline rested on T0
+    settled = service.settled(query(T0), decided)
+    assert settled.deadline == other + timedelta(days=30) != decided.deadline
+    assert recorder.waiting  # the notice of the decision made again, for the next batch or flush
+    recorder.flush()
+    assert notices_of(registry) == [("grey", LOCAL, stamp(other + timedelta(days=30)))]
+    recorder.close()
+
+
+def test_a_first_sight_stored_ahead_of_the_agents_clock_is_the_one_it_answers_with(registry: Registry) -> None:
+    """Agent A committed the pair's first sight at a time B's clock has not reached yet: B
+    decides as of that first sight, not with one of its own, and records nothing new."""
+    a, service_a = recording(registry)
+    b, service_b = recording(registry)
+    ahead = T0 + timedelta(seconds=1)
+    decided_a = service_a.answer(query(ahead))
+    a.commit()
+    decided_b, durable = service_b.record(query(T0))
+    assert decided_b == decided_a and not durable and b.first_sights_ahead == 1
+    b.flush()
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]
+    a.close()
+    b.close()
+
+
+def test_an_import_still_moves_a_first_sight_earlier_the_agent_never_does(registry: Registry) -> None:
+    from registry import statements
+
+    dialect = registry.url.get_dialect().name
+    row = {"imei": KEY, "imsi": LOCAL, "msisdn": None, "interface": "s13"}
+    day = timedelta(days=1)
+    live, earlier = text(statements.record_sighting(dialect)), stamp(T0 - day)
+    with registry.engine.begin() as conn:
+        conn.execute(live, {**row, "first_seen": stamp(T0), "last_seen": stamp(T0)})
+        conn.execute(live, {**row, "first_seen": earlier, "last_seen": earlier})  # the first committed stays
+    assert stored(registry) == [(KEY, LOCAL, stamp(T0), stamp(T0))]
+    with registry.engine.begin() as conn:
+        conn.execute(text(statements.upsert_sighting(dialect)),  # an imported observation: the earliest wins
+                     {**row, "first_seen": earlier, "last_seen": earlier, "interface": "import"})
+    assert stored(registry) == [(KEY, LOCAL, earlier, stamp(T0))]
+
+
+async def _map_answer_after_another_agent_committed(registry: Registry, at: datetime, ahead: datetime) -> str:
+    """Agent B's MAP answer for a new pair, decided at ``at`` and held for its commit, while
+    agent A answers the pair at ``ahead`` and commits first; B's answer-log line."""
+    import asyncio
+    import io
+
+    from agent.answer_log import AnswerLog
+    from agent.durable import GroupCommit
+    from agent.map import MapAnswerer
+    from sigtran import tcap
+    from simulator.msc import check_imei_begin
+
+    _, service_a = recording(registry)
+    b, service_b = recording(registry)
+    lines = io.StringIO()
+    commits = GroupCommit(b)
+    answerer = MapAnswerer(service_b, AnswerLog(lines), clock=lambda: at, commits=commits)
+    held = answerer(check_imei_begin(b"\x01\x02\x03\x04", KEY + "0", 2, LOCAL), "992900000001")
+    assert isinstance(held, asyncio.Future)  # a new pair: the answer waits for its first sight on disk
+    assert service_a.answer(query(ahead)).rule == "grace" and service_a.recorder is not None
+    assert service_a.recorder.commit()  # A's first sight is on disk first
+    answer = await held
+    assert answer is not None and tcap.decode(answer).components
+    assert await commits.close() and service_a.recorder.close()
+    return lines.getvalue()
+
+
+def test_a_held_map_answer_is_decided_again_when_another_agents_first_sight_came_first(registry: Registry) -> None:
+    import asyncio
+    import json
+
+    at, ahead = datetime(2026, 3, 1, 18, 59, 59, tzinfo=UTC), datetime(2026, 3, 1, 19, 0, 1, tzinfo=UTC)
+    (line,) = asyncio.run(_map_answer_after_another_agent_committed(registry, at, ahead)).splitlines()
+    answered = json.loads(line)
+    # tj is UTC+5: B's own first sight would have been 2026-03-01, A's stored one is 2026-03-02.
+    assert (answered["status"], answered["rule"]) == ("grey", "grace")
+    assert "window from 2026-03-02 ends 2026-04-01" in answered["reason"], answered
+    assert stored(registry) == [(KEY, LOCAL, stamp(ahead), stamp(ahead))]
+    assert notices_of(registry) == [("grey", LOCAL, stamp(ahead + timedelta(days=30)))]
+
+
+@contextmanager
+def agent_a_batch(registry: Registry) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """Another agent's batch: a function running a statement of it; committed when the block
+    ends. SQLite: its writer's transaction (BEGIN IMMEDIATE: it holds the file's write lock),
+    the entry's two statements for its one (registry/writer.py)."""
+    from registry import statements
+
+    if registry.raw_connection is None:
+        with registry.engine.connect() as conn, conn.begin():
+            yield lambda sql, row: conn.execute(text(sql), row) and None
+        return
+    with closing(sqlite3.connect(registry.url.database or "", isolation_level=None)) as raw:
+        raw.execute("BEGIN IMMEDIATE")
+
+        def run(sql: str, row: dict[str, Any]) -> None:
+            for each in ((statements.AUTO_HISTORY, statements.AUTO_ENTRY) if sql == statements.AUTO_ENTRY_ONCE
+                         else (sql,)):
+                raw.execute(each, row)
+
+        yield run
+        raw.execute("COMMIT")
+
+
+def test_two_agents_entering_one_imei_at_once_write_one_entry_and_one_history_line(registry: Registry) -> None:
+    """Agent A's batch entering a router automatically is not committed yet when agent B's
+    enters it too: B waits for A's commit and then enters nothing, records no history."""
+    import threading
+
+    from registry import statements
+
+    with registry.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO tac (tac, device_type) VALUES ('35999000', 'WLAN Router')")
+    b, service = recording(registry, busy_seconds=5.0)
+    decided, durable = service.record(query(T0))
+    assert decided.rule == "auto-entered" and durable
+    entry = {"imei": KEY, "reason": "a router (agent A)", "source": "auto-entry", "stolen": False, "at": stamp(T0)}
+    done: list[bool] = []
+    writer = threading.Thread(target=lambda: done.append(b.commit()))
+    with agent_a_batch(registry) as run:  # agent A's batch, in its transaction
+        run(statements.AUTO_ENTRY_ONCE, entry)
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()  # B waits for A's uncommitted entry
+    writer.join(5.0)
+    assert done == [True]
+    with registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT reason FROM equipment").fetchall() == [("a router (agent A)",)]
+        assert conn.exec_driver_sql("SELECT reason FROM history").fetchall() == [("a router (agent A)",)]
+    b.close()
