@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import TextIO, TypeVar
 
@@ -56,8 +57,10 @@ class AnswerLog:
     ts (Unix time, to the millisecond), interface, peer (the asking node's Origin-Host),
     session, imei (the registry key), imsi (masked when configured, and with it every
     IMSI and MSISDN in the reason), status, rule, reason, result (S13: the Diameter result code; MAP: 0 for a result,
-    the MAP error code, -1 for a TC-U-REJECT, -2 for a dialogue aborted) and latency_us
-    (from receipt to answer). Values from the wire are cut at VALUE_LIMIT characters;
+    the MAP error code, -1 for a TC-U-REJECT, -2 for a dialogue aborted), latency_us
+    (from receipt to answer) and, for an answer with one (grey: its window's end; black:
+    when it ended), the deadline (ISO time, UTC, to the microsecond: the same on every agent
+    of one registry, since they share the pair's first sight). Values from the wire are cut at VALUE_LIMIT characters;
     the JSON encoder escapes control characters, so a value never breaks a line. "ts" is
     the ``clock``'s now."""
 
@@ -72,7 +75,8 @@ class AnswerLog:
         self._tick, self._tick_end = "", 0.0
 
     def write(self, interface: str, peer: str | None, session: str | None, imei: str | None, imsi: str | None,
-              status: str, rule: str, reason: str, result: int, latency_us: int) -> None:
+              status: str, rule: str, reason: str, result: int, latency_us: int,
+              deadline: datetime | None = None) -> None:
         """One line: every string is escaped by the json module's own C encoder, numbers are
         ints, so the line is valid JSON (json.dumps costs several times more per answer)."""
         if self.mask:
@@ -88,7 +92,8 @@ class AnswerLog:
             self._new_tick()
         self.stream.write(
             f'{{"ts":{self._tick},{origin},"session":{_q(session)},"imei":{_q(imei)},"imsi":{_q(imsi)},'
-            f'{outcome},"result":{int(result)},"latency_us":{int(latency_us)}}}\n')
+            f'{outcome},"result":{int(result)},"latency_us":{int(latency_us)}'
+            + (f',"deadline":"{deadline.astimezone(UTC).isoformat()}"}}\n' if deadline is not None else '}\n'))
         self.lines += 1
 
     def _new_tick(self) -> None:

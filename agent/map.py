@@ -324,4 +324,4 @@ class MapAnswerer:
             return
         decision = outcome.decision
         self.log.write("map", peer, otid.hex(), outcome.imei, outcome.imsi, _NAME[decision.status], decision.rule,
-                       decision.reason, outcome.result, int((time.perf_counter() - started) * 1e6))
+                       decision.reason, outcome.result, int((time.perf_counter() - started) * 1e6), decision.deadline)

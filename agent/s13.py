@@ -293,7 +293,7 @@ class S13Answerer:
         self.log.write("s13", _value(found.origin_host), _value(found.session),
                        decision.imei or (query.imei if query else None), query.imsi if query else None,
                        _NAME[decision.status], decision.rule, decision.reason, int(code),
-                       int((time.perf_counter() - received) * 1e6))
+                       int((time.perf_counter() - received) * 1e6), decision.deadline)
 
 
 def _peer_name(connection: PeerConnection | None) -> str:

@@ -169,7 +169,8 @@ def test_two_agents_answer_a_first_sight_as_one_fact(agents: list[AgentProcess],
     for key, _ in pairs:
         assert first[key] in starts  # one of the two agents' first sights, not a mix
         window = f"window from {local_date(first[key])} ends {local_date(first[key] + GRACE)}"
-        if not (window in a[key]["reason"] and window in b[key]["reason"]):
+        deadlines = {datetime.fromisoformat(line["deadline"]) for line in (a[key], b[key])}
+        if not (window in a[key]["reason"] and window in b[key]["reason"]) or deadlines != {first[key] + GRACE}:
             differ.append((key, str(first[key]), a[key]["reason"], b[key]["reason"]))
     assert not differ, f"{len(differ)} IMEIs answered with another window than their first sight's: {differ[:3]}"
     # `eir check` reads the same fact: the deadline of the sighting the database holds.
