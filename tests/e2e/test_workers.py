@@ -1,0 +1,236 @@
+"""End to end, ``eir serve --workers 2``: a supervisor and two real agent processes sharing
+the S13 and M3UA ports. Which worker holds which connection is read from the kernel
+(/proc: each worker's socket descriptors against the TCP table), not from the agent; each
+worker's own answer log says what it answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from diameter.constants import DisconnectCause
+from diameter.peer import PeerState
+from diameter.transport import PeerConnection, connect
+from sigtran import map as mapv
+from simulator.agent_process import LOOPBACK, AgentProcess, free_port, run_eir
+from simulator.demo_registry import WHITE, build_demo_registry
+from simulator.mme import MmeIdentity, build_ecr
+from simulator.msc import send_checkimei
+from tests.tools import wait_until
+
+CONNECTIONS = 24  # over 2 workers, all on one: a chance of 2 in 2**24
+ESTABLISHED, LISTEN = "01", "0A"
+MME = MmeIdentity().node()
+
+
+# --- what the kernel says ---------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def tcp_sockets(pid: int, port: int, state: str) -> list[int]:
+    """The remote ports of ``pid``'s TCP sockets of local port ``port`` in ``state`` (IPv4)."""
+    mine = _socket_inodes(pid)
+    remote = []
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, peer, st, inode = fields[1], fields[2], fields[3], fields[9]
+        if st == state and inode in mine and int(local.split(":")[1], 16) == port:
+            remote.append(int(peer.split(":")[1], 16))
+    return remote
+
+
+def gone(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return fields[0] == "Z"
+
+
+def two_workers(agent: AgentProcess, without: int | None = None) -> list[int]:
+    """The supervisor's two workers (none of them ``without``), once it has two."""
+    def look() -> list[int] | None:
+        found = children(agent.process.pid)
+        return found if len(found) == 2 and without not in found else None
+    return wait_until(look, 30, "two workers")
+
+
+def answers(agent: AgentProcess, index: int) -> list[dict[str, object]]:
+    path = agent.answer_log.with_name(f"{agent.answer_log.stem}.w{index}{agent.answer_log.suffix}")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# --- Diameter ---------------------------------------------------------------------------------
+
+
+async def open_and_ask(agent: AgentProcess, count: int) -> tuple[list[PeerConnection], list[int]]:
+    """``count`` connections, one ECR answered on each; their local ports."""
+    connections = await asyncio.gather(*(connect(MME, *agent.address) for _ in range(count)))
+    answered = await asyncio.gather(*(c.request(build_ecr(MME, WHITE), timeout=10) for c in connections))
+    assert all(a.value("Result-Code") == 2001 for a in answered)
+    ports = [c.transport.get_extra_info("sockname")[1] for c in connections if c.transport is not None]
+    assert len(ports) == count
+    return list(connections), ports
+
+
+def holders(workers: list[int], port: int, clients: list[int]) -> dict[int, list[int]]:
+    """Worker pid -> the client ports among ``clients`` whose connection it holds."""
+    return {pid: sorted(set(tcp_sockets(pid, port, ESTABLISHED)) & set(clients)) for pid in workers}
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> str:
+    return build_demo_registry(tmp_path)
+
+
+def test_two_workers_share_the_port_and_all_stop_with_dpr(tmp_path: Path, registry: str) -> None:
+    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+    try:
+        workers = two_workers(agent)
+        assert agent.log().count("eir: listening on") == 1  # once, from the supervisor
+        assert f"2 workers share these ports (pids {workers[0]}, {workers[1]})" in agent.log()
+        for pid in workers:  # each worker listens on the one port
+            assert tcp_sockets(pid, agent.port, LISTEN), pid
+
+        async def main() -> tuple[list[PeerConnection], dict[int, list[int]]]:
+            connections, ports = await open_and_ask(agent, CONNECTIONS)
+            held = holders(workers, agent.port, ports)
+            await asyncio.to_thread(agent.stop)
+            await asyncio.wait_for(asyncio.gather(*(c.closed for c in connections)), 10)
+            return connections, held
+
+        connections, held = asyncio.run(main())
+    finally:
+        code = agent.stop()
+    assert all(held.values()), f"a worker accepted no connection: {held}"
+    assert sum(len(ports) for ports in held.values()) == CONNECTIONS
+    assert code == 0, agent.log()
+    assert all(c.peer.state is PeerState.CLOSED for c in connections)
+    assert [c.disconnect_cause for c in connections] == [DisconnectCause.REBOOTING] * CONNECTIONS
+    assert all(gone(pid) for pid in workers)
+    counts = [len(answers(agent, index)) for index in (1, 2)]
+    assert sorted(counts) == sorted(len(ports) for ports in held.values()), counts
+
+
+def test_a_killed_worker_is_started_again_and_the_port_keeps_answering(tmp_path: Path, registry: str) -> None:
+    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+    try:
+        killed, kept = two_workers(agent)
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: gone(killed), 10, "the killed worker gone")  # its listener with it
+        assert asyncio.run(open_and_ask(agent, 4))  # the other worker answers meanwhile
+        workers = two_workers(agent, without=killed)
+        (new,) = set(workers) - {kept}
+        wait_until(lambda: "is back" in agent.log(), 30, "the restarted worker listening")
+        assert f"(pid {killed}) was killed by signal 9 (SIGKILL); starting it again in 0.5 s" in agent.log()
+
+        async def main() -> dict[int, list[int]]:
+            connections, ports = await open_and_ask(agent, CONNECTIONS)
+            held = holders(workers, agent.port, ports)
+            for connection in connections:
+                await connection.disconnect(DisconnectCause.DO_NOT_WANT_TO_TALK_TO_YOU)
+            return held
+
+        held = asyncio.run(main())
+        assert held[new], f"the restarted worker accepted nothing: {held}"
+    finally:
+        assert agent.stop() == 0, agent.log()
+
+
+def test_the_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, registry: str) -> None:
+    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+    try:
+        workers = two_workers(agent)
+        agent.process.kill()
+        agent.process.wait()
+        wait_until(lambda: all(gone(pid) for pid in workers), 20, "both workers gone")
+    finally:
+        agent.stop()
+    with socket.socket() as again:  # nothing holds the port any more
+        again.bind(agent.address)
+
+
+# --- MAP over M3UA ----------------------------------------------------------------------------
+
+
+def test_asp_connections_land_on_both_workers_and_are_answered(tmp_path: Path, registry: str) -> None:
+    agent = AgentProcess(tmp_path, registry, "--workers", "2", m3ua=True)
+    try:
+        two_workers(agent)
+
+        async def main() -> list[mapv.EquipmentStatus | None]:
+            return [(await send_checkimei(*agent.m3ua_address, WHITE)).status for _ in range(16)]
+
+        assert asyncio.run(main()) == [mapv.EquipmentStatus.WHITE_LISTED] * 16
+    finally:
+        assert agent.stop() == 0, agent.log()
+    by_worker = [[line for line in answers(agent, index) if line["interface"] == "map"] for index in (1, 2)]
+    assert all(by_worker), [len(lines) for lines in by_worker]
+    assert sum(len(lines) for lines in by_worker) == 16
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def refused(registry: str, *args: str) -> tuple[int, str]:
+    done = run_eir(registry, "serve", "--answer-log", "off", *args, check=False, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return done.returncode, lines[0]
+
+
+def test_a_taken_port_is_refused_in_one_line(registry: str) -> None:
+    for reuse_port in (False, True):  # True: as another eir serve --workers holds it
+        with socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
+            taken.bind((LOOPBACK, 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            assert refused(registry, "--workers", "2", "--listen", f"{LOOPBACK}:{port}") == (
+                1, f"eir serve: cannot listen on {LOOPBACK}:{port} (S13 Diameter, tcp): Address already in use")
+
+
+def test_what_workers_cannot_do_is_refused(tmp_path: Path, registry: str) -> None:
+    listen = f"{LOOPBACK}:{free_port()}"
+    code, line = refused(registry, "--workers", "2", "--listen", listen, "--lab-clock", "2025-01-01")
+    assert (code, line) == (2, "eir serve: --workers 2 cannot run in lab mode (--lab-clock, --control): one clock, "
+                               "one process")
+    code, line = refused(registry, "--workers", "2", "--listen", listen, "--transport", "sctp")
+    assert code == 1 and line.startswith("eir serve: workers: 2 needs TCP listeners"), line
+    config = tmp_path / "agent.yaml"
+    config.write_text("workers: 0\n")
+    assert refused(registry, "--config", str(config)) == (
+        1, f"eir serve: {config}: workers is a whole number of agent processes, 1 to 64")
+    done = run_eir(registry, "serve", "--workers", "65", check=False, timeout=60)  # click's usage error
+    assert done.returncode == 2 and "Invalid value for '--workers': 65 is not in the range 1<=x<=64" in done.stderr
