@@ -221,6 +221,15 @@ def test_a_taken_port_is_refused_in_one_line(registry: str) -> None:
                 1, f"eir serve: cannot listen on {LOOPBACK}:{port} (S13 Diameter, tcp): Address already in use")
 
 
+def test_a_worker_that_cannot_start_stops_the_agent_with_its_line(tmp_path: Path, registry: str) -> None:
+    missing = tmp_path / "no-such-folder" / "answers.jsonl"
+    done = run_eir(registry, "serve", "--workers", "2", "--listen", f"{LOOPBACK}:{free_port()}", "--answer-log",
+                   str(missing), check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        1, f"eir serve: cannot open the answer log {missing.with_name('answers.w1.jsonl')}: No such file or "
+           "directory\n")
+
+
 def test_what_workers_cannot_do_is_refused(tmp_path: Path, registry: str) -> None:
     listen = f"{LOOPBACK}:{free_port()}"
     code, line = refused(registry, "--workers", "2", "--listen", listen, "--lab-clock", "2025-01-01")
