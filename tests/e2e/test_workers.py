@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from diameter.constants import DisconnectCause
 from diameter.peer import PeerState
 from diameter.transport import PeerConnection, connect
 from sigtran import map as mapv
-from simulator.agent_process import LOOPBACK, AgentProcess, free_port, run_eir
+from simulator.agent_process import EIR, LOOPBACK, AgentProcess, free_port, run_eir
 from simulator.demo_registry import WHITE, build_demo_registry
 from simulator.mme import MmeIdentity, build_ecr
 from simulator.msc import send_checkimei
@@ -26,6 +28,7 @@ from tests.tools import wait_until
 
 CONNECTIONS = 24  # over 2 workers, all on one: a chance of 2 in 2**24
 ESTABLISHED, LISTEN = "01", "0A"
+ANNOUNCED = re.compile(r"^eir: (M3UA |)listening on 127\.0\.0\.1:(\d+)", re.MULTILINE)
 MME = MmeIdentity().node()
 
 
@@ -179,6 +182,27 @@ def test_the_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, registry
         agent.stop()
     with socket.socket() as again:  # nothing holds the port any more
         again.bind(agent.address)
+
+
+def test_port_0_is_one_port_for_every_worker_announced_once(tmp_path: Path, registry: str) -> None:
+    log = tmp_path / "agent.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*EIR, "--registry", registry, "serve", "--workers", "2", "--answer-log", "off",
+                                    "--listen", f"{LOOPBACK}:0", "--m3ua-listen", f"{LOOPBACK}:0"],
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            wait_until(lambda: "workers share these ports" in log.read_text() or process.poll() is not None, 60,
+                       "the announcement")
+            found = [(what, int(port)) for what, port in ANNOUNCED.findall(log.read_text())]
+            workers = children(process.pid)
+            listening = {port: [pid for pid in workers if tcp_sockets(pid, port, LISTEN)] for _, port in found}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(30)
+    assert [what for what, _ in found] == ["", "M3UA "], log.read_text()
+    assert all(port for _, port in found)
+    assert listening == {port: workers for _, port in found} and len(workers) == 2, listening
+    assert code == 0, log.read_text()
 
 
 # --- MAP over M3UA ----------------------------------------------------------------------------
