@@ -87,7 +87,7 @@ class WorkerRole:
     @classmethod
     def parse(cls, text: str) -> WorkerRole:
         parts = text.split(":")
-        numbers = [part for part in (parts[2].split(",") if len(parts) == 3 and parts[2] else [])]
+        numbers = parts[2].split(",") if len(parts) == 3 and parts[2] else []
         if len(parts) != 3 or not all(word.isdigit() for word in [*parts[:2], *numbers]):
             raise ValueError(f"--worker {text!r} is not K:PARENT:PORT,PORT... (eir serve --workers sets it)")
         return cls(int(parts[0]), int(parts[1]), tuple(int(port) for port in numbers))
