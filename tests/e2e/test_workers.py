@@ -21,7 +21,7 @@ from diameter.peer import PeerState
 from diameter.transport import PeerConnection, connect
 from sigtran import map as mapv
 from simulator.agent_process import EIR, LOOPBACK, AgentProcess, free_port, run_eir
-from simulator.demo_registry import WHITE, build_demo_registry
+from simulator.demo_registry import WHITE, build_demo_registry, imei15
 from simulator.mme import MmeIdentity, build_ecr
 from simulator.msc import send_checkimei
 from tests.tools import wait_until
@@ -113,12 +113,22 @@ def holders(workers: list[int], port: int, clients: list[int]) -> dict[int, list
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> str:
+def demo(tmp_path: Path) -> str:
     return build_demo_registry(tmp_path)
 
 
-def test_two_workers_share_the_port_and_all_stop_with_dpr(tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+@pytest.fixture
+def white_registry(tmp_path: Path, registry_url: str) -> str:
+    """A registry of each kind (SQLite, PostgreSQL) with WHITE on the white list, made with the CLI."""
+    run_eir(registry_url, "registry", "init")
+    white = tmp_path / "white.csv"
+    white.write_text(f"imei,reason\n{imei15(WHITE)},customs cleared\n")
+    run_eir(registry_url, "registry", "import", "white", str(white))
+    return registry_url
+
+
+def test_two_workers_share_the_port_and_all_stop_with_dpr(tmp_path: Path, white_registry: str) -> None:
+    agent = AgentProcess(tmp_path, white_registry, "--workers", "2")
     try:
         workers = two_workers(agent)
         assert agent.log().count("eir: listening on") == 1  # once, from the supervisor
@@ -146,8 +156,8 @@ def test_two_workers_share_the_port_and_all_stop_with_dpr(tmp_path: Path, regist
     assert sorted(counts) == sorted(len(ports) for ports in held.values()), counts
 
 
-def test_a_killed_worker_is_started_again_and_the_port_keeps_answering(tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+def test_a_killed_worker_is_started_again_and_the_port_keeps_answering(tmp_path: Path, demo: str) -> None:
+    agent = AgentProcess(tmp_path, demo, "--workers", "2")
     try:
         killed, kept = two_workers(agent)
         os.kill(killed, signal.SIGKILL)
@@ -171,8 +181,8 @@ def test_a_killed_worker_is_started_again_and_the_port_keeps_answering(tmp_path:
         assert agent.stop() == 0, agent.log()
 
 
-def test_the_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry, "--workers", "2")
+def test_the_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, demo: str) -> None:
+    agent = AgentProcess(tmp_path, demo, "--workers", "2")
     try:
         workers = two_workers(agent)
         agent.process.kill()
@@ -184,10 +194,10 @@ def test_the_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, registry
         again.bind(agent.address)
 
 
-def test_port_0_is_one_port_for_every_worker_announced_once(tmp_path: Path, registry: str) -> None:
+def test_port_0_is_one_port_for_every_worker_announced_once(tmp_path: Path, demo: str) -> None:
     log = tmp_path / "agent.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen([*EIR, "--registry", registry, "serve", "--workers", "2", "--answer-log", "off",
+        process = subprocess.Popen([*EIR, "--registry", demo, "serve", "--workers", "2", "--answer-log", "off",
                                     "--listen", f"{LOOPBACK}:0", "--m3ua-listen", f"{LOOPBACK}:0"],
                                    stdout=subprocess.DEVNULL, stderr=stderr)
         try:
@@ -208,8 +218,8 @@ def test_port_0_is_one_port_for_every_worker_announced_once(tmp_path: Path, regi
 # --- MAP over M3UA ----------------------------------------------------------------------------
 
 
-def test_asp_connections_land_on_both_workers_and_are_answered(tmp_path: Path, registry: str) -> None:
-    agent = AgentProcess(tmp_path, registry, "--workers", "2", m3ua=True)
+def test_asp_connections_land_on_both_workers_and_are_answered(tmp_path: Path, demo: str) -> None:
+    agent = AgentProcess(tmp_path, demo, "--workers", "2", m3ua=True)
     try:
         two_workers(agent)
 
@@ -234,36 +244,36 @@ def refused(registry: str, *args: str) -> tuple[int, str]:
     return done.returncode, lines[0]
 
 
-def test_a_taken_port_is_refused_in_one_line(registry: str) -> None:
+def test_a_taken_port_is_refused_in_one_line(demo: str) -> None:
     for reuse_port in (False, True):  # True: as another eir serve --workers holds it
         with socket.socket() as taken:
             taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
             taken.bind((LOOPBACK, 0))
             taken.listen()
             port = taken.getsockname()[1]
-            assert refused(registry, "--workers", "2", "--listen", f"{LOOPBACK}:{port}") == (
+            assert refused(demo, "--workers", "2", "--listen", f"{LOOPBACK}:{port}") == (
                 1, f"eir serve: cannot listen on {LOOPBACK}:{port} (S13 Diameter, tcp): Address already in use")
 
 
-def test_a_worker_that_cannot_start_stops_the_agent_with_its_line(tmp_path: Path, registry: str) -> None:
+def test_a_worker_that_cannot_start_stops_the_agent_with_its_line(tmp_path: Path, demo: str) -> None:
     missing = tmp_path / "no-such-folder" / "answers.jsonl"
-    done = run_eir(registry, "serve", "--workers", "2", "--listen", f"{LOOPBACK}:{free_port()}", "--answer-log",
+    done = run_eir(demo, "serve", "--workers", "2", "--listen", f"{LOOPBACK}:{free_port()}", "--answer-log",
                    str(missing), check=False, timeout=60)
     assert (done.returncode, done.stderr) == (
         1, f"eir serve: cannot open the answer log {missing.with_name('answers.w1.jsonl')}: No such file or "
            "directory\n")
 
 
-def test_what_workers_cannot_do_is_refused(tmp_path: Path, registry: str) -> None:
+def test_what_workers_cannot_do_is_refused(tmp_path: Path, demo: str) -> None:
     listen = f"{LOOPBACK}:{free_port()}"
-    code, line = refused(registry, "--workers", "2", "--listen", listen, "--lab-clock", "2025-01-01")
+    code, line = refused(demo, "--workers", "2", "--listen", listen, "--lab-clock", "2025-01-01")
     assert (code, line) == (2, "eir serve: --workers 2 cannot run in lab mode (--lab-clock, --control): one clock, "
                                "one process")
-    code, line = refused(registry, "--workers", "2", "--listen", listen, "--transport", "sctp")
+    code, line = refused(demo, "--workers", "2", "--listen", listen, "--transport", "sctp")
     assert code == 1 and line.startswith("eir serve: workers: 2 needs TCP listeners"), line
     config = tmp_path / "agent.yaml"
     config.write_text("workers: 0\n")
-    assert refused(registry, "--config", str(config)) == (
+    assert refused(demo, "--config", str(config)) == (
         1, f"eir serve: {config}: workers is a whole number of agent processes, 1 to 64")
-    done = run_eir(registry, "serve", "--workers", "65", check=False, timeout=60)  # click's usage error
+    done = run_eir(demo, "serve", "--workers", "65", check=False, timeout=60)  # click's usage error
     assert done.returncode == 2 and "Invalid value for '--workers': 65 is not in the range 1<=x<=64" in done.stderr
