@@ -94,9 +94,10 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     permissions say who may move time; `eir sim lab` talks to it). Without --lab-clock
     there is no control socket.
 
-    --workers N (N > 1): a supervisor and N agent processes sharing the listening ports
-    (agent/workers.py says how); SIGTERM to the supervisor stops them all as above. Worker
-    K's answer log is FILE with .wK before its extension. Not with lab mode or SCTP."""
+    --workers N (N > 1): a supervisor and N agent processes sharing the TCP listening ports
+    (SO_REUSEPORT); SIGTERM to the supervisor stops them all as above, and a worker that
+    dies is started again. Worker K's answer log is FILE with .wK before its extension.
+    Not with lab mode or SCTP."""
     from agent.server import StartError
     from agent.server import serve as run
     from agent.workers import WorkerRole, as_worker, check_shareable, die_with_parent
