@@ -19,11 +19,27 @@ import pytest
 from diameter.constants import DisconnectCause
 from diameter.peer import PeerState
 from diameter.transport import PeerConnection, connect
+from netio import transports
 from sigtran import map as mapv
+from sigtran import tcap
+from sigtran.asp import AspClient, DataReceived
+from sigtran.m3ua_streams import M3UA
+from sigtran.sccp import Udt
+from sigtran.sccp import decode_message as decode_sccp
 from simulator.agent_process import EIR, LOOPBACK, AgentProcess, free_port, run_eir
 from simulator.demo_registry import WHITE, build_demo_registry, imei15
 from simulator.mme import MmeIdentity, build_ecr
-from simulator.msc import send_checkimei
+from simulator.msc import (
+    MscIdentity,
+    MscLink,
+    asp_handshake,
+    check_imei_begin,
+    check_imei_udt,
+    describe,
+    map_imei,
+    request_data,
+    send_checkimei,
+)
 from tests.tools import wait_until
 
 CONNECTIONS = 24  # over 2 workers, all on one: a chance of 2 in 2**24
@@ -232,6 +248,69 @@ def test_asp_connections_land_on_both_workers_and_are_answered(tmp_path: Path, d
     by_worker = [[line for line in answers(agent, index) if line["interface"] == "map"] for index in (1, 2)]
     assert all(by_worker), [len(lines) for lines in by_worker]
     assert sum(len(lines) for lines in by_worker) == 16
+
+
+async def asp_on_link(agent: AgentProcess) -> tuple[MscLink, int]:
+    """An MSC's association, ASP-ACTIVE; its local port."""
+    identity = MscIdentity()
+    _, link = await transports.connect(lambda: MscLink(AspClient(identity.settings())), *agent.m3ua_address, "tcp",
+                                       M3UA)
+    await asp_handshake(link, "eir", 10)
+    assert link.transport is not None
+    return link, link.transport.get_extra_info("sockname")[1]
+
+
+async def check_imei(link: MscLink, otid: bytes) -> mapv.EquipmentStatus | None:
+    """One CheckIMEI on ``link``: the status of the TCAP answer to ``otid``."""
+    identity = MscIdentity()
+    digits = map_imei(WHITE)
+    link.send(request_data(identity, check_imei_udt(identity, check_imei_begin(otid, digits, 3)), 0),
+              identity.routing_context)
+    while True:
+        event = await link.next_event(link.loop.time() + 10)
+        assert event is not False and event is not None, "no answer"
+        if isinstance(event, DataReceived):
+            answer = decode_sccp(event.data.user_data)
+            assert isinstance(answer, Udt)
+            message = tcap.decode(answer.data)
+            assert message.dtid == otid
+            return describe(message, peer="eir", imei=WHITE, imei_sent=digits, version=3).status
+
+
+async def closed_by_agent(link: MscLink, timeout: float = 10) -> bool:
+    """Whether the agent closes ``link`` within ``timeout`` (whatever it sends first)."""
+    deadline = link.loop.time() + timeout
+    while (event := await link.next_event(deadline)) is not None:
+        if event is False:
+            return False
+    return True
+
+
+def test_held_associations_on_both_workers_are_answered_and_closed_at_stop(tmp_path: Path, demo: str) -> None:
+    agent = AgentProcess(tmp_path, demo, "--workers", "2", m3ua=True)
+    try:
+        workers = two_workers(agent)
+        port = agent.m3ua_address[1]
+
+        async def main() -> tuple[list[int], list[mapv.EquipmentStatus | None], list[bool]]:
+            links: dict[int, tuple[MscLink, int]] = {}  # worker pid -> the first association it holds
+            for _ in range(CONNECTIONS):
+                link, local = await asp_on_link(agent)
+                (holder,) = [pid for pid in workers if local in tcp_sockets(pid, port, ESTABLISHED)]
+                links.setdefault(holder, (link, local))
+                if len(links) == 2:
+                    break
+            statuses = [await check_imei(link, bytes([1, 2, 3, n])) for n, (link, _) in enumerate(links.values())]
+            await asyncio.to_thread(agent.stop)
+            return sorted(links), statuses, [await closed_by_agent(link) for link, _ in links.values()]
+
+        holders, statuses, closed = asyncio.run(main())
+    finally:
+        code = agent.stop()
+    assert holders == sorted(workers)  # one association on each worker
+    assert statuses == [mapv.EquipmentStatus.WHITE_LISTED] * 2
+    assert closed == [True, True]  # each worker closed its association when told to stop
+    assert code == 0, agent.log()
 
 
 # --- refusals ---------------------------------------------------------------------------------
