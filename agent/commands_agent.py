@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -25,6 +26,7 @@ from agent.cli_common import (
 )
 from agent.config import (
     DEFAULT_PROFILE,
+    MAX_WORKERS,
     AgentConfig,
     ConfigError,
     M3uaPeer,
@@ -47,6 +49,10 @@ LAB_NOW = "now"  # --lab-clock without START: the machine's now
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML configuration file.")
 @click.option("--listen", "listen", multiple=True, metavar="HOST:PORT", help="Address to listen on (repeatable).")
 @click.option("--transport", type=click.Choice(["tcp", "sctp"]), default=None, help="Transport for --listen.")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None, metavar="N",
+              help="Agent processes sharing the listening ports (TCP, SO_REUSEPORT) under a supervisor that "
+                   "restarts a dead one and stops all on SIGTERM [default: workers: in --config, else 1].")
+@click.option("--worker", "worker_role", hidden=True, default=None, help="Set by --workers for each worker.")
 @click.option("--allow-peer", "allow", multiple=True, metavar="PATTERN[@CIDR,...|@any]",
               help="A peer allowed to connect: an Origin-Host pattern and the networks it may connect from "
                    "(none: loopback only; @any: every address). Repeatable.")
@@ -71,7 +77,7 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
           allow: tuple[str, ...], m3ua_listen: tuple[str, ...], m3ua_transport: str | None,
           m3ua_allow: tuple[str, ...], origin_host: str | None,
           origin_realm: str | None, profile: str | None, answer_log: str | None, lab_clock: str | None,
-          control: Path | None) -> None:
+          control: Path | None, workers: int | None, worker_role: str | None) -> None:
     """Answer S13 ME-Identity-Check (and MAP CheckIMEI over M3UA, when configured) from the
     registry, under a country profile, until SIGTERM (which sends DPR to Diameter peers
     and closes M3UA associations). Every answered query is recorded (observations).
@@ -86,11 +92,23 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
     notices, the answer log's stamps) is the lab clock's, which stands still until moved
     and only moves forward, through the control socket (--control: a Unix socket, so file
     permissions say who may move time; `eir sim lab` talks to it). Without --lab-clock
-    there is no control socket."""
+    there is no control socket.
+
+    --workers N (N > 1): a supervisor and N agent processes sharing the TCP listening ports
+    (SO_REUSEPORT); SIGTERM to the supervisor stops them all as above, and a worker that
+    dies is started again. Worker K's answer log is FILE with .wK before its extension.
+    Not with lab mode or SCTP."""
     from agent.server import StartError
     from agent.server import serve as run
+    from agent.workers import WorkerRole, as_worker, check_shareable, die_with_parent
     from registry.profile import ProfileError, load_profile
 
+    try:
+        role = None if worker_role is None else WorkerRole.parse(worker_role)
+    except ValueError as error:
+        fail("serve", str(error), 2)
+    if role is not None:
+        die_with_parent(role.parent)
     control = _lab_mode(ctx, lab_clock, control)
     try:
         config = load_config(config_path)
@@ -101,23 +119,60 @@ def serve(ctx: click.Context, config_path: str | None, listen: tuple[str, ...], 
             config.m3ua.listen = [parse_listen(text, m3ua_transport or "tcp") for text in m3ua_listen]
         elif m3ua_transport:
             config.m3ua.listen = [dataclasses.replace(item, transport=m3ua_transport) for item in config.m3ua.listen]
+        config.workers = workers or config.workers
+        if role is not None:
+            as_worker(config, role)
+        elif config.workers > 1:
+            check_shareable(config)
         load_profile(config.profile)  # refuse a bad profile before listening
         if _uses_sctp(config):
             check_sctp()  # before the registry: a kernel without SCTP is the first thing to say
     except (ConfigError, ProfileError, SctpUnavailable) as error:
         fail("serve", str(error), 1)
+    if role is None and config.workers > 1 and lab_clock is not None:
+        fail("serve", f"--workers {config.workers} cannot run in lab mode (--lab-clock, --control): "
+                      "one clock, one process", 2)
     logging.getLogger().setLevel(config.log_level.upper())
-    if config.log_format == "json":
-        _json_logging()
+    _log_format(config.log_format, None if role is None else role.index)
     clock = cli_clock(ctx)
     registry = connect_registry(config.registry, "serve", clock, writable=True, status=1)  # before any listener
+    if role is None and config.workers > 1:
+        registry.close()  # verified; the supervisor holds no connection
+        _supervise(config)
+    announce, ready = _announcers(role is not None)
     try:
-        code = asyncio.run(run(config, lambda line: click.echo(line, err=True), registry, clock, control))
+        code = asyncio.run(run(config, announce, registry, clock, control, share_ports=role is not None,
+                               ready=ready))
     except (SctpUnavailable, StartError) as error:
         fail("serve", str(error), 1)
     except OSError as error:
         fail("serve", f"cannot start: {error.strerror or error}", 1)
     sys.exit(code)
+
+
+def _supervise(config: AgentConfig) -> NoReturn:
+    """The parent of ``--workers N``: this command line again for each worker (agent/workers.py)."""
+    from agent.server import StartError
+    from agent.workers import supervise
+
+    try:
+        code = supervise(config, sys.argv[1:], lambda line: click.echo(line, err=True))
+    except StartError as error:
+        fail("serve", str(error), 1)
+    sys.exit(code)
+
+
+def _announcers(worker: bool) -> tuple[Callable[[str], None], Callable[[], None] | None]:
+    """Where the "eir: ..." lines go: stderr; a worker's to its stdout, a pipe to the
+    supervisor, which says them once for all (agent/workers.py), then READY."""
+    if not worker:
+        return (lambda line: click.echo(line, err=True)), None
+    from agent.workers import READY
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    return say, lambda: say(READY)
 
 
 def _lab_mode(ctx: click.Context, lab_clock: str | None, control: Path | None) -> Path | None:
@@ -163,11 +218,22 @@ def _override(ctx: click.Context, config: AgentConfig, listen: tuple[str, ...], 
     config.answer_log = answer_log or config.answer_log
 
 
-def _json_logging() -> None:
+def _log_format(log_format: str, worker: int | None) -> None:
+    """The agent's own log lines: text (as ``eir`` sets it) or JSON; a worker's say which."""
+    if log_format == "json":
+        _json_logging(worker)
+    elif worker is not None:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: "
+                                                   "%(message)s"))
+
+
+def _json_logging(worker: int | None = None) -> None:
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            return json.dumps({"ts": round(record.created, 6), "level": record.levelname.lower(),
-                               "logger": record.name, "message": record.getMessage()})
+            line = {"ts": round(record.created, 6), "level": record.levelname.lower(),
+                    "logger": record.name, "message": record.getMessage()}
+            return json.dumps(line if worker is None else {**line, "worker": worker})
     for handler in logging.getLogger().handlers:
         handler.setFormatter(JsonFormatter())
 

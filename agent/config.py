@@ -22,6 +22,7 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 ANY_ADDRESS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 MAX_CONNECTIONS = 256  # per listener, Diameter and M3UA: far below the usual 1024 descriptors
 ACTIVATION_TIMEOUT = 30.0  # seconds an M3UA association may stay out of ASP-ACTIVE
+MAX_WORKERS = 64  # eir serve --workers: agent processes on one machine (a typo of 1000 is refused, not forked)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -152,6 +153,7 @@ class AgentConfig:
     origin_host: str = "eir.localdomain"
     origin_realm: str = "localdomain"
     listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 3868)])
+    workers: int = 1  # agent processes sharing the listening ports (agent/workers.py); 1: one process, no supervisor
     allow: list[AllowedPeer] = field(default_factory=list)  # empty: only loopback peers
     registry: str = DEFAULT_REGISTRY
     profile: str = DEFAULT_PROFILE  # a shipped profile's name, or a YAML file's path
@@ -210,8 +212,8 @@ def load_config(path: str | Path | None) -> AgentConfig:
 
 
 def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig:
-    known = {"origin_host", "origin_realm", "listen", "peers", "registry", "profile", "log", "diameter", "m3ua",
-             "limits"}
+    known = {"origin_host", "origin_realm", "listen", "workers", "peers", "registry", "profile", "log", "diameter",
+             "m3ua", "limits"}
     if "unknown_imei" in data:
         raise ConfigError(f"{where}: unknown_imei is gone: the profile decides unregistered IMEIs (grace, "
                           "unknown_tac); choose it with profile: NAME|PATH")
@@ -226,6 +228,7 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
         listen = data["listen"]
         items = [listen] if isinstance(listen, str) else _list(listen, "listen", where)
         config.listen = [_listen(item, where) for item in items]
+    config.workers = _workers(data.get("workers", config.workers), where)
     peers = data.get("peers") or {}
     if not isinstance(peers, dict):
         raise ConfigError(f"{where}: peers must be a mapping with an allow list")
@@ -241,6 +244,12 @@ def _apply(config: AgentConfig, data: dict[str, Any], where: str) -> AgentConfig
         config.m3ua = _m3ua(data["m3ua"] or {}, where)
     config.limits = _limits(data.get("limits") or {}, where)
     return config
+
+
+def _workers(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"{where}: workers is a whole number of agent processes, 1 to {MAX_WORKERS}")
+    return value
 
 
 def _limits(section: Any, where: str) -> Limits:

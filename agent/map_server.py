@@ -147,8 +147,10 @@ class M3uaService:
     """Every M3UA listener and gateway link of one agent."""
 
     def __init__(self, config: M3uaConfig, answerer: MapAnswerer, admission: Admission | None = None,
-                 max_message_length: int = 65536, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 max_message_length: int = 65536, connect_timeout: float = CONNECT_TIMEOUT,
+                 reuse_port: bool = False) -> None:
         self.config = config
+        self.reuse_port = reuse_port  # listen with SO_REUSEPORT: other worker processes share the ports
         self.router = SccpRouter(answerer, config.point_code, config.global_title)
         self.router.report = BadInput(log, self.router.counters)  # SCCP trouble of every connection
         self.connect_timeout = connect_timeout
@@ -211,7 +213,8 @@ class M3uaService:
         factory: Callable[[], M3uaConnection | Refused] = capped(
             connection, self.config.max_connections, f"M3UA listener {listen}", self.counters,
             "m3ua_refused_over_cap", _cap_log)
-        return await transports.listen(factory, listen.host, listen.port, listen.transport, M3UA)
+        return await transports.listen(factory, listen.host, listen.port, listen.transport, M3UA,
+                                       reuse_port=self.reuse_port)
 
     async def _keep_linked(self, link: GatewayLink) -> None:
         """Join the gateway as an ASP, and again whenever the connection is lost."""

@@ -111,14 +111,17 @@ def listen_error(listen: Listen, what: str, error: OSError) -> StartError:
 
 
 async def serve(config: AgentConfig, announce: Callable[[str], None], registry: Registry | None = None,
-                clock: Clock | None = None, control: Path | None = None) -> int:
+                clock: Clock | None = None, control: Path | None = None, *, share_ports: bool = False,
+                ready: Callable[[], None] | None = None) -> int:
     """Run until SIGTERM or SIGINT; then DPR to every peer and return 0. ``registry``: one
     opened (and verified) by the caller, closed here; None opens ``config.registry``, which
     must exist at this eir's schema version and be writable (registry/schema.py). A
     listener or answer log that cannot be opened is a StartError naming it. ``clock``: the
     one clock of every part (the registry's when not given; the system's without either).
     ``control``: lab mode (``clock`` must be a LabClock): the control socket at this path
-    (agent/lab.py), announced before the listening lines."""
+    (agent/lab.py), announced before the listening lines. ``share_ports``: one worker of
+    ``eir serve --workers`` (agent/workers.py): every listener binds with SO_REUSEPORT.
+    ``ready``: called once every listener is open and announced."""
     faulthandler.enable()  # a fatal signal (SIGBUS from a mapped -shm file, SIGSEGV) leaves its line in the log
     profile = load_profile(config.profile)
     if clock is None:
@@ -139,7 +142,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
     map_answerer = MapAnswerer(service, answer_log, commits=commits)
     server = DiameterServer(node)
     server.on_bad = answerer.bad_message  # one rate-limited reporter; answered errors in the answer log
-    m3ua = M3uaService(config.m3ua, map_answerer, admission, config.max_message_length)
+    m3ua = M3uaService(config.m3ua, map_answerer, admission, config.max_message_length, reuse_port=share_ports)
     lab = None if control is None else lab_endpoint(control, clock, registry, recorder)
     written = False
     try:
@@ -147,7 +150,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
             try:
                 await start_server(node, answerer, listen.host, listen.port, transport=listen.transport,
                                    settings=peer_settings(config), server=server, load=admission,
-                                   max_connections=config.max_connections)
+                                   max_connections=config.max_connections, reuse_port=share_ports)
             except OSError as error:
                 raise listen_error(listen, "S13 Diameter", error) from None
         try:
@@ -164,6 +167,8 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
                      f"registry {config.registry}, profile {profile.name} ({profile.country})")
         for line in _m3ua_lines(config, m3ua):
             announce(line)
+        if ready is not None:
+            ready()
         await _run_until_signal(answer_log, commits, registry)
         if lab is not None:
             await lab.close()  # no more writes from the lab once stopping

@@ -1,7 +1,10 @@
 """Agent benchmark: one `eir serve` process with 1,000,000 IMEIs in SQLite, loaded by
 `eir sim load` (1 connection, 64 in flight), against the same load on a fixed-answer
-asyncio server. The agent runs its default profile (tj), so every answer goes through the
-enforcement policy and is recorded as an observation. Prints answers/s, latency
+asyncio server. With ``--workers 1,2`` (and ``--connections 8``: a connection stays with
+the worker that accepted it, so one connection loads one worker) the agent runs once per
+count, `eir serve --workers N`, on the same registry, and a line each compares them. The
+agent runs its default profile (tj), so every answer goes through the enforcement policy
+and is recorded as an observation. Prints answers/s, latency
 percentiles, the ratio, and the agent's memory.
 
 The registry has seen the loaded IMEI-IMSI pairs before (observations imported: first
@@ -12,6 +15,7 @@ A second run asks for IMEIs never seen, each answer waiting for its first sight 
 committed (group commit, fsync): the figure for a flood of new handsets.
 
     python bench/bench_agent.py [--rows 1000000] [--duration 20] [--inflight 64]
+        [--workers 1,2] [--connections 8] [--load-processes 1]
 """
 
 from __future__ import annotations
@@ -78,10 +82,14 @@ def seed_observations(folder: Path, url: str, sample: list[str], with_sim: bool 
     print(f"imported {len(sample):>9,} {what} in {time.perf_counter() - began:5.1f} s")
 
 
-def load(port: int, imeis: Path, duration: float, inflight: int) -> dict[str, Any]:
-    done = subprocess.run([*EIR, "sim", "load", "--peer", f"127.0.0.1:{port}", "--connections", "1",
+def load(port: int, imeis: Path, duration: float, inflight: int, connections: int = 1,
+         processes: int = 1) -> dict[str, Any]:
+    """`eir sim load`: ``inflight`` requests in flight on each of ``connections``, shared by
+    ``processes`` load processes."""
+    done = subprocess.run([*EIR, "sim", "load", "--peer", f"127.0.0.1:{port}", "--connections", str(connections),
                            "--inflight", str(inflight), "--duration", str(duration), "--imeis", str(imeis),
-                           "--imsi-prefix", PREFIX, "--json"], capture_output=True, text=True, check=True)
+                           "--imsi-prefix", PREFIX, "--processes", str(processes), "--json"],
+                          capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
 
@@ -98,10 +106,31 @@ def warm_up(run: Callable[[float], dict[str, Any]], count: int, seconds: float) 
     raise RuntimeError(f"the warm-up did not cover the {count:,} IMEIs")
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its live children (the workers of `eir serve --workers`)."""
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return found
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time the process has used (every thread, the commit thread too)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU time the process (and its live children: workers) has used, every
+    thread, the commit thread too."""
+    total = 0
+    for member in family(pid):
+        fields = _stat(member)
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -114,9 +143,12 @@ def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else float("nan")
+    """Resident memory of the process and its live children (workers), summed."""
+    total = 0.0
+    for member in family(pid):
+        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{member}/status").read_text())
+        total += int(match.group(1)) / 1024 if match else float("nan")
+    return total
 
 
 def fixed_server(port: int) -> subprocess.Popen[str]:
@@ -148,6 +180,11 @@ def parse_arguments(doc: str) -> argparse.Namespace:
                         help="seconds of warm-up, lengthened until it makes one whole pass over the IMEIs")
     parser.add_argument("--fresh", type=int, default=100_000, help="IMEIs never seen, for the first-sight run")
     parser.add_argument("--fresh-duration", type=float, default=4.0, help="seconds of the first-sight run")
+    parser.add_argument("--workers", type=worker_counts, default=[1], metavar="N[,N...]",
+                        help="eir serve --workers N; several counts: one run each on the same registry")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="the load's connections (each stays with the worker that accepted it)")
+    parser.add_argument("--load-processes", type=int, default=1, help="eir sim load --processes")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
     return args
@@ -170,39 +207,84 @@ def prepare(folder: Path, args: argparse.Namespace) -> tuple[str, list[str], Pat
     return url, sample, imeis, fresh
 
 
+def worker_counts(text: str) -> list[int]:
+    """``--workers``: one count or several, comma-separated (1,2)."""
+    try:
+        counts = [int(word) for word in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or N,N,...") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts are at least 1")
+    return counts
+
+
+def fresh_file(folder: Path, run: int, count: int) -> Path:
+    """``count`` IMEIs never seen, other ones for each run on the same registry."""
+    path = folder / f"fresh-imeis-{run}.txt"
+    path.write_text("".join(f"988888{88 - run:02d}{n:06d}\n" for n in range(count)))
+    return path
+
+
+def run_agent(folder: Path, url: str, args: argparse.Namespace, workers: int, imeis: Path, fresh: Path,
+              count: int) -> dict[str, Any]:
+    """`eir serve --workers N` on the registry: warmed up, loaded, then the first-sight run."""
+    def run(path: Path, seconds: float) -> dict[str, Any]:
+        return load(agent.port, path, seconds, args.inflight, args.connections, args.load_processes)
+
+    agent = AgentProcess(folder, url, "--workers", str(workers))
+    try:
+        warm_up(lambda seconds: run(imeis, seconds), count, args.warmup)
+        pid = agent.process.pid
+        ours = with_cpu(pid, lambda: run(imeis, args.duration))
+        memory = rss_mib(pid)
+        first = with_cpu(pid, lambda: run(fresh, args.fresh_duration))
+    finally:
+        code = agent.stop()
+    logs = [agent.answer_log] if workers == 1 else [
+        agent.answer_log.with_name(f"{agent.answer_log.stem}.w{k}{agent.answer_log.suffix}")
+        for k in range(1, workers + 1)]
+    lines = sum(sum(1 for _ in path.open()) for path in logs if path.exists())
+    for path in logs:  # the next run starts its own
+        path.unlink(missing_ok=True)
+    return {"workers": workers, "ours": ours, "first": first, "memory": memory, "code": code, "lines": lines}
+
+
 def main() -> None:
     args = parse_arguments(__doc__)
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as name:
         folder = Path(name)
-        url, sample, imeis, fresh = prepare(folder, args)
-
-        agent = AgentProcess(folder, url)
-        try:
-            warm_up(lambda seconds: load(agent.port, imeis, seconds, args.inflight), len(sample), args.warmup)
-            pid = agent.process.pid
-            ours = with_cpu(pid, lambda: load(agent.port, imeis, args.duration, args.inflight))
-            memory = rss_mib(pid)
-            first = with_cpu(pid, lambda: load(agent.port, fresh, args.fresh_duration, args.inflight))
-        finally:
-            code = agent.stop()
-        lines = sum(1 for _ in agent.answer_log.open())
+        url, sample, imeis, _ = prepare(folder, args)
+        runs = [run_agent(folder, url, args, workers, imeis, fresh_file(folder, number, args.fresh), len(sample))
+                for number, workers in enumerate(args.workers)]
         port = free_port()
         server = fixed_server(port)
         try:
-            load(port, imeis, 2.0, args.inflight)
-            fixed = load(port, imeis, args.duration, args.inflight)
+            load(port, imeis, 2.0, args.inflight, args.connections, args.load_processes)
+            fixed = load(port, imeis, args.duration, args.inflight, args.connections, args.load_processes)
         finally:
             server.terminate()
             server.wait(10)
-    print(f"load: 1 connection, {args.inflight} in flight, {args.duration:.0f} s, {len(sample):,} distinct IMEIs")
-    print(line("eir serve (1M IMEIs, SQLite)", ours))
-    print(f"{'':28} by status {ours['by_status']}, by result code {ours['by_result_code']}")
-    print(line("  new handsets: first sights", first))
-    print(f"{'':28} {args.fresh:,} IMEIs never seen, {args.fresh_duration:.0f} s, by status {first['by_status']}")
+    print(f"load: {args.connections} connection(s) from {args.load_processes} load process(es), {args.inflight} "
+          f"in flight on each, {args.duration:.0f} s, {len(sample):,} distinct IMEIs; {os.cpu_count()} CPU(s)")
+    for run in runs:
+        ours, first = run["ours"], run["first"]
+        count = run["workers"]
+        name = "eir serve (1M IMEIs, SQLite)" + (f", {count} worker{'s' if count > 1 else ''}"
+                                                 if len(runs) > 1 or count > 1 else "")
+        print(line(name, ours))
+        print(f"{'':28} by status {ours['by_status']}, by result code {ours['by_result_code']}")
+        print(line("  new handsets: first sights", first))
+        print(f"{'':28} {args.fresh:,} IMEIs never seen, {args.fresh_duration:.0f} s, by status {first['by_status']}")
+        print(f"{'':28} agent resident memory after the load: {run['memory']:.0f} MiB (every worker); exit "
+              f"{run['code']} on SIGTERM; answer log lines {run['lines']:,}")
     print(line("fixed-answer asyncio server", fixed))
-    print(f"ratio: {ours['answers_per_s'] / fixed['answers_per_s']:.0%} of the fixed-answer server")
-    print(f"agent resident memory after the load: {memory:.0f} MiB; exit {code} on SIGTERM; "
-          f"answer log lines {lines:,}")
+    for run in runs:
+        print(f"ratio, {run['workers']} worker(s): {run['ours']['answers_per_s'] / fixed['answers_per_s']:.0%} of "
+              "the fixed-answer server")
+    if len(runs) > 1:
+        base = runs[0]["ours"]["answers_per_s"]
+        print("answers/s against the first count: " + ", ".join(
+            f"{run['workers']} worker(s) {run['ours']['answers_per_s'] / base:.2f}x" for run in runs))
 
 
 if __name__ == "__main__":

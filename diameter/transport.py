@@ -335,11 +335,12 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
                        settings: Callable[[], PeerSettings] = PeerSettings,
                        server: DiameterServer | None = None,
                        load: Load | None = None,
-                       max_connections: int | None = None) -> DiameterServer:
+                       max_connections: int | None = None, reuse_port: bool = False) -> DiameterServer:
     """Listen on host:port; each accepted connection gets a responder Peer (``load``: see
     PeerConnection). Past ``max_connections`` open on this listener, a new connection
     is closed at once (counted as ``refused_over_cap``); failed accepts are throttled
-    (``netio.accepting.throttle_accept_errors``)."""
+    (``netio.accepting.throttle_accept_errors``). ``reuse_port``: share the port with other
+    processes (SO_REUSEPORT, ``netio.transports.listen``)."""
     server = server or DiameterServer(node)
     loop = asyncio.get_running_loop()
     throttle_accept_errors(loop)
@@ -354,7 +355,7 @@ async def start_server(node: LocalNode, handler: RequestHandler | None, host: st
 
     factory = capped(make_connection, max_connections, f"Diameter listener {host}:{port} ({transport})",
                           server.counters, "refused_over_cap", server.cap_log)
-    listener = await transports.listen(factory, host, port, transport, SCTP_DIAMETER)
+    listener = await transports.listen(factory, host, port, transport, SCTP_DIAMETER, reuse_port=reuse_port)
     server.servers.append(listener)
     return server
 

@@ -23,12 +23,17 @@ def check_transport(transport: str) -> None:
 
 
 async def listen(factory: Callable[[], asyncio.Protocol], host: str, port: int, transport: str,
-                 payload: sctp.Payload) -> asyncio.AbstractServer:
-    """Listen on host:port, each connection given a protocol from ``factory``."""
+                 payload: sctp.Payload, *, reuse_port: bool = False) -> asyncio.AbstractServer:
+    """Listen on host:port, each connection given a protocol from ``factory``. ``reuse_port``:
+    bind with SO_REUSEPORT (TCP), so that several processes of one user listen on the same
+    port and the kernel spreads new connections over them (``eir serve --workers``)."""
     check_transport(transport)
     if transport == "sctp":
+        if reuse_port:
+            raise ValueError("SO_REUSEPORT listeners are TCP only here (eir serve --workers refuses SCTP)")
         return await sctp.start_server(factory, host, port, payload)
-    return await asyncio.get_running_loop().create_server(factory, host, port, reuse_address=True)
+    return await asyncio.get_running_loop().create_server(factory, host, port, reuse_address=True,
+                                                          reuse_port=reuse_port or None)
 
 
 async def connect(factory: Callable[[], P], host: str, port: int, transport: str,
