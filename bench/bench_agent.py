@@ -14,13 +14,21 @@ over them, as a running agent has seen its network's handsets: that is the stead
 A second run asks for IMEIs never seen, each answer waiting for its first sight to be
 committed (group commit, fsync): the figure for a flood of new handsets.
 
+``--backend postgresql`` puts the registry in PostgreSQL instead: a throwaway cluster of
+its own (tests/postgres.py: initdb, fsync on) or ``--postgres URL`` (an empty database).
+The memory line splits the agent's resident memory into anonymous memory (its heap: what
+it costs) and file-backed pages (the mapped SQLite file and the libraries, shared with the
+page cache).
+
     python bench/bench_agent.py [--rows 1000000] [--duration 20] [--inflight 64]
         [--workers 1,2] [--connections 8] [--load-processes 1]
+        [--backend sqlite|postgresql] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,12 +52,13 @@ PREFIX = "43601"  # the load's --imsi-prefix: a Tajik operator's SIMs, local und
 LISTS = (("white", 0.90), ("grey", 0.05), ("black", 0.05))
 
 
-def build_registry(folder: Path, rows: int, seed: int = 11) -> tuple[str, list[str]]:
-    """Import ``rows`` IMEIs split over the lists with `eir registry import`; return the URL and keys."""
+def build_registry(folder: Path, rows: int, seed: int = 11, url: str | None = None) -> tuple[str, list[str]]:
+    """Import ``rows`` IMEIs split over the lists with `eir registry import` into ``url`` (an
+    empty database; default a SQLite file in ``folder``); return the URL and keys."""
     rng = random.Random(seed)
     keys = list({f"{rng.randrange(10_000_000, 99_999_999)}{rng.randrange(1_000_000):06d}"
                  for _ in range(int(rows * 1.05))})[:rows]
-    url = f"sqlite:///{folder / 'registry.db'}"
+    url = url or f"sqlite:///{folder / 'registry.db'}"
     start = 0
     for name, share in LISTS:
         part = keys[start:start + int(rows * share)] if name != LISTS[-1][0] else keys[start:]
@@ -142,13 +151,20 @@ def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of the process and its live children (workers), summed."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of the process and its live children (workers), summed: ``field`` of
+    /proc/PID/status (VmRSS all of it, RssAnon its heap, RssFile its mapped files)."""
     total = 0.0
     for member in family(pid):
-        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{member}/status").read_text())
+        match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{member}/status").read_text())
         total += int(match.group(1)) / 1024 if match else float("nan")
     return total
+
+
+def memory_text(pid: int) -> str:
+    """The agent's resident memory, with the anonymous part (its heap) and the file-backed part."""
+    return (f"{rss_mib(pid):.0f} MiB resident: {rss_mib(pid, 'RssAnon'):.0f} MiB anonymous, "
+            f"{rss_mib(pid, 'RssFile'):.0f} MiB file-backed")
 
 
 def fixed_server(port: int) -> subprocess.Popen[str]:
@@ -185,16 +201,19 @@ def parse_arguments(doc: str) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=1,
                         help="the load's connections (each stays with the worker that accepted it)")
     parser.add_argument("--load-processes", type=int, default=1, help="eir sim load --processes")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the registry's database (postgresql: a throwaway cluster unless --postgres)")
+    parser.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database for --backend postgresql")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.platform()}")
     return args
 
 
-def prepare(folder: Path, args: argparse.Namespace) -> tuple[str, list[str], Path, Path]:
+def prepare(folder: Path, args: argparse.Namespace, url: str | None = None) -> tuple[str, list[str], Path, Path]:
     """The registry (``args.rows`` IMEIs), the sample the load asks for (1% unknown to the
     registry) with its pairs seen before, and the files of the steady and first-sight loads:
     (URL, sample, its IMEI file, the never-seen IMEI file)."""
-    url, keys = build_registry(folder, args.rows)
+    url, keys = build_registry(folder, args.rows, url=url)
     rng = random.Random(5)
     sample = rng.sample(keys, min(args.sample, len(keys)))
     sample += [f"99999999{n:06d}" for n in range(len(sample) // 100)]  # 1% unknown to the registry
@@ -236,7 +255,7 @@ def run_agent(folder: Path, url: str, args: argparse.Namespace, workers: int, im
         warm_up(lambda seconds: run(imeis, seconds), count, args.warmup)
         pid = agent.process.pid
         ours = with_cpu(pid, lambda: run(imeis, args.duration))
-        memory = rss_mib(pid)
+        memory = memory_text(pid)
         first = with_cpu(pid, lambda: run(fresh, args.fresh_duration))
     finally:
         code = agent.stop()
@@ -249,11 +268,27 @@ def run_agent(folder: Path, url: str, args: argparse.Namespace, workers: int, im
     return {"workers": workers, "ours": ours, "first": first, "memory": memory, "code": code, "lines": lines}
 
 
+def registry_database(args: argparse.Namespace, stack: contextlib.ExitStack) -> str | None:
+    """The PostgreSQL URL for ``--backend postgresql`` (a throwaway cluster stopped with the
+    stack, unless ``--postgres``); None for SQLite."""
+    if args.backend == "sqlite":
+        return None
+    if args.postgres:
+        return str(args.postgres)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway PostgreSQL 15
+    from tests.postgres import Cluster  # initdb, fsync on
+
+    cluster = Cluster()
+    stack.callback(cluster.stop)
+    return cluster.start()
+
+
 def main() -> None:
     args = parse_arguments(__doc__)
-    with tempfile.TemporaryDirectory(prefix="eir-bench-") as name:
+    with tempfile.TemporaryDirectory(prefix="eir-bench-") as name, contextlib.ExitStack() as stack:
         folder = Path(name)
-        url, sample, imeis, _ = prepare(folder, args)
+        database = registry_database(args, stack)
+        url, sample, imeis, _ = prepare(folder, args, database)
         runs = [run_agent(folder, url, args, workers, imeis, fresh_file(folder, number, args.fresh), len(sample))
                 for number, workers in enumerate(args.workers)]
         port = free_port()
@@ -269,13 +304,14 @@ def main() -> None:
     for run in runs:
         ours, first = run["ours"], run["first"]
         count = run["workers"]
-        name = "eir serve (1M IMEIs, SQLite)" + (f", {count} worker{'s' if count > 1 else ''}"
+        backend = "SQLite" if database is None else "PostgreSQL"
+        name = f"eir serve ({args.rows / 1e6:g}M IMEIs, {backend})" + (f", {count} worker{'s' if count > 1 else ''}"
                                                  if len(runs) > 1 or count > 1 else "")
         print(line(name, ours))
         print(f"{'':28} by status {ours['by_status']}, by result code {ours['by_result_code']}")
         print(line("  new handsets: first sights", first))
         print(f"{'':28} {args.fresh:,} IMEIs never seen, {args.fresh_duration:.0f} s, by status {first['by_status']}")
-        print(f"{'':28} agent resident memory after the load: {run['memory']:.0f} MiB (every worker); exit "
+        print(f"{'':28} agent memory after the load (every worker): {run['memory']}; exit "
               f"{run['code']} on SIGTERM; answer log lines {run['lines']:,}")
     print(line("fixed-answer asyncio server", fixed))
     for run in runs:
