@@ -9,8 +9,10 @@ runs the real command as a user would (``python -m eir registry import``, a subp
   1. ``import white``  every row new (N equipment rows and N history rows)
   2. ``import grey``   N/10 of them move white -> grey (N/10 more history rows)
 
-and prints, for each, rows/s over the process's wall time, the command's own seconds, and
-the process's peak RSS (VmHWM, from wait4's rusage of that one child). Then, on SQLite,
+and prints, for each, rows/s over the process's wall time, the command's own seconds, the
+process's CPU seconds (user + system: on a shared machine, rows per CPU second says more
+than the wall time; the database server's CPU is not in it), and its peak RSS (VmHWM,
+from wait4's rusage of that one child). Then, on SQLite,
 the cost of ``Registry.lookup`` on the imported registry (hits and misses).
 
 Backends: a SQLite file in the scratch folder; PostgreSQL at --postgres URL (a scratch
@@ -27,6 +29,7 @@ import argparse
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -78,9 +81,9 @@ def generate(folder: Path, keys: Keys) -> tuple[Path, Path]:
     return white, grey
 
 
-def run_import(registry: str, kind: str, csv_path: Path) -> tuple[float, str, int]:
-    """Run ``eir registry import`` as a user would: wall seconds, its summary, and the peak
-    RSS of that process alone (KiB, from wait4)."""
+def run_import(registry: str, kind: str, csv_path: Path) -> tuple[float, str, resource.struct_rusage]:
+    """Run ``eir registry import`` as a user would: wall seconds, its summary, and the
+    resource usage of that process alone (from wait4: ru_maxrss is its VmHWM in KiB)."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
         child = subprocess.Popen([*EIR, "--registry", registry, "registry", "import", kind, str(csv_path)],
@@ -92,7 +95,7 @@ def run_import(registry: str, kind: str, csv_path: Path) -> tuple[float, str, in
         text = output.read().strip()
     if child.returncode != 0:
         sys.exit(f"import failed ({child.returncode}): {text}")
-    return seconds, text, usage.ru_maxrss
+    return seconds, text, usage
 
 
 def lookup_cost(registry: str, keys: Keys, count: int) -> tuple[float, float]:
@@ -133,10 +136,12 @@ def postgres(url: str | None) -> Iterator[str]:
 def bench(label: str, registry: str, white: Path, grey: Path, rows: int) -> None:
     for step, kind, path, count in (("new", "white", white, rows), ("white->grey", "grey", grey,
                                                                       -(-rows // GREY_EVERY))):
-        seconds, summary, peak = run_import(registry, kind, path)
+        seconds, summary, usage = run_import(registry, kind, path)
         own = re.search(r"; ([0-9.]+) s$", summary)
+        cpu = usage.ru_utime + usage.ru_stime
         print(f"{label:10} import {step:12} {count:>11,} rows {count / seconds:>9,.0f} rows/s  {seconds:7.2f} s wall "
-              f"({own.group(1) if own else '?'} s in the command), peak RSS {peak / 1024:.0f} MiB", flush=True)
+              f"({own.group(1) if own else '?'} s in the command), {cpu:7.2f} s CPU ({count / cpu:,.0f} rows per "
+              f"CPU second), peak RSS {usage.ru_maxrss / 1024:.0f} MiB", flush=True)
         print(f"    {summary}", flush=True)
 
 

@@ -8,12 +8,14 @@ straight to sqlite3. Every loaded row carries its line in the file (or its place
 call). Staging copies the loaded rows, sorted by key, into the table the statements read,
 keeping the first row of each key (the lowest line): every statement then walks the
 registry's B-trees in key order, and the rows left behind are the file's duplicates, which
-``duplicates`` reports with their lines (the first ``limit``, and how many in all).
+``duplicates`` lists with their lines (the first ``duplicates_listed``; ``duplicate_count``
+counts them all).
 
 On SQLite the bulk connection keeps its temporary tables and sorts in files
 (``temp_store=FILE``, set before the transaction begins and restored after it ends): a
 file of any size then costs the same memory. The registry's own durability settings are
-untouched.
+untouched. On PostgreSQL the transaction's sorts and hash joins get ``WORK_MEM`` each (SET
+LOCAL: the setting ends with the transaction); the server's durability settings are untouched.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ TAC = Base.metadata.tables["tac"]
 HISTORY = Base.metadata.tables["history"]
 
 CHUNK = 20_000  # rows per executemany (or COPY) into a load table
+WORK_MEM = "64MB"  # PostgreSQL's work_mem in a bulk write's transaction (SET LOCAL; the server default is 4MB)
 
 # Load tables are a plain append (the line last); staging tables hold the rows the
 # statements read, one per key, sorted by key.
@@ -109,6 +112,8 @@ class Bulk:
         self._dialect = conn.dialect.name
         self._driver_sql = self._dialect == "sqlite" and conn.dialect.driver == "pysqlite"
         self._copy = self._dialect == "postgresql" and conn.dialect.driver == "psycopg"
+        if self._dialect == "postgresql":  # sorts and hash joins of millions of rows: for this transaction only
+            conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
 
     def now(self) -> datetime:
         """The clock's time as the tables store it (naive UTC), for what a write stamps."""
