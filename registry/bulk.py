@@ -108,7 +108,8 @@ class Bulk:
         self.duplicate_count = 0
         self._listed = duplicates_listed
         self._tables: set[Table] = set()  # temporary tables created by this bulk write
-        self._loaded: dict[Table, int] = {}
+        self._loaded: dict[Table, int] = {}  # load table -> rows loaded
+        self._staged: dict[Table, int] = {}  # staging table -> rows staged
         self._dialect = conn.dialect.name
         self._driver_sql = self._dialect == "sqlite" and conn.dialect.driver == "pysqlite"
         self._copy = self._dialect == "postgresql" and conn.dialect.driver == "psycopg"
@@ -131,6 +132,13 @@ class Bulk:
     def add_tacs(self, rows: Sequence[Sequence[Any]], numbered: bool = False) -> None:
         """(tac, brand, model, device_type) rows for ``put_tacs`` (``numbered``: as ``add_entries``)."""
         self._load(STAGE_TAC, rows, numbered)
+
+    def stage(self) -> None:
+        """Stage what was loaded (``put_*`` does it too) and so find the duplicates before
+        anything is applied: a strict import refuses a file on them without writing."""
+        for stage, load in _LOAD.items():
+            if load in self._tables:
+                self._stage(stage)
 
     def cancel(self) -> None:
         """Write nothing: the transaction is rolled back when the bulk block ends."""
@@ -206,7 +214,10 @@ class Bulk:
 
     def _stage(self, stage: Table) -> int:
         """Fill the staging table with the first loaded row of each key, sorted by key, and
-        note the duplicates; returns how many rows were staged."""
+        note the duplicates (once: a second call returns the first one's count); returns
+        how many rows were staged."""
+        if stage in self._staged:
+            return self._staged[stage]
         load = _LOAD[stage]
         self._create(load)
         self._create(stage)
@@ -218,6 +229,7 @@ class Bulk:
         self._tables.discard(load)
         if self._dialect == "postgresql":
             self.conn.execute(text(f"ANALYZE {stage.name}"))  # autovacuum never analyzes temporary tables
+        self._staged[stage] = staged
         return staged
 
     def _find_duplicates(self, stage: Table, load: Table) -> list[Duplicate]:

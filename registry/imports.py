@@ -183,13 +183,13 @@ def import_lines(registry: Registry, kind: ImportKind, lines: Iterable[str], sou
             raise CsvFormatError(f"not readable as CSV: {error}") from None
         report.rows, report.blank = parsed.read, parsed.blank
         report.bad, report.bad_total = parsed.bad, parsed.bad_total
-        # Applied even when strict and a row is bad (then rolled back): the database finds
-        # the duplicates, and a refusal lists them too.
-        report.counts = loader.counts() if loader is not None else _put(bulk, kind, report.source)
-        _add_duplicates(report, kind, bulk, parsed.listed)
+        if loader is None:
+            bulk.stage()  # the database finds the duplicates: bad rows too, and a refusal lists them
+            _add_duplicates(report, kind, bulk, parsed.listed)
         if report.refused:
-            report.counts = Counts()
-            bulk.cancel()
+            bulk.cancel()  # nothing was applied (sightings already upserted are rolled back)
+        else:
+            report.counts = loader.counts() if loader is not None else _put(bulk, kind, report.source)
     report.seconds = time.perf_counter() - started
     return report
 
