@@ -11,8 +11,8 @@ runs the real command as a user would (``python -m eir registry import``, a subp
 
 and prints, for each, rows/s over the process's wall time, the command's own seconds, the
 process's CPU seconds (user + system: on a shared machine, rows per CPU second says more
-than the wall time; the database server's CPU is not in it), and its peak RSS (VmHWM,
-from wait4's rusage of that one child). Then, on SQLite,
+than the wall time; the database server's CPU is not in it), and its peak RSS (VmHWM, which
+the process writes as it exits). Then, on SQLite,
 the cost of ``Registry.lookup`` on the imported registry (hits and misses).
 
 Backends: a SQLite file in the scratch folder; PostgreSQL at --postgres URL (a scratch
@@ -29,7 +29,6 @@ import argparse
 import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,12 @@ from workdir import registry_megabytes, workdir
 from registry.imei import luhn_check_digit
 from registry.store import Registry
 
-EIR = [sys.executable, "-m", "eir"]
+# ``python -m eir`` that writes its own VmHWM to stderr as it exits: wait4's ru_maxrss will
+# not do, as Linux carries the parent's peak RSS into a child's across fork and exec (this
+# process maps the SQLite registry for the lookups).
+EIR_MEASURED = [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: sys.stderr.write("
+                "next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')))); "
+                "runpy.run_module('eir', run_name='__main__', alter_sys=True)"]
 GREY_EVERY = 10  # the grey file moves every tenth IMEI of the white file
 SNR_STEP = 7919  # a prime: i -> i * SNR_STEP mod 10**6 visits every serial number once
 
@@ -81,21 +85,23 @@ def generate(folder: Path, keys: Keys) -> tuple[Path, Path]:
     return white, grey
 
 
-def run_import(registry: str, kind: str, csv_path: Path) -> tuple[float, str, resource.struct_rusage]:
-    """Run ``eir registry import`` as a user would: wall seconds, its summary, and the
-    resource usage of that process alone (from wait4: ru_maxrss is its VmHWM in KiB)."""
+def run_import(registry: str, kind: str, csv_path: Path) -> tuple[float, str, float, int]:
+    """Run ``eir registry import`` as a user would: wall seconds, its summary, its CPU
+    seconds (user + system, from wait4) and its peak RSS (VmHWM, KiB)."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
-        child = subprocess.Popen([*EIR, "--registry", registry, "registry", "import", kind, str(csv_path)],
+        child = subprocess.Popen([*EIR_MEASURED, "--registry", registry, "registry", "import", kind, str(csv_path)],
                                  stdout=output, stderr=subprocess.STDOUT, text=True)
         _pid, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         output.seek(0)
         text = output.read().strip()
-    if child.returncode != 0:
+    peak = re.search(r"^VmHWM:\s+(\d+) kB$", text, re.MULTILINE)
+    if child.returncode != 0 or peak is None:
         sys.exit(f"import failed ({child.returncode}): {text}")
-    return seconds, text, usage
+    summary = text[:peak.start()] + text[peak.end():]
+    return seconds, summary.strip(), usage.ru_utime + usage.ru_stime, int(peak.group(1))
 
 
 def lookup_cost(registry: str, keys: Keys, count: int) -> tuple[float, float]:
@@ -136,12 +142,11 @@ def postgres(url: str | None) -> Iterator[str]:
 def bench(label: str, registry: str, white: Path, grey: Path, rows: int) -> None:
     for step, kind, path, count in (("new", "white", white, rows), ("white->grey", "grey", grey,
                                                                       -(-rows // GREY_EVERY))):
-        seconds, summary, usage = run_import(registry, kind, path)
+        seconds, summary, cpu, peak = run_import(registry, kind, path)
         own = re.search(r"; ([0-9.]+) s$", summary)
-        cpu = usage.ru_utime + usage.ru_stime
         print(f"{label:10} import {step:12} {count:>11,} rows {count / seconds:>9,.0f} rows/s  {seconds:7.2f} s wall "
               f"({own.group(1) if own else '?'} s in the command), {cpu:7.2f} s CPU ({count / cpu:,.0f} rows per "
-              f"CPU second), peak RSS {usage.ru_maxrss / 1024:.0f} MiB", flush=True)
+              f"CPU second), peak RSS {peak / 1024:.0f} MiB", flush=True)
         print(f"    {summary}", flush=True)
 
 
