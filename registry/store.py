@@ -381,7 +381,7 @@ def _temp_in_files(conn: Connection) -> Iterator[None]:
     transaction (temp_store cannot change inside one): memory stays flat whatever the
     import's size. The main database's journal and synchronous settings are untouched."""
     driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
-    if not isinstance(driver, sqlite3.Connection):
+    if not isinstance(driver, sqlite3.Connection) or driver.in_transaction:  # a shared in-memory one, in use
         yield
         return
     before = driver.execute("PRAGMA temp_store").fetchone()[0]

@@ -107,3 +107,14 @@ def test_strict_refusal_lists_duplicates_and_writes_nothing(registry: Registry, 
     assert report.counts == Counts()
     assert registry.lookup(key(1)) is None and registry.lookup(key(2)).list is ListName.WHITE  # type: ignore[union-attr]
     assert [entry.new for entry in registry.history(key(2))] == ["white"]  # no move, no history written
+
+
+def test_sqlite_bulk_writes_keep_temporary_tables_in_files_then_restore(sqlite_registry: Registry) -> None:
+    """temp_store=FILE (1) inside a bulk write, so its staging tables and sorts are not held
+    in RAM; the connection's own setting (MEMORY, 2) is back once the write is done."""
+    with sqlite_registry.bulk() as bulk:
+        bulk.add_entries([(key(1), None)])
+        assert bulk.conn.exec_driver_sql("PRAGMA temp_store").scalar() == 1
+        bulk.put_list(ListName.WHITE, "test")
+    with sqlite_registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2
