@@ -18,28 +18,38 @@ subscribers row says which MSISDN an IMSI holds, from ``date`` when given (see
 
 Bad rows: by default the good rows are imported and every bad row is reported with its
 line number and reason; with ``strict`` any bad row refuses the whole file and nothing is
-written. A file that cannot be read as such (no header, unknown or missing column, not
-UTF-8) raises ``CsvFormatError`` and nothing is written. Blank lines are skipped (and
-counted); a row is never dropped without a report.
+written. A report lists the first ``BAD_LISTED`` bad rows (by line) and counts them all, so
+a file of millions of bad rows costs no more memory than a good one. A file that cannot be
+read as such (no header, unknown or missing column, not UTF-8) raises ``CsvFormatError``
+and nothing is written. Blank lines are skipped (and counted); a row is never dropped
+without a report.
+
+Duplicates: a row whose key (IMEI, TAC, or a pairing's whole binding) an earlier row gave
+is a bad row ("duplicate: ... already on line N") and the first one is imported. The
+import finds them in the database (registry/bulk.py stages the rows and keeps the first of
+each key), so memory does not grow with the file. Subscribers (an IMSI or an MSISDN on
+one row only, judged row by row) are still de-duplicated as they are read.
 """
 
 from __future__ import annotations
 
 import csv
 import enum
+import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from registry.bulk import CHUNK, Bulk, Counts, Duplicate
 from registry.clock import SYSTEM_CLOCK, Clock
 from registry.decision import ListName
 from registry.imei import IdentityError, imei15_key, imei_key, luhn_check_digit, parse_imsi, parse_msisdn, parse_tac
 from registry.observations import stamp
 from registry.sightings import SightingLoader, iso_utc, iter_observations
-from registry.store import CHUNK, Bulk, Counts, Registry
+from registry.store import Registry
 from registry.subscribers import SubscriberLoader, iter_subscribers
 
 
@@ -66,9 +76,10 @@ COLUMNS: dict[ImportKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ImportKind.SUBSCRIBERS: (("imsi", "msisdn"), ("date",)),
 }
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # an observation dated before this is a typo
+BAD_LISTED = 1000  # bad rows a report lists with their lines; the rest are only counted
 
 
-Row = tuple[str | None, ...]
+Row = tuple[str | int | None, ...]  # a parsed row; ParsedRows and sinks get it with its line (int) last
 RowParser = Callable[[list[str]], Row]
 
 
@@ -90,13 +101,14 @@ class ImportReport:
     rows: int = 0  # data rows read (blank lines not included)
     blank: int = 0  # blank lines skipped
     counts: Counts = field(default_factory=Counts)
-    bad: list[BadRow] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)  # the first BAD_LISTED bad rows, by line
+    bad_total: int = 0  # every bad row, listed or not
     seconds: float = 0.0
 
     @property
     def refused(self) -> bool:
         """True when strict and some rows were bad: nothing was written."""
-        return self.strict and bool(self.bad)
+        return self.strict and self.bad_total > 0
 
     @property
     def imported(self) -> int:
@@ -108,7 +120,9 @@ class ImportReport:
             counted = f"{c.new} new pairs, {c.changed} merged into known pairs"
         else:
             counted = f"{c.new} new, {c.changed} changed, {c.unchanged} unchanged"
-        text = f"{self.kind.value}: {self.rows} rows read, {self.imported} imported ({counted}), {len(self.bad)} bad"
+        text = f"{self.kind.value}: {self.rows} rows read, {self.imported} imported ({counted}), {self.bad_total} bad"
+        if self.bad_total > len(self.bad):
+            text += f" (the first {len(self.bad)} listed)"
         if self.blank:
             text += f", {self.blank} blank lines skipped"
         if self.refused:
@@ -118,13 +132,22 @@ class ImportReport:
 
 @dataclass
 class ParsedRows:
-    """What a parse found: the good rows not yet handed to the sink (unique, in file
-    order), the bad rows with their reasons, and how many rows and blank lines were read."""
+    """What a parse found: the good rows not yet handed to the sink (in file order, each
+    with its line appended), the first ``listed`` bad rows with their reasons, how many bad
+    rows in all, and how many rows and blank lines were read."""
 
     rows: list[Row] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
     read: int = 0
     blank: int = 0
+    bad_total: int = 0
+    listed: int = BAD_LISTED
+
+    def reject(self, line: int, reason: str) -> None:
+        """Count a bad row; keep it (line and reason) while fewer than ``listed`` are kept."""
+        self.bad_total += 1
+        if len(self.bad) < self.listed:
+            self.bad.append(BadRow(line, reason))
 
 
 Sink = Callable[[list[Row]], None]
@@ -150,12 +173,7 @@ def import_lines(registry: Registry, kind: ImportKind, lines: Iterable[str], sou
     parsed = ParsedRows()
     with registry.bulk() as bulk:
         loader = _loader(bulk, kind, report.source)
-        add = loader.add if loader is not None else _stager(bulk, kind)
-
-        def sink(rows: list[Row]) -> None:
-            if not (strict and parsed.bad):  # a strict import stops staging at its first bad row
-                add(rows)
-
+        sink = loader.add if loader is not None else _stager(bulk, kind)
         try:
             parse_rows(kind, lines, parsed, sink, clock=registry.clock)
         except UnicodeDecodeError as error:
@@ -163,13 +181,30 @@ def import_lines(registry: Registry, kind: ImportKind, lines: Iterable[str], sou
             raise CsvFormatError(f"not UTF-8 text after line {last} ({error.reason}); save the file as UTF-8") from None
         except csv.Error as error:
             raise CsvFormatError(f"not readable as CSV: {error}") from None
-        report.rows, report.blank, report.bad = parsed.read, parsed.blank, parsed.bad
+        report.rows, report.blank = parsed.read, parsed.blank
+        report.bad, report.bad_total = parsed.bad, parsed.bad_total
+        if loader is None:
+            bulk.stage()  # the database finds the duplicates: bad rows too, and a refusal lists them
+            _add_duplicates(report, kind, bulk, parsed.listed)
         if report.refused:
-            bulk.cancel()
+            bulk.cancel()  # nothing was applied (sightings already upserted are rolled back)
         else:
             report.counts = loader.counts() if loader is not None else _put(bulk, kind, report.source)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _add_duplicates(report: ImportReport, kind: ImportKind, bulk: Bulk, listed: int) -> None:
+    """The duplicates the bulk write found, among the report's bad rows in line order."""
+    if not bulk.duplicate_count:
+        return
+    found = [BadRow(d.line, _duplicate(kind, d)) for d in bulk.duplicates]
+    report.bad = list(heapq.merge(report.bad, found, key=lambda bad: bad.line))[:listed]
+    report.bad_total += bulk.duplicate_count
+
+
+def _duplicate(kind: ImportKind, duplicate: Duplicate) -> str:
+    return f"duplicate: {_what(kind, duplicate.key)} already on line {duplicate.first}"
 
 
 def _loader(bulk: Bulk, kind: ImportKind, source: str) -> SightingLoader | SubscriberLoader | None:
@@ -182,11 +217,10 @@ def _loader(bulk: Bulk, kind: ImportKind, source: str) -> SightingLoader | Subsc
 
 
 def _stager(bulk: Bulk, kind: ImportKind) -> Sink:
-    if kind is ImportKind.PAIRED:
-        return bulk.add_pairings  # type: ignore[return-value]
-    if kind is ImportKind.TAC:
-        return bulk.add_tacs  # type: ignore[return-value]
-    return bulk.add_entries  # type: ignore[return-value]
+    """Where a kind's rows (their lines last) are loaded."""
+    add = bulk.add_pairings if kind is ImportKind.PAIRED else bulk.add_tacs if kind is ImportKind.TAC \
+        else bulk.add_entries
+    return lambda rows: add(rows, numbered=True)
 
 
 def _put(bulk: Bulk, kind: ImportKind, source: str) -> Counts:
@@ -246,8 +280,10 @@ class CsvLines:
 def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None = None, sink: Sink | None = None,
                chunk: int = CHUNK, *, clock: Clock = SYSTEM_CLOCK) -> ParsedRows:
     """Validate a whole CSV text (header first), one record a line (``CsvLines``). Good rows
-    (IMEIs as 14-digit keys) go to ``sink`` every ``chunk`` rows and at the end; without a
-    sink they stay in ``rows``; bad ones, with their line, in ``bad``. ``clock``: what
+    (IMEIs as 14-digit keys), each with its line appended, go to ``sink`` every ``chunk``
+    rows and at the end; without a sink they stay in ``rows``; bad ones, with their line, in
+    ``bad`` (the first ``parsed.listed``; ``bad_total`` counts them all). Duplicates are
+    left to the import (the database finds them), except for subscribers. ``clock``: what
     "in the future" means for dated rows."""
     parsed = parsed if parsed is not None else ParsedRows()
     source = CsvLines(lines)
@@ -255,7 +291,7 @@ def parse_rows(kind: ImportKind, lines: Iterable[str], parsed: ParsedRows | None
 
     def bad(line: int, reason: str) -> None:
         parsed.read += 1
-        parsed.bad.append(BadRow(line, reason))
+        parsed.reject(line, reason)
 
     records = source.records(bad)
     parser = _Parser(kind, header, parsed, sink, chunk, clock.now())
@@ -274,8 +310,10 @@ class _Parser:
         self.kind, self.header, self.parsed, self.sink, self.chunk = kind, header, parsed, sink, chunk
         self.shortest = max(header.index(name) for name in COLUMNS[kind][0]) + 1  # trailing optional fields may go
         self.parse = _ROW_PARSERS[kind](header, now)
-        self.seen: dict[object, int] = {}  # row identity -> the line it was first seen on
-        self.unique = kind is not ImportKind.OBSERVATIONS  # sights of a pair on many rows add up
+        # Subscribers only: IMSI and MSISDN -> the line they were first seen on. Other kinds
+        # are de-duplicated by the database; observations add up (a pair on many rows).
+        self.seen: dict[object, int] = {}
+        self.unique = kind is ImportKind.SUBSCRIBERS
 
     def flush(self) -> None:
         if self.sink is not None and self.parsed.rows:
@@ -286,15 +324,15 @@ class _Parser:
         """The whole of an ``imei,reason`` file, with its common row (a valid 15-digit IMEI
         and a reason) inlined; any other row goes to ``row``."""
         parsed = self.parsed
-        add, append, key_of, read = self.seen.setdefault, parsed.rows.append, imei15_key, 0
+        append, key_of, read = parsed.rows.append, imei15_key, 0
         limit = self.chunk if self.sink is not None else -1
         for fields in records:
             line = source.number
             if len(fields) == 2:
                 key = key_of(fields[0])
-                if key is not None and add(key, line) == line:
+                if key is not None:
                     read += 1
-                    append((key, fields[1].strip() or None))
+                    append((key, fields[1].strip() or None, line))
                     if len(parsed.rows) == limit:
                         self.flush()
                     continue
@@ -315,22 +353,28 @@ class _Parser:
                 fields = fields + [""] * (len(header) - len(fields))
             row = self.parse(fields)
         except IdentityError as error:
-            parsed.bad.append(BadRow(line, str(error)))
+            parsed.reject(line, str(error))
             return
-        if self.unique:
-            first = self.seen.setdefault(row if self.kind is ImportKind.PAIRED else row[0], line)
-            if first != line:
-                parsed.bad.append(BadRow(line, f"duplicate: {_what(self.kind, row)} already on line {first}"))
-                return
-            if self.kind is ImportKind.SUBSCRIBERS:  # one IMSI holds a number at a time
-                first = self.seen.setdefault(("msisdn", row[1]), line)
-                if first != line:
-                    del self.seen[row[0]]
-                    parsed.bad.append(BadRow(line, f"duplicate: MSISDN {row[1]} already on line {first}"))
-                    return
-        parsed.rows.append(row)
+        if self.unique and not self._first_subscriber(row, line):
+            return
+        parsed.rows.append((*row, line))
         if self.sink is not None and len(parsed.rows) >= self.chunk:
             self.flush()
+
+
+    def _first_subscriber(self, row: Row, line: int) -> bool:
+        """Whether a subscriber row's IMSI and MSISDN are on no earlier good row (one IMSI
+        holds a number at a time); if not, the row is rejected as a duplicate."""
+        first = self.seen.setdefault(row[0], line)
+        if first != line:
+            self.parsed.reject(line, f"duplicate: {_what(self.kind, row)} already on line {first}")
+            return False
+        first = self.seen.setdefault(("msisdn", row[1]), line)
+        if first != line:
+            del self.seen[row[0]]
+            self.parsed.reject(line, f"duplicate: MSISDN {row[1]} already on line {first}")
+            return False
+        return True
 
 
 def _header(kind: ImportKind, source: CsvLines) -> list[str]:
@@ -367,7 +411,7 @@ def _field_count(header: list[str], fields: list[str]) -> str:
     return f"{len(fields)} fields, the header has {len(header)}"
 
 
-def _what(kind: ImportKind, row: tuple[str | None, ...]) -> str:
+def _what(kind: ImportKind, row: Sequence[object]) -> str:
     if kind is ImportKind.TAC:
         return f"TAC {row[0]}"
     if kind is ImportKind.PAIRED:

@@ -20,14 +20,15 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from registry import statements
+from registry.bulk import CHUNK, Bulk, Counts
 from registry.clock import parse_stamp
 from registry.models import Base
-from registry.store import CHUNK, Bulk, Counts, Registry
+from registry.store import Registry
 
 SIGHTING = Base.metadata.tables["sighting"]
 INTERFACE = "import"
 
-ObservationRow = tuple[str, str, str | None, str]  # (key, imsi or "", msisdn, stamp)
+ObservationRow = tuple[str, str, str | None, str, int]  # (key, imsi or "", msisdn, stamp, line in the file)
 
 
 class SightingLoader:
@@ -41,9 +42,9 @@ class SightingLoader:
         self._before = self._pairs()  # in the write transaction: nobody else adds pairs meanwhile
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Upsert a chunk of (key, imsi, msisdn, stamp) rows."""
-        params = [{"imei": key, "imsi": imsi, "msisdn": msisdn, "first_seen": at, "last_seen": at,
-                   "interface": INTERFACE} for key, imsi, msisdn, at in sorted(rows, key=_pair)]
+        """Upsert a chunk of (key, imsi, msisdn, stamp, line) rows (the line is not kept)."""
+        params = [{"imei": row[0], "imsi": row[1], "msisdn": row[2], "first_seen": row[3], "last_seen": row[3],
+                   "interface": INTERFACE} for row in sorted(rows, key=_pair)]
         if not params:
             return
         if self._raw:  # straight to sqlite3, as Bulk does: Core's executemany costs more per row

@@ -13,10 +13,8 @@ Lookups share one read snapshot for at most ``snapshot_seconds`` (0.01 s): start
 transaction costs about as much as the lookup itself, and an import is seen at most that
 long after it commits. Other databases go through SQLAlchemy Core.
 
-Bulk writes load the validated rows into a temporary table (executemany, chunk by chunk),
-copy them sorted by key, then apply them with a handful of INSERT ... SELECT and
-UPDATE ... FROM statements in the same transaction: history and the new state are
-computed by the database, walking its B-trees in key order.
+Bulk writes (imports) are registry/bulk.py's: rows loaded into a temporary table chunk by
+chunk, then applied with a handful of set-based statements in one transaction.
 """
 
 from __future__ import annotations
@@ -29,35 +27,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    and_,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    literal,
-    null,
-    or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.sql.elements import ColumnElement
 
 from registry import statements
-from registry.clock import SYSTEM_CLOCK, Clock, stamp, stored
+from registry.bulk import CHUNK as CHUNK
+from registry.bulk import Bulk as Bulk
+from registry.bulk import Counts as Counts
+from registry.clock import SYSTEM_CLOCK, Clock, stamp
 from registry.connections import is_pysqlite, lookup_connection, open_engine, parse_url
 from registry.decision.facts import EquipmentFacts, ListName, Pair
-from registry.models import FIELD_TYPE, LIST_TYPE, Base, HistoryField
+from registry.models import Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
 
 EQUIPMENT = Base.metadata.tables["equipment"]
@@ -65,22 +48,6 @@ PAIRING = Base.metadata.tables["pairing"]
 TAC = Base.metadata.tables["tac"]
 HISTORY = Base.metadata.tables["history"]
 
-# Bulk writes load rows into temporary tables without keys (a plain append; the caller
-# gives unique rows), then copy them sorted by key into the staging tables the statements
-# read: every statement then walks the registry's B-trees in key order.
-_STAGING = MetaData()
-STAGE_LIST = Table("eir_stage_list", _STAGING, Column("imei", String(14)), Column("reason", String),
-                   prefixes=["TEMPORARY"])
-STAGE_PAIR = Table("eir_stage_pair", _STAGING, Column("imei", String(14)), Column("imsi", String(15)),
-                   Column("msisdn", String(15)), prefixes=["TEMPORARY"])
-STAGE_TAC = Table("eir_stage_tac", _STAGING, Column("tac", String(8)), Column("brand", String),
-                  Column("model", String), Column("device_type", String), prefixes=["TEMPORARY"])
-_LOAD = {stage: Table(stage.name.replace("stage", "load"), _STAGING,
-                      Column("seq", Integer, primary_key=True, autoincrement=True),  # file order, among equal keys
-                      *(Column(c.name, c.type) for c in stage.columns), prefixes=["TEMPORARY"])
-         for stage in (STAGE_LIST, STAGE_PAIR, STAGE_TAC)}
-
-CHUNK = 20_000  # rows per executemany into a staging table
 SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
 
 # The hot path's statements as globals of this module: one lookup less per call.
@@ -130,15 +97,6 @@ class HistoryEntry:
     new: str | None
     reason: str | None
     source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """What a bulk write did, in rows of the input."""
-
-    new: int = 0  # the IMEI (or TAC) was not in the registry
-    changed: int = 0
-    unchanged: int = 0
 
 
 class Registry:
@@ -348,7 +306,7 @@ class Registry:
         """One bulk write in one transaction: stage rows chunk by chunk (``add_*``), then
         apply them (``put_*``). It commits when the block ends, unless ``cancel()`` was
         called or an exception escapes: then nothing is written."""
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, _temp_in_files(conn):
             # BEGIN IMMEDIATE on SQLite; rowcounts of INSERT ... SELECT are the counts we report
             conn = conn.execution_options(eir_write=True, preserve_rowcount=True)
             transaction = conn.begin()
@@ -417,200 +375,19 @@ class Registry:
                 yield tuple(row)
 
 
-# -- set-based bulk writes -------------------------------------------------------------
-
-class Bulk:
-    """Rows loaded chunk by chunk, then applied with set-based statements: counts, history
-    and the new state are computed by the database, in the registry's key order."""
-
-    def __init__(self, conn: Connection, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.conn = conn
-        self.clock = clock
-        self.cancelled = False
-        self._tables: set[Table] = set()  # temporary tables created by this bulk write
-        self._driver_sql = conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite"
-
-    def now(self) -> datetime:
-        """The clock's time as the tables store it (naive UTC), for what a write stamps."""
-        return stored(self.clock.now())
-
-    def add_entries(self, rows: Sequence[tuple[str, str | None]]) -> None:
-        """(key, reason) rows for ``put_list`` or ``put_stolen``."""
-        self._load(STAGE_LIST, rows)
-
-    def add_pairings(self, rows: Sequence[tuple[str, str | None, str | None]]) -> None:
-        """(key, imsi, msisdn) rows for ``put_pairings``."""
-        self._load(STAGE_PAIR, rows)
-
-    def add_tacs(self, rows: Sequence[tuple[str, str | None, str | None, str | None]]) -> None:
-        """(tac, brand, model, device_type) rows for ``put_tacs``."""
-        self._load(STAGE_TAC, rows)
-
-    def cancel(self) -> None:
-        """Write nothing: the transaction is rolled back when the bulk block ends."""
-        self.cancelled = True
-
-    def put_list(self, name: ListName, source: str) -> Counts:
-        """Put the loaded entries on list ``name``: new entries, moves from another list
-        (with history; pairings are dropped when leaving paired), reason updates."""
-        return _apply_list(self.conn, name, source, self.now(), self._stage(STAGE_LIST))
-
-    def put_stolen(self, source: str, stolen: bool = True) -> Counts:
-        """Set the flag of the loaded entries, with their reason (an IMEI the registry lacks
-        is added, known only as stolen); ``stolen=False`` clears it (the reason goes to
-        history; IMEIs not stolen are unchanged and none is added)."""
-        return _apply_stolen(self.conn, source, self.now(), self._stage(STAGE_LIST), stolen)
-
-    def put_pairings(self, source: str) -> Counts:
-        """Bind the loaded keys to their identities and put them on the paired list.
-        Pairings are added; those already held are kept. Counts are per loaded row."""
-        self._stage(STAGE_PAIR)
-        self._create(STAGE_LIST)
-        keys = self.conn.execute(insert(STAGE_LIST).from_select(
-            ["imei", "reason"], select(STAGE_PAIR.c.imei, null()).distinct().order_by(STAGE_PAIR.c.imei))).rowcount
-        return _apply_pairings(self.conn, source, self.now(), keys)
-
-    def put_tacs(self) -> Counts:
-        return _apply_tacs(self.conn, self._stage(STAGE_TAC))
-
-    def drop_tables(self) -> None:
-        for table in self._tables:
-            table.drop(self.conn)
-        self._tables.clear()
-
-    def _create(self, table: Table) -> None:
-        if table not in self._tables:
-            table.drop(self.conn, checkfirst=True)
-            table.create(self.conn)
-            self._tables.add(table)
-
-    def _load(self, stage: Table, rows: Sequence[Sequence[Any]]) -> None:
-        load = _LOAD[stage]
-        self._create(load)
-        if not rows:
-            return
-        names = [column.name for column in stage.columns]
-        if self._driver_sql:
-            # The DBAPI's executemany with the statement Core compiles: tuples go straight
-            # to sqlite3 (Core's executemany costs a few microseconds more per row).
-            cursor = self.conn.connection.cursor()
-            try:
-                cursor.executemany(str(insert(load).compile(dialect=self.conn.dialect, column_keys=names)), rows)
-            finally:
-                cursor.close()
-            return
-        for start in range(0, len(rows), CHUNK):
-            self.conn.execute(insert(load), [dict(zip(names, row, strict=True)) for row in rows[start:start + CHUNK]])
-
-    def _stage(self, stage: Table) -> int:
-        """Fill the staging table with the loaded rows, sorted by key; returns their count."""
-        load = _LOAD[stage]
-        self._create(load)
-        self._create(stage)
-        names = [column.name for column in stage.columns]
-        staged = self.conn.execute(insert(stage).from_select(
-            names, select(*(load.c[name] for name in names)).order_by(load.c[names[0]], load.c.seq))).rowcount
-        load.drop(self.conn)
-        self._tables.discard(load)
-        return staged
-
-
-def _count(conn: Connection, joined: Any, new: ColumnElement[bool], changed: ColumnElement[bool]) -> Counts:
-    total, n_new, n_changed = conn.execute(
-        select(func.count(), func.sum(case((new, 1), else_=0)), func.sum(case((changed, 1), else_=0)))
-        .select_from(joined)).one()
-    n_new, n_changed = n_new or 0, n_changed or 0
-    return Counts(n_new, n_changed, total - n_new - n_changed)
-
-
-def _history(conn: Connection, query: Any) -> None:
-    columns = ["imei", "at", "field", "old", "new", "reason", "source"]
-    conn.execute(insert(HISTORY).from_select(columns, query))
-
-
-def _pair_text(imsi: Any, msisdn: Any) -> ColumnElement[str]:
-    """'imsi=…', 'msisdn=…' or 'imsi=… msisdn=…' in SQL, for history."""
-    both = literal("imsi=") + imsi + literal(" msisdn=") + msisdn
-    return case((msisdn.is_(None), literal("imsi=") + imsi), (imsi.is_(None), literal("msisdn=") + msisdn),
-                else_=both)
-
-
-def _apply_list(conn: Connection, name: ListName, source: str, now: datetime, staged: int) -> Counts:
-    s, e = STAGE_LIST.c, EQUIPMENT.c
-    joined = STAGE_LIST.outerjoin(EQUIPMENT, e.imei == s.imei)
-    moved = e.list.is_distinct_from(name)
-    differs = or_(moved, e.reason.is_distinct_from(s.reason))
-    at, src = literal(now, DateTime), literal(source, String)
-    _history(conn, select(s.imei, at, literal(HistoryField.LIST, FIELD_TYPE), e.list, literal(name.value, String),
-                          s.reason, src).select_from(joined).where(moved))
-    if name is not ListName.PAIRED:
-        _drop_pairings(conn, name, src, at)
-    changed = conn.execute(update(EQUIPMENT).where(e.imei == s.imei, differs)
-                           .values(list=name, reason=s.reason, source=source, updated_at=now)).rowcount
-    new = conn.execute(insert(EQUIPMENT).from_select(
-        ["imei", "list", "reason", "source", "stolen", "stolen_reason", "created_at", "updated_at"],
-        select(s.imei, literal(name, LIST_TYPE), s.reason, src, literal(False, Boolean), null(), at, at)
-        .where(~exists().where(e.imei == s.imei)))).rowcount
-    return Counts(new, changed, staged - new - changed)
-
-
-def _drop_pairings(conn: Connection, name: ListName, src: Any, at: Any) -> None:
-    """IMEIs leaving the paired list lose their bindings (with history), so a later return
-    to the paired list never revives an old binding."""
-    s, p = STAGE_LIST.c, PAIRING.c
-    if conn.execute(select(p.id).limit(1)).first() is None:
-        return  # no pairings at all (the common case): nothing to look for
-    _history(conn, select(p.imei, at, literal(HistoryField.PAIRING, FIELD_TYPE), _pair_text(p.imsi, p.msisdn),
-                          null(), literal(f"left the paired list for {name.value}"), src)
-             .join_from(PAIRING, STAGE_LIST, s.imei == p.imei).order_by(p.id))
-    conn.execute(delete(PAIRING).where(p.imei.in_(select(s.imei))))
-
-
-def _apply_stolen(conn: Connection, source: str, now: datetime, staged: int, stolen: bool = True) -> Counts:
-    s, e = STAGE_LIST.c, EQUIPMENT.c
-    joined = STAGE_LIST.outerjoin(EQUIPMENT, e.imei == s.imei)
-    turns = or_(e.stolen.is_(None), e.stolen.is_(False)) if stolen else e.stolen.is_(True)
-    differs = or_(turns, e.stolen_reason.is_distinct_from(s.reason)) if stolen else turns
-    at, src = literal(now, DateTime), literal(source, String)
-    old = case((e.imei.is_(None), null()), else_=literal(str(not stolen).lower()))
-    _history(conn, select(s.imei, at, literal(HistoryField.STOLEN, FIELD_TYPE), old, literal(str(stolen).lower()),
-                          s.reason, src).select_from(joined).where(turns))
-    changed = conn.execute(update(EQUIPMENT).where(e.imei == s.imei, differs).values(
-        stolen=stolen, stolen_reason=s.reason if stolen else null(), source=source, updated_at=now)).rowcount
-    if not stolen:  # clearing never adds an entry
-        return Counts(0, changed, staged - changed)
-    new = conn.execute(insert(EQUIPMENT).from_select(
-        ["imei", "list", "reason", "source", "stolen", "stolen_reason", "created_at", "updated_at"],
-        select(s.imei, null(), null(), src, literal(True, Boolean), s.reason, at, at)
-        .where(~exists().where(e.imei == s.imei)))).rowcount
-    return Counts(new, changed, staged - new - changed)
-
-
-def _apply_pairings(conn: Connection, source: str, now: datetime, keys: int) -> Counts:
-    """Counts are per pairing row: new (the IMEI was not in the registry), changed (the
-    pairing is added, or the IMEI moves to the paired list), unchanged."""
-    sp, e, p = STAGE_PAIR.c, EQUIPMENT.c, PAIRING.c
-    held = exists().where(p.imei == sp.imei, p.imsi.is_not_distinct_from(sp.imsi),
-                          p.msisdn.is_not_distinct_from(sp.msisdn))
-    joined = STAGE_PAIR.outerjoin(EQUIPMENT, e.imei == sp.imei)
-    differs = or_(e.list.is_distinct_from(ListName.PAIRED), e.reason.is_not(None), ~held)
-    counts = _count(conn, joined, e.imei.is_(None), and_(e.imei.is_not(None), differs))
-    _apply_list(conn, ListName.PAIRED, source, now, keys)
-    at, src = literal(now, DateTime), literal(source, String)
-    _history(conn, select(sp.imei, at, literal(HistoryField.PAIRING, FIELD_TYPE), null(),
-                          _pair_text(sp.imsi, sp.msisdn), null(), src).where(~held))
-    conn.execute(insert(PAIRING).from_select(["imei", "imsi", "msisdn", "created_at"],
-                                             select(sp.imei, sp.imsi, sp.msisdn, at).where(~held)))
-    return counts
-
-
-def _apply_tacs(conn: Connection, staged: int) -> Counts:
-    s, t = STAGE_TAC.c, TAC.c
-    differs = or_(t.brand.is_distinct_from(s.brand), t.model.is_distinct_from(s.model),
-                  t.device_type.is_distinct_from(s.device_type))
-    changed = conn.execute(update(TAC).where(t.tac == s.tac, differs)
-                           .values(brand=s.brand, model=s.model, device_type=s.device_type)).rowcount
-    new = conn.execute(insert(TAC).from_select(["tac", "brand", "model", "device_type"],
-                                               select(s.tac, s.brand, s.model, s.device_type)
-                                               .where(~exists().where(t.tac == s.tac)))).rowcount
-    return Counts(new, changed, staged - new - changed)
+@contextmanager
+def _temp_in_files(conn: Connection) -> Iterator[None]:
+    """On SQLite, a bulk write's temporary tables and sorts go to files for the time of its
+    transaction (temp_store cannot change inside one): memory stays flat whatever the
+    import's size. The main database's journal and synchronous settings are untouched."""
+    driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+    if not isinstance(driver, sqlite3.Connection) or driver.in_transaction:  # a shared in-memory one, in use
+        yield
+        return
+    before = driver.execute("PRAGMA temp_store").fetchone()[0]
+    driver.execute("PRAGMA temp_store=FILE")
+    try:
+        yield
+    finally:
+        if not driver.in_transaction:
+            driver.execute(f"PRAGMA temp_store={int(before)}")

@@ -24,16 +24,17 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, func, insert, select, text
 
+from registry.bulk import Bulk, Counts
 from registry.models import Base
 from registry.sightings import iso_utc, stream
-from registry.store import Bulk, Counts, Registry
+from registry.store import Registry
 
 SUBSCRIBER = Base.metadata.tables["subscriber"]
 _STAGING = MetaData()
 STAGE = Table("eir_stage_subscriber", _STAGING, Column("imsi", String(15)), Column("msisdn", String(15)),
               Column("at", DateTime), Column("dated", Boolean), Column("prior", Boolean), prefixes=["TEMPORARY"])
 
-SubscriberRow = tuple[str, str, str | None]  # (imsi, msisdn, date as stored or None)
+SubscriberRow = tuple[str, str, str | None, int]  # (imsi, msisdn, date as stored or None, line in the file)
 
 
 class SubscriberLoader:
@@ -47,11 +48,10 @@ class SubscriberLoader:
         STAGE.create(self.conn)
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Stage a chunk of (imsi, msisdn, date or None) rows."""
+        """Stage a chunk of (imsi, msisdn, date or None, line) rows (the line is not kept)."""
         if rows:
-            self.conn.execute(insert(STAGE), [{"imsi": imsi, "msisdn": msisdn, "at": _time(at) or self.now,
-                                               "dated": at is not None, "prior": False}
-                                              for imsi, msisdn, at in rows])
+            self.conn.execute(insert(STAGE), [{"imsi": row[0], "msisdn": row[1], "at": _time(row[2]) or self.now,
+                                               "dated": row[2] is not None, "prior": False} for row in rows])
 
     def counts(self) -> Counts:
         """Apply the staged rows: new (an IMSI the data did not hold), changed, unchanged."""

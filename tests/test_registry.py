@@ -233,7 +233,7 @@ def test_parse_rows_hands_chunks_to_the_sink() -> None:
     lines = ["imei,reason"] + [f"{imei15(f'3520990017{n:04d}')},r{n}" for n in range(5)] + ["1,bad"]
     parsed = parse_rows(ImportKind.WHITE, lines, ParsedRows(), chunks.append, chunk=2)
     assert [len(chunk) for chunk in chunks] == [2, 2, 1]
-    assert chunks[0][0] == ("35209900170000", "r0")
+    assert chunks[0][0] == ("35209900170000", "r0", 2)  # the line last
     assert (parsed.read, parsed.rows, parsed.bad) == (6, [], [BadRow(7, "bad IMEI '1': IMEI must be 14, 15 or 16 "
                                                                          "digits, got 1")])
 
