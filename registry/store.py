@@ -21,6 +21,7 @@ computed by the database, walking its B-trees in key order.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ _LOAD = {stage: Table(stage.name.replace("stage", "load"), _STAGING,
 
 CHUNK = 20_000  # rows per executemany into a staging table
 SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
+PROBE_KEY = "00000000000000"  # a key no IMEI has (TAC 00000000 is never allocated): ``probe`` reads it
 
 # The hot path's statements as globals of this module: one lookup less per call.
 _LOOKUP_SQL, _PAIRINGS_SQL, _OBSERVED_SQL = statements.LOOKUP, statements.PAIRINGS, statements.OBSERVED
@@ -282,6 +284,39 @@ class Registry:
             raw.execute("COMMIT")
         raw.execute("BEGIN")
         self._snapshot_until = self._monotonic() + self._snapshot_seconds
+
+    def bound_waits(self, lock_seconds: float) -> bool:
+        """Make the hot path's waits end, for a process that must answer in time (the agent):
+        SQLite lookups wait at most ``lock_seconds`` for another connection's lock (instead
+        of 30 s); on PostgreSQL (psycopg) every wait ends at the deadline the waiting thread
+        set with ``registry.deadline.within`` (registry/bounded.py). False when this
+        registry's waits cannot be bounded (another driver)."""
+        if self._raw is not None:
+            self._raw.execute(f"PRAGMA busy_timeout = {max(1, int(lock_seconds * 1000))}")
+            return True
+        if self.url.get_dialect().name == "sqlite":
+            return False
+        from registry.bounded import bound  # psycopg is imported only for a PostgreSQL registry
+
+        return bound(self.engine)
+
+    def probe(self) -> None:
+        """The read of a lookup (of a key no IMEI has) on a connection of the engine: callable
+        from any thread, never the hot path's own connection; raises what the database
+        raises. For a thread that checks whether the registry can be read again
+        (agent/dbhealth.py); on PostgreSQL the connection it leaves in the pool is the one
+        the next lookup takes."""
+        self._lookup_core(PROBE_KEY)
+
+    def warm(self, connections: int) -> None:
+        """Open ``connections`` connections of the engine at once and leave them in its pool
+        (PostgreSQL; SQLite's lookups have a connection of their own): the agent's hot path
+        then finds one there instead of waiting for a new one. Raises what the database raises."""
+        if self._raw is not None:
+            return
+        with contextlib.ExitStack() as opened:
+            for _ in range(connections):
+                opened.enter_context(self.engine.connect()).exec_driver_sql("SELECT 1")
 
     def read_facts(self, key: str) -> EquipmentFacts | None:
         """The facts for a key, read on a connection of its own: callable from any thread
