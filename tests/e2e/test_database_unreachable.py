@@ -11,7 +11,8 @@ the sights it made meanwhile are in the database afterwards: a new IMEI seen dur
 outage is grey once the registry is back, its window counted from that sight.
 
 Two ways to lose the database: the server stopped (``pg_ctl stop -m immediate``: refused
-connections), on a cluster of the test's own; and a server that stops answering (a TCP
+connections), on a cluster of the test's own, where a second agent's profile says
+``answer: unable`` (S13 5012, MAP systemFailure); and a server that stops answering (a TCP
 proxy between agent and server that stops forwarding, then forwards again), on the
 session's server.
 """
@@ -33,6 +34,7 @@ from sqlalchemy.engine import make_url
 from registry.decision import ListName
 from registry.imei import luhn_check_digit
 from registry.observations import Observations
+from registry.profile import PROFILES
 from registry.store import Registry
 from simulator.agent_process import LOOPBACK, AgentProcess, run_eir
 from simulator.mme import send_ecr
@@ -44,6 +46,7 @@ BOUND = 0.5  # seconds an answer may take at the client while the database is un
 STOLEN = "35999000031313"  # black-listed: answered black before the outage, so cached
 IMSI = "436011111111111"  # a local SIM of the tj profile
 NEW_S13, NEW_MAP = "35999000042424", "35999000053535"  # first seen while the database is unreachable
+SHIPPED_SETTING = "database_unreachable: {answer: cache, cache_age: 1h, otherwise: white}"
 
 
 def imei(key: str) -> str:
@@ -154,19 +157,36 @@ def cluster() -> Iterator[Cluster]:
         made.stop()
 
 
+def unable_profile(folder: Path) -> Path:
+    """tj, answering that the EIR cannot comply while the database is unreachable."""
+    profile = folder / "unable.yaml"
+    shipped = (PROFILES / "tj.yaml").read_text()
+    profile.write_text(shipped.replace(SHIPPED_SETTING, "database_unreachable: {answer: unable}"))
+    return profile
+
+
 def test_a_stopped_database_is_answered_by_the_profile_and_recovered_from(tmp_path: Path, cluster: Cluster) -> None:
     url = cluster.url
     seed(url)
     agent = AgentProcess(tmp_path, url, m3ua=True)
+    unable = AgentProcess(tmp_path, url, "--profile", str(unable_profile(tmp_path)), m3ua=True)
     try:
         before_the_outage(agent)
         pg_ctl(cluster, "-m", "immediate", "-w", "stop")
         began = during_the_outage(agent)
+        # answer: unable: S13 5012 and MAP systemFailure, the MME's and MSC's own fallback applies
+        answered_within(ecr, unable, STOLEN, "DIAMETER_UNABLE_TO_COMPLY")
+        answered_within(checkimei, unable, NEW_MAP, "SYSTEM_FAILURE")
+        wait_until(lambda: len(rules(unable, NEW_MAP)) == 3, 3, "the answer log lines")
+        assert set(rules(unable, STOLEN)) == set(rules(unable, NEW_MAP)) == {"database-unreachable"}
         options = f"-p {cluster.port} -k {cluster.folder} -c listen_addresses={LOOPBACK}"
         pg_ctl(cluster, "-w", "-l", str(cluster.folder / "server.log"), "-o", options, "start")
         after_the_outage(agent, url, began)
+        wait_until(lambda: "registry readable again" in unable.log(), 30, "the second agent's recovery")
+        assert ecr(unable, STOLEN)[0] == "BLACKLISTED"
     finally:
         agent.stop()
+        unable.stop()
 
 
 # -- a server that stops answering -------------------------------------------------------------
