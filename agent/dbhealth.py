@@ -32,9 +32,10 @@ gets the setting's answer (for ``cache``: ``otherwise``) and its sight is kept, 
 window counts from that moment once the registry has it.
 
 The cache (``answer: cache``): the agent's own last answer per IMEI (``LastAnswers``), kept
-while the registry is readable, at most ``CACHE_LIMIT`` IMEIs (about 35 MB; the oldest go first);
-answers equal to what ``otherwise`` would give are not kept (with ``otherwise: white`` only
-the grey, black and unknown ones are).
+while the registry is readable (not an answer that waits for its first sight to be on
+disk: it may yet be refused; the pair's next answer is kept), at most ``CACHE_LIMIT`` IMEIs
+(about 35 MB; the oldest go first); answers equal to what ``otherwise`` would give are not
+kept (with ``otherwise: white`` only the grey, black and unknown ones are).
 """
 
 from __future__ import annotations
@@ -220,13 +221,13 @@ class DatabaseHealth:
         self.loop = asyncio.get_running_loop()
         bounded = registry.bound_waits(read_seconds)
         registry.warm(WARM_CONNECTIONS)  # before the first answer: none waits for a new connection
-        # The thread deadline of a decision's reads: on a network database only (SQLite's
-        # lookups are bounded by their lock wait); None when the driver cannot be bounded.
+        # The bound on each database wait of a decision's reads: on a network database only
+        # (SQLite's lookups are bounded by their lock wait); None when the driver cannot be bounded.
         self.read_seconds = read_seconds if bounded and registry.raw_connection is None else None
         self.probe_seconds = probe_seconds
         self.state = State.UP
         self.readable = True  # state is UP: read on every answer
-        self.backlog = backlog or Backlog()
+        self.backlog = backlog if backlog is not None else Backlog()
         self.cache = cache if cache is not None else (
             LastAnswers(setting) if setting.answer is Unreachable.CACHE else None)
         self.counters: Counter[str] = Counter()

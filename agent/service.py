@@ -160,7 +160,8 @@ class EquipmentCheck:
                 raise
             health.failed(error)
             return self._without_registry(health, query)
-        health.remember(decision.imei, query, decision)
+        if not durable:  # an answer waiting for its first sight to be on disk may yet be refused
+            health.remember(decision.imei, query, decision)
         return decision, durable
 
     def _bounded_record(self, seconds: float | None, query: Query) -> tuple[Decision, bool]:

@@ -222,9 +222,14 @@ def test_sqlite_reads_that_fail_are_answered_by_the_setting_and_the_sights_writt
         assert service.record(Query(bad_check_digit, "s13", now, None, IMSI))[0].rule is Rule.INVALID_IMEI
         reads.failing = False
         await wait_until_async(lambda: health.state is State.UP, 5, "the registry's return")
-        later = service.record(query(OTHER, at=now + timedelta(minutes=1)))[0]
+        later, durable = service.record(query(OTHER, at=now + timedelta(minutes=1)))
         assert later.status is Status.GREY and later.deadline == now + timedelta(days=30)  # from the outage's sight
+        assert durable  # its grey notice is not on disk yet: the answer waits, and is not kept
+        assert health.cache is not None and health.cache.recall(OTHER, query(OTHER, at=now)) is None
+        assert await commits.wait()
+        assert service.record(query(OTHER, at=now + timedelta(minutes=2))) == (later, False)
         assert health.counters["went_down"] == health.counters["came_back"] == 1
+        assert health.cache.recall(OTHER, query(OTHER, at=now)) is not None  # kept now
         assert await commits.close()
         registry.close()
 
