@@ -79,16 +79,29 @@ LOG_EVERY = 10.0  # seconds: at most one "unreachable" line (and its "back" line
 IMEI_RULES = frozenset({Rule.STOLEN, Rule.BLACK_LIST, Rule.WHITE_LIST, Rule.AUTO_ENTERED, Rule.UNKNOWN_TAC})
 _KEPT = frozenset({Status.WHITE, Status.GREY, Status.BLACK, Status.UNKNOWN})
 _FIXED = {Unreachable.WHITE: Status.WHITE, Unreachable.BLACK: Status.BLACK}
+# SQLite's result codes that say the file cannot be read now: BUSY, LOCKED, IOERR, CORRUPT,
+# CANTOPEN, PROTOCOL (a WAL lock held too long), NOTADB.
+SQLITE_UNREACHABLE = frozenset({5, 6, 10, 11, 14, 15, 26})
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether a read failed for a reason of the database (not of the query or a bug): a
-    connection refused, dropped or past its deadline, a lock, an I/O error, a damaged file."""
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeout | sqlite3.OperationalError):
-        return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return type(error) is sqlite3.DatabaseError  # "file is not a database", "disk image is malformed"
+    """Whether a read failed for a reason of the database, not of the query or the schema
+    (a renamed table is a failed decision, 5012 system-failure, as a bug is): a connection
+    refused, dropped or past its bound, a lock, an I/O error, a damaged or missing file."""
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error.orig, sqlite3.Error):
+            return _sqlite_unreachable(error.orig)
+        return isinstance(error, OperationalError | InterfaceError)
+    if isinstance(error, sqlite3.Error):
+        return _sqlite_unreachable(error)
+    return isinstance(error, PoolTimeout)
+
+
+def _sqlite_unreachable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # the primary code is the low byte of an extended one
+    return code is not None and code & 0xFF in SQLITE_UNREACHABLE
 
 
 class Unanswerable(Exception):
@@ -220,6 +233,9 @@ class DatabaseHealth:
         self.setting = setting
         self.loop = asyncio.get_running_loop()
         bounded = registry.bound_waits(read_seconds)
+        if not bounded:
+            log.warning("the registry's driver %s cannot bound its waits: a database that stops answering will hold "
+                        "the answers (use postgresql+psycopg://)", registry.engine.dialect.driver)
         registry.warm(WARM_CONNECTIONS)  # before the first answer: none waits for a new connection
         # The bound on each database wait of a decision's reads: on a network database only
         # (SQLite's lookups are bounded by their lock wait); None when the driver cannot be bounded.

@@ -288,13 +288,13 @@ class Registry:
     def bound_waits(self, lock_seconds: float) -> bool:
         """Make the hot path's waits end, for a process that must answer in time (the agent):
         SQLite lookups wait at most ``lock_seconds`` for another connection's lock (instead
-        of 30 s); on PostgreSQL (psycopg) every wait ends at the deadline the waiting thread
-        set with ``registry.deadline.within`` (registry/bounded.py). False when this
-        registry's waits cannot be bounded (another driver)."""
+        of 30 s); on PostgreSQL through psycopg 3 no wait lasts longer than the bound the
+        waiting thread set with ``registry.deadline.within`` (registry/bounded.py). False
+        when this registry's waits cannot be bounded (another driver)."""
         if self._raw is not None:
             self._raw.execute(f"PRAGMA busy_timeout = {max(1, int(lock_seconds * 1000))}")
             return True
-        if self.url.get_dialect().name == "sqlite":
+        if self.engine.dialect.driver != "psycopg":
             return False
         from registry.bounded import bound  # psycopg is imported only for a PostgreSQL registry
 

@@ -168,11 +168,23 @@ def test_the_backlog_keeps_a_pair_first_and_last_sight_in_order_and_drops_past_i
 # -- what counts as the database being unreachable -------------------------------------------
 
 
-def test_only_errors_of_the_database_count_as_unreachable() -> None:
-    assert unreachable(sqlite3.OperationalError("database is locked"))
-    assert unreachable(sqlite3.DatabaseError("file is not a database"))
+def sqlite_error(kind: type[sqlite3.Error], code: int) -> sqlite3.Error:
+    """An error as sqlite3 raises it, with its SQLite result code."""
+    error = kind("as sqlite3 words it")
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_only_errors_of_the_database_count_as_unreachable(tmp_path: Path) -> None:
+    assert unreachable(sqlite_error(sqlite3.OperationalError, 5))  # SQLITE_BUSY: database is locked
+    assert unreachable(sqlite_error(sqlite3.OperationalError, 15))  # SQLITE_PROTOCOL: a WAL lock held too long
+    assert unreachable(sqlite_error(sqlite3.OperationalError, 10 | 3 << 8))  # SQLITE_IOERR_WRITE
+    assert unreachable(sqlite_error(sqlite3.DatabaseError, 26))  # SQLITE_NOTADB
     assert unreachable(OperationalError("SELECT 1", {}, Exception("connection refused")))
-    assert not unreachable(sqlite3.ProgrammingError("Cannot operate on a closed database."))
+    with sqlite3.connect(tmp_path / "x.db") as conn, pytest.raises(sqlite3.OperationalError) as missing:
+        conn.execute("SELECT * FROM equipment")  # a table renamed away: the schema, not the database
+    assert not unreachable(missing.value)
+    assert not unreachable(OperationalError("SELECT", {}, missing.value))
     assert not unreachable(ProgrammingError("SELECT 1", {}, Exception("syntax error")))
     assert not unreachable(KeyError("a bug"))
 
@@ -191,7 +203,7 @@ class FailingReads:
     def _failing(self, read: Any) -> Any:
         def maybe(*args: Any) -> Any:
             if self.failing:
-                raise sqlite3.OperationalError("disk I/O error")
+                raise sqlite_error(sqlite3.OperationalError, 10)  # SQLITE_IOERR: disk I/O error
             return read(*args)
         return maybe
 
