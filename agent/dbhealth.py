@@ -236,7 +236,7 @@ class DatabaseHealth:
         if not bounded:
             log.warning("the registry's driver %s cannot bound its waits: a database that stops answering will hold "
                         "the answers (use postgresql+psycopg://)", registry.engine.dialect.driver)
-        registry.warm(WARM_CONNECTIONS)  # before the first answer: none waits for a new connection
+        registry.probe(WARM_CONNECTIONS)  # before the first answer: none waits for a new connection
         # The bound on each database wait of a decision's reads: on a network database only
         # (SQLite's lookups are bounded by their lock wait); None when the driver cannot be bounded.
         self.read_seconds = read_seconds if bounded and registry.raw_connection is None else None
@@ -383,8 +383,7 @@ class DatabaseHealth:
             pause = self.probe_seconds
             try:
                 with within(PROBE_DEADLINE):
-                    self.registry.probe()
-                    self.registry.warm(WARM_CONNECTIONS)
+                    self.registry.probe(WARM_CONNECTIONS)
             except Exception:  # whatever the database says, it is not back
                 continue
             with contextlib.suppress(RuntimeError):  # the loop is closed: the agent stopped

@@ -300,23 +300,15 @@ class Registry:
 
         return bound(self.engine)
 
-    def probe(self) -> None:
-        """The read of a lookup (of a key no IMEI has) on a connection of the engine: callable
-        from any thread, never the hot path's own connection; raises what the database
-        raises. For a thread that checks whether the registry can be read again
-        (agent/dbhealth.py); on PostgreSQL the connection it leaves in the pool is the one
-        the next lookup takes."""
-        self._lookup_core(PROBE_KEY)
-
-    def warm(self, connections: int) -> None:
-        """Open ``connections`` connections of the engine at once and leave them in its pool
-        (PostgreSQL; SQLite's lookups have a connection of their own): the agent's hot path
-        then finds one there instead of waiting for a new one. Raises what the database raises."""
-        if self._raw is not None:
-            return
+    def probe(self, connections: int = 1) -> None:
+        """A lookup's read (of a key no IMEI has) on ``connections`` connections of the engine
+        at once, left in its pool: any thread, never the hot path's own connection; raises
+        what the database raises. The agent's health probe (agent/dbhealth.py) at start and
+        when the registry returns: PostgreSQL lookups then find connections open."""
+        e = EQUIPMENT.c
         with contextlib.ExitStack() as opened:
             for _ in range(connections):
-                opened.enter_context(self.engine.connect()).exec_driver_sql("SELECT 1")
+                opened.enter_context(self.engine.connect()).execute(select(e.list).where(e.imei == PROBE_KEY)).first()
 
     def read_facts(self, key: str) -> EquipmentFacts | None:
         """The facts for a key, read on a connection of its own: callable from any thread
