@@ -4,15 +4,17 @@ back, and loses none of the sights it made meanwhile.
 
 Detection. Every decision's reads are bounded: on PostgreSQL no wait of the hot path for
 the database lasts longer than ``READ_SECONDS`` (registry/bounded.py: a server that stopped
-answering is found out nearly as fast as one that refuses connections); a SQLite lookup waits at
-most ``READ_SECONDS`` for another connection's lock (SQLite's own WAL recovery protocol may
-still hold a read about 10 s when another process keeps the file's shared-memory locks;
-the first such read then fails, and the outage is handled as any other). A read that fails
-for a reason of the database (``unreachable``: refused or dropped connection, deadline,
-lock, I/O error) puts the agent in "database unreachable" mode: from then on no answer
-touches the database; each is answered by the setting (rule ``database-unreachable``,
-``answer``). One line is logged when the registry goes down and one when it comes back (at
-most one pair every ``LOG_EVERY`` seconds; the counters count every one).
+answering is found out nearly as fast as one that refuses connections); a SQLite lookup
+waits at most ``READ_SECONDS`` for another connection's lock (but SQLite's WAL locking
+protocol may hold a read about 10 s when another process keeps the file's shared-memory
+locks: that first read then fails, and the outage is handled as any other). A read that
+fails for a reason of the database (``unreachable``: a refused or dropped connection, a
+wait past its bound, a lock, an I/O error) puts the agent in "database unreachable" mode:
+from then on no answer touches the database; each is answered by the setting (rule
+``database-unreachable``), and the answers still waiting for a commit get S13 5012 / MAP
+systemFailure (rule unrecorded) at once. One line is logged when the registry goes down and
+one when it comes back (at most one pair every ``LOG_EVERY`` seconds; the counters count
+every one, and the agent logs them at exit: ``summary``).
 
 Return. A thread of its own probes the registry every ``PROBE_SECONDS`` (one lookup, on a
 connection of the engine, at most ``PROBE_DEADLINE`` seconds; the first one at once),
