@@ -21,6 +21,13 @@ first sight that is not on disk. Each is counted; the Recorder logs the write fa
 most once every ten seconds. Answers' deadlines are on the event loop's clock: a wait for
 the disk is real time, whatever calendar time the registry's clock says (a lab clock that
 jumps 30 days must not expire them).
+
+While the registry cannot be read (agent/dbhealth.py: ``health``) nothing is written: the
+answers still waiting get False at once, the rows stay queued. When it answers a probe
+again, the sights kept meanwhile are written first (in the order made, ``BACKLOG_BATCH``
+pairs a transaction; the health reads again once they are all on disk), then the rows
+queued as always. On PostgreSQL a write's waits end ``WRITE_SECONDS`` after it began
+(registry/bounded.py): a server that stopped answering fails the write, which is retried.
 """
 
 from __future__ import annotations
@@ -30,9 +37,13 @@ import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from registry.deadline import within
 from registry.observations import Batch, Recorder
+
+if TYPE_CHECKING:
+    from agent.dbhealth import DatabaseHealth
 
 log = logging.getLogger("eir.durable")
 A = TypeVar("A")
@@ -41,14 +52,21 @@ COMMIT_TIMEOUT = 1.0  # seconds an answer waits for its rows to be on disk befor
 RETRY_SECONDS = 0.05  # between attempts while the database refuses writes
 STAGED_ROWS = 512  # rows a batch may have for its statements to run on the loop (about 12 ms); more: all in the thread
 SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL while the writer waits for it
+WRITE_SECONDS = 5.0  # a write's waits on a network database end this long after it began
+UNREACHABLE_EXIT_SECONDS = 1.0  # at exit, while the registry is unreachable: one last try, this long
 
 
 class GroupCommit:
     """One writer of the Recorder's batches, off the event loop."""
 
-    def __init__(self, recorder: Recorder, timeout: float = COMMIT_TIMEOUT) -> None:
+    def __init__(self, recorder: Recorder, timeout: float = COMMIT_TIMEOUT, *,
+                 health: DatabaseHealth | None = None) -> None:
         self.recorder = recorder
         self.timeout = timeout
+        self.health = health
+        if health is not None:
+            health.on_return(self.flush)
+            health.on_down(self._refuse_waiting)
         self.loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="eir-commit") if recorder.threaded else None
         if self._executor is not None:
@@ -57,6 +75,7 @@ class GroupCommit:
             # that long each time, and every answer held for the commit with it.
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._waiters: list[tuple[float, asyncio.Future[bool]]] = []
+        self._in_flight: list[tuple[float, asyncio.Future[bool]]] = []  # the waiters of the write in progress
         self._flush_due = False
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -89,7 +108,10 @@ class GroupCommit:
     async def _run(self) -> None:
         try:
             while (self._waiters or self._flush_due) and not self._closing:
+                if not await self._registry_ready():
+                    break
                 waiters, self._waiters = self._waiters, []
+                self._in_flight = waiters
                 batch = self.recorder.take(later=self._flush_due)
                 self._flush_due = False
                 error = await self._write(batch)
@@ -101,6 +123,27 @@ class GroupCommit:
         finally:
             self._task = None
 
+    async def _registry_ready(self) -> bool:
+        """Whether to write now: not while the registry is unreachable (the answers waiting
+        get False at once; the rows stay queued until it returns). When it is returning,
+        the sights kept meanwhile are written first."""
+        health = self.health
+        if health is None:
+            return True
+        if not health.writable:
+            self._refuse_waiting()
+            return False
+        while health.returning and health.backlog and not self._closing:
+            rows = health.backlog.take()
+            error = await self._write(Batch(later=rows))
+            if error is not None:
+                health.backlog.put_back(rows)
+                health.write_failed(error)
+                return False
+            self.recorder.registry.renew()
+        health.written()
+        return True
+
     async def _write(self, batch: Batch) -> BaseException | None:
         if not batch:
             return None
@@ -111,14 +154,23 @@ class GroupCommit:
                 self.recorder.stage(batch)  # on the loop, a millisecond or two; never waits for a lock
                 await self.loop.run_in_executor(self._executor, self.recorder.commit_staged)
             else:
-                await self.loop.run_in_executor(self._executor, self.recorder.write, batch)
+                await self.loop.run_in_executor(self._executor, _bounded, self.recorder.write, batch)
         except Exception as error:  # any refusal of the database: the rows are kept and retried
             return error
         return None
 
+    def _refuse_waiting(self) -> None:
+        """Every answer waiting gets False now, those of the write in flight too: the registry
+        is unreachable (the rows stay queued)."""
+        waiting = [(deadline, future) for deadline, future in (*self._in_flight, *self._waiters) if not future.done()]
+        self.unrecorded += len(waiting)
+        _resolve(waiting, False)
+        self._waiters = []
+
     def _expire(self, waiters: list[tuple[float, asyncio.Future[bool]]]) -> list[tuple[float, asyncio.Future[bool]]]:
         """Answer False to the waiters whose time is up; the others wait for the next attempt."""
         now = self.loop.time()
+        waiters = [(deadline, future) for deadline, future in waiters if not future.done()]
         late = [(deadline, future) for deadline, future in waiters if deadline <= now]
         if late:
             self.unrecorded += len(late)
@@ -135,7 +187,31 @@ class GroupCommit:
             await asyncio.wait({self._task})  # the write in progress: at most the writer's busy timeout
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        return self.recorder.close()
+        unreachable = self.health is not None and not self.health.writable
+        with within(UNREACHABLE_EXIT_SECONDS if unreachable else WRITE_SECONDS):  # a hung server must not hold the exit
+            kept = self._write_kept()
+            return self.recorder.close() and kept
+
+    def _write_kept(self) -> bool:
+        """At exit: the sights kept while the registry was unreachable, on this thread; True
+        when none is left (those that are stay counted in the health's backlog)."""
+        health = self.health
+        while health is not None and health.backlog:
+            rows = health.backlog.take()
+            try:
+                self.recorder.write(Batch(later=rows))
+            except Exception as error:  # the registry is still unreachable
+                health.backlog.put_back(rows)
+                log.error("%d sights kept while the registry was unreachable are not written at exit: %s",
+                          len(health.backlog), error)
+                return False
+        return True
+
+
+def _bounded(call: Any, *args: Any) -> None:
+    """``call(*args)`` on a writer thread, its database waits ending after WRITE_SECONDS."""
+    with within(WRITE_SECONDS):
+        call(*args)
 
 
 def _resolve(waiters: list[tuple[float, asyncio.Future[bool]]], value: bool) -> None:

@@ -40,6 +40,7 @@ from agent.service import (
     Interface,
     Query,
     Status,
+    Unanswerable,
     malformed_imei,
     malformed_imsi,
 )
@@ -266,6 +267,9 @@ class MapAnswerer:
             return self._bad_argument(invoke_id, error, peer)
         try:
             decision, durable = self.service.record(query)
+        except Unanswerable as error:  # the registry is unreachable: the profile says systemFailure (agent/dbhealth.py)
+            return ReturnError(invoke_id, ErrorCode.SYSTEM_FAILURE), _Outcome(
+                error.decision, ErrorCode.SYSTEM_FAILURE, query.imei, query.imsi)
         except Exception as error:  # MAP's failure boundary: the MSC hears systemFailure, the agent goes on
             self.counters["system_failure"] += 1
             self._bad("decision", f"CheckIMEI for IMEI {query.imei}: the decision failed ({type(error).__name__}: "

@@ -30,6 +30,7 @@ from agent.service import (
     Interface,
     Query,
     Status,
+    Unanswerable,
     as_received,
     malformed_imei,
     malformed_imsi,
@@ -215,11 +216,15 @@ class S13Answerer:
                 connection: PeerConnection | None) -> tuple[Decision, Message]:
         """A decision that failed (the registry could not be read, a bug): answered 5012
         DIAMETER_UNABLE_TO_COMPLY, counted, logged at most LOG_LIMIT times a second."""
-        self.counters["system_failure"] += 1
-        self._bad("decision", f"ECR for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
-                  f"{str(error)[:200]}): answered 5012", _peer_name(connection))
-        reason = "the decision failed: the EIR cannot judge this request now"
-        failed = Decision(Status.INVALID, Rule.SYSTEM_FAILURE, reason, query.imei)
+        if isinstance(error, Unanswerable):  # the registry is unreachable: the profile says 5012 (agent/dbhealth.py)
+            failed = error.decision
+            reason = failed.reason
+        else:
+            self.counters["system_failure"] += 1
+            self._bad("decision", f"ECR for IMEI {query.imei}: the decision failed ({type(error).__name__}: "
+                      f"{str(error)[:200]}): answered 5012", _peer_name(connection))
+            reason = "the decision failed: the EIR cannot judge this request now"
+            failed = Decision(Status.INVALID, Rule.SYSTEM_FAILURE, reason, query.imei)
         return failed, error_answer(request, self.node.origin_host, self.node.origin_realm,
                                     AvpProblem(ResultCode.DIAMETER_UNABLE_TO_COMPLY, reason))
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from agent.admission import Admission
 from agent.answer_log import AnswerLog
 from agent.config import AgentConfig, Listen
+from agent.dbhealth import DatabaseHealth
 from agent.durable import GroupCommit
 from agent.map import MapAnswerer
 from agent.map_server import M3uaService
@@ -134,10 +135,11 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
         registry.close()
         raise StartError(f"cannot open the answer log {config.answer_log}: {error.strerror or error}") from None
     recorder = Recorder(registry, clock=clock)
-    commits = GroupCommit(recorder, config.limits.commit_timeout)
+    health = DatabaseHealth(registry, profile.database_unreachable)  # what to answer when it cannot be read
+    commits = GroupCommit(recorder, config.limits.commit_timeout, health=health)
     admission = Admission(config.limits.in_progress_per_peer, config.limits.in_progress)
     node = local_node(config, clock)
-    service = EquipmentCheck(registry, profile, recorder, clock=clock)
+    service = EquipmentCheck(registry, profile, recorder, clock=clock, health=health)
     answerer = S13Answerer(service, node, answer_log, commits=commits)
     map_answerer = MapAnswerer(service, answer_log, commits=commits)
     server = DiameterServer(node)
@@ -182,6 +184,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
             answer_log.flush()
         if owned is not None:
             owned.close()
+        health.close()
         written = await commits.close()
         registry.close()
     log.info("S13 answers %s; Diameter connections %s; MAP answers %s; M3UA/SCCP %s; observation commits %d, "
@@ -190,6 +193,7 @@ async def serve(config: AgentConfig, announce: Callable[[str], None], registry: 
              dict(answerer.counters), dict(server.counters),
              dict(map_answerer.counters), dict(m3ua.counters + m3ua.router.counters), recorder.commits,
              recorder.failures, commits.unrecorded, admission.refused, admission.peak, commits.waiting_peak)
+    log.info("registry health: %s", health.summary())
     if not written:
         log.error("%d sights, notices or automatic entries were not written at exit: the registry refused them "
                   "(no answer rested on them: those waited and were refused)", recorder.unwritten)

@@ -2,7 +2,10 @@
 translates its Decision to the wire. The decision is ``registry.check.gather_and_decide``:
 ``registry.decision.decide`` over the registry's facts, the IMEI's observations and the
 country profile; answering a query also records it (``answer``), checking one does not
-(``check``)."""
+(``check``). In the agent the registry's health is watched (agent/dbhealth.py): a query the
+registry cannot be read for is answered at once by the profile's ``database_unreachable``
+(rule database-unreachable; ``Unanswerable`` when that says to answer that the EIR cannot
+comply)."""
 
 from __future__ import annotations
 
@@ -10,16 +13,20 @@ import enum
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.exc import DBAPIError
+
+from agent.dbhealth import DatabaseHealth, Unanswerable, unreachable
 from registry.check import Checked, gather_and_decide
 from registry.clock import SYSTEM_CLOCK, Clock, parse_stamp, stamp
-from registry.decision import Decision, Query, Rule, Status
-from registry.imei import IdentityError, parse_imsi, parse_msisdn
+from registry.deadline import Expired, within
+from registry.decision import Decision, Query, Rule, Status, registry_key
+from registry.imei import IdentityError, ImeiError, parse_imsi, parse_msisdn
 from registry.observations import Observations, Recorder
 from registry.profile import Profile
 from registry.store import Registry
 
-__all__ = ["MALFORMED", "Decision", "EquipmentCheck", "Interface", "Query", "Status", "as_received", "malformed",
-           "malformed_imei", "malformed_imsi"]
+__all__ = ["MALFORMED", "Decision", "EquipmentCheck", "Interface", "Query", "Status", "Unanswerable", "as_received",
+           "malformed", "malformed_imei", "malformed_imsi"]
 
 
 class Interface(enum.StrEnum):
@@ -109,15 +116,17 @@ class EquipmentCheck:
     """Decisions from the registry under one profile. ``recorder``: where answered
     queries are recorded (None: nothing is recorded, as for ``eir check``). ``clock``: the
     registry's unless given; ``now()`` is the time the interfaces ask their queries at (so
-    the date every policy deadline counts from)."""
+    the date every policy deadline counts from). ``health``: the agent's watch on the
+    registry (None: a read that fails raises, as for ``eir check``)."""
 
     def __init__(self, registry: Registry, profile: Profile, recorder: Recorder | None = None, *,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, health: DatabaseHealth | None = None) -> None:
         self.registry = registry
         self.profile = profile
         self.recorder = recorder
         self.clock = registry.clock if clock is None else clock
         self.now = MillisecondClock(self.clock)
+        self.health = health
         self._reader = recorder or Observations(registry, clock=self.clock)
         self._stamped: tuple[datetime | None, str] = (None, "")
 
@@ -137,7 +146,40 @@ class EquipmentCheck:
         """The decision for a query the network asked, recorded as a sighting with the
         notices it makes due; and whether it rests on rows not on disk yet: then its answer
         leaves only once they are (agent/durable.py GroupCommit.wait, or Recorder.commit),
-        decided again by ``settled``."""
+        decided again by ``settled``. With a ``health`` watch: while the registry cannot be read, the profile's
+        ``database_unreachable`` answer (never resting on anything unwritten), or
+        Unanswerable."""
+        health = self.health
+        if health is None:
+            return self._record(query)
+        if not health.readable:
+            return self._without_registry(health, query)
+        try:
+            decision, durable = self._bounded_record(health.read_seconds, query)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            health.failed(error)
+            return self._without_registry(health, query)
+        if not durable:  # an answer waiting for its first sight to be on disk may yet be refused
+            health.remember(decision.imei, query, decision)
+        return decision, durable
+
+    def _bounded_record(self, seconds: float | None, query: Query) -> tuple[Decision, bool]:
+        """``_record`` with each of its reads' waits ending after ``seconds`` (None: SQLite,
+        whose lookups are bounded by their lock wait). A pooled connection the database
+        closed (it restarted) fails at once: tried again, once, on a new one."""
+        if seconds is None:
+            return self._record(query)
+        with within(seconds):
+            try:
+                return self._record(query)
+            except DBAPIError as error:
+                if not error.connection_invalidated or isinstance(error.orig, Expired):
+                    raise
+            return self._record(query)
+
+    def _record(self, query: Query) -> tuple[Decision, bool]:
         query, (decision, key, sightings) = self._gather_live(query)
         if key is not None and self.recorder is not None:
             return decision, self.recorder.observe(key, query, sightings, decision)
@@ -179,3 +221,10 @@ class EquipmentCheck:
                 query = query._replace(at=parse_stamp(first))
                 checked = gather_and_decide(self._reader, query, self.profile)
         return query, checked
+
+    def _without_registry(self, health: DatabaseHealth, query: Query) -> tuple[Decision, bool]:
+        try:
+            key = registry_key(query.imei)
+        except ImeiError:  # not an IMEI: the policy judges it without a fact, and nothing is recorded
+            return self._record(query)
+        return health.answer(key, query), False

@@ -287,10 +287,11 @@ class Recorder(Observations):
         marker = (key, imsi, event)
         if marker in self._noticed:
             return False
+        queued = self.registry.notice_queued(key, imsi, event)  # first: a read that fails marks nothing
         if len(self._noticed) >= NOTICED_LIMIT:
             self._noticed.clear()
         self._noticed.add(marker)
-        return not self.registry.notice_queued(key, imsi, event)
+        return not queued
 
     @property
     def waiting(self) -> bool:

@@ -27,6 +27,23 @@ A profile holds:
   ``unknown`` (S13 answers Experimental-Result 5422 DIAMETER_ERROR_EQUIPMENT_UNKNOWN).
 - ``invalid_imei``: ``black``, or ``reject`` (a protocol error on the wire).
 - ``notices``: ``{reminder_days_before: [N, ...]}``.
+- ``database_unreachable``: ``{answer: white|black|unable|cache, cache_age: DURATION,
+  otherwise: white|black|unable}``: what the agent answers while it cannot read the
+  registry (agent/dbhealth.py), with rule ``database-unreachable``. ``white`` fails open,
+  ``black`` fails closed, ``unable`` answers S13 5012 DIAMETER_UNABLE_TO_COMPLY / MAP
+  systemFailure (the MME or MSC applies its own fallback); ``cache`` answers what the agent
+  itself last answered for the IMEI if that is younger than ``cache_age`` ("90s", "10m",
+  "1h", "2d"; at most 7 days) and, for a decision that rests on the IMSI, was for the same
+  IMSI; a grey answer never outlives its deadline; else ``otherwise``. The default is
+  ``{answer: cache, cache_age: 1h, otherwise: white}``: an EIR outage must not cut the
+  country off (white, not black, for what the agent has not seen lately), nor open it to
+  the stolen and black-listed phones it has just seen (answered black again from the
+  cache for an hour: a device attaches or updates its area well within that, and a
+  registry change made in the hour before the outage is the only one missed); the
+  outage itself is logged and counted, so the open window is as long as the outage, not
+  longer. A new IMEI's grey answer rests on its first sight being on disk: while the
+  registry is unreachable no such answer is given (a new IMEI gets ``otherwise``); its
+  sight is kept and written when the registry returns, and its window counts from it.
 
 ``load_profile("tj")`` loads a shipped profile, ``load_profile("path/to/x.yaml")`` any
 file; every problem is a ProfileError naming the file and the key.
@@ -48,8 +65,11 @@ E = TypeVar("E", bound=enum.StrEnum)
 PROFILES = Path(__file__).with_name("profiles")
 _OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 _PLMN = re.compile(r"^(\d{3})-(\d{2,3})$")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LONGEST_CACHE_AGE = timedelta(days=7)
 _KEYS = {"name", "country", "utc_offset", "home_plmns", "grace", "roamers", "grandfather_before", "auto_enter",
-         "without_imsi", "unknown_tac", "invalid_imei", "notices"}
+         "without_imsi", "unknown_tac", "invalid_imei", "notices", "database_unreachable"}
 # Device types the GSMA TAC database gives that are never entered automatically, whatever a
 # profile lists: a profile that names one is refused (phones need a customs declaration).
 NEVER_AUTO_ENTERED = frozenset({"smartphone", "mobile phone/feature phone", "feature phone", "mobile phone",
@@ -70,6 +90,25 @@ class UnknownTac(enum.StrEnum):
 class InvalidImei(enum.StrEnum):
     BLACK = "black"
     REJECT = "reject"
+
+
+class Unreachable(enum.StrEnum):
+    """What the agent answers while the registry cannot be read (``database_unreachable``)."""
+
+    WHITE = "white"  # fail open
+    BLACK = "black"  # fail closed
+    UNABLE = "unable"  # S13 5012 DIAMETER_UNABLE_TO_COMPLY, MAP systemFailure: the MME or MSC decides
+    CACHE = "cache"  # the agent's own last answer for the IMEI, if young enough; else ``otherwise``
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUnreachable:
+    """The profile's ``database_unreachable``: ``answer``, and with ``cache`` how old a
+    remembered answer may be and what to answer without one (never ``cache``)."""
+
+    answer: Unreachable = Unreachable.CACHE
+    cache_age: timedelta = timedelta(hours=1)
+    otherwise: Unreachable = Unreachable.WHITE
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +138,7 @@ class Profile:
     reminder_days: tuple[int, ...]  # before the deadline, largest first
     last_imsi_days: int = 30  # a query without IMSI is decided with the IMSI last seen this recently
     no_imsi_local: bool = True  # and with none known: as a local SIM (False: as a roamer's)
+    database_unreachable: DatabaseUnreachable = DatabaseUnreachable()  # what to answer without the registry
 
     def is_local(self, imsi: str | None) -> bool:
         """A SIM of one of the country's operators. An unknown IMSI (the network did not
@@ -174,6 +214,7 @@ def parse_profile(data: Any, where: str = "profile") -> Profile:
         reminder_days=_reminders(data.get("notices") or {}, where),
         last_imsi_days=last_days,
         no_imsi_local=no_imsi_local,
+        database_unreachable=_unreachable(data.get("database_unreachable"), where),
     )
 
 
@@ -287,6 +328,36 @@ def _reminders(value: Any, where: str) -> tuple[int, ...]:
     if 0 in found or len(set(found)) != len(found):
         raise ProfileError(f"{where}: notices.reminder_days_before must be distinct positive days")
     return tuple(sorted(found, reverse=True))
+
+
+def _unreachable(value: Any, where: str) -> DatabaseUnreachable:
+    """``database_unreachable``; omitted keys take the defaults (DatabaseUnreachable)."""
+    at = f"{where}: database_unreachable"
+    if value is None:
+        return DatabaseUnreachable()
+    if not isinstance(value, dict) or set(value) - {"answer", "cache_age", "otherwise"}:
+        raise ProfileError(f"{at} must be a mapping {{answer: white|black|unable|cache, cache_age: DURATION, "
+                           "otherwise: white|black|unable}")
+    default = DatabaseUnreachable()
+    answer = _choice(Unreachable, value.get("answer", default.answer), f"{at}.answer")
+    otherwise = _choice(Unreachable, value.get("otherwise", default.otherwise), f"{at}.otherwise")
+    if otherwise is Unreachable.CACHE:
+        raise ProfileError(f"{at}.otherwise is what to answer when the cache has nothing: white, black or unable")
+    if answer is not Unreachable.CACHE and set(value) & {"cache_age", "otherwise"}:
+        raise ProfileError(f"{at}: cache_age and otherwise apply only to answer: cache, not {answer.value}")
+    age = _duration(value["cache_age"], f"{at}.cache_age") if "cache_age" in value else default.cache_age
+    return DatabaseUnreachable(answer, age, otherwise)
+
+
+def _duration(value: Any, where: str) -> timedelta:
+    """A duration as "90s", "10m", "1h" or "2d", from 1 s to 7 days."""
+    match = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ProfileError(f"{where} must be a duration such as 90s, 10m, 1h or 2d, not {value!r}")
+    found = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if not timedelta(seconds=1) <= found <= LONGEST_CACHE_AGE:
+        raise ProfileError(f"{where} must be from 1s to 7d, not {value!r}")
+    return found
 
 
 def _days(value: Any, where: str) -> int:

@@ -19,6 +19,7 @@ chunk, then applied with a handful of set-based statements in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ TAC = Base.metadata.tables["tac"]
 HISTORY = Base.metadata.tables["history"]
 
 SNAPSHOT_SECONDS = 0.01  # how long SQLite lookups may share one read snapshot
+PROBE_KEY = "00000000000000"  # a key no IMEI has (TAC 00000000 is never allocated): ``probe`` reads it
 
 # The hot path's statements as globals of this module: one lookup less per call.
 _LOOKUP_SQL, _PAIRINGS_SQL, _OBSERVED_SQL = statements.LOOKUP, statements.PAIRINGS, statements.OBSERVED
@@ -240,6 +242,31 @@ class Registry:
             raw.execute("COMMIT")
         raw.execute("BEGIN")
         self._snapshot_until = self._monotonic() + self._snapshot_seconds
+
+    def bound_waits(self, lock_seconds: float) -> bool:
+        """Make the hot path's waits end, for a process that must answer in time (the agent):
+        SQLite lookups wait at most ``lock_seconds`` for another connection's lock (instead
+        of 30 s); on PostgreSQL through psycopg 3 no wait lasts longer than the bound the
+        waiting thread set with ``registry.deadline.within`` (registry/bounded.py). False
+        when this registry's waits cannot be bounded (another driver)."""
+        if self._raw is not None:
+            self._raw.execute(f"PRAGMA busy_timeout = {max(1, int(lock_seconds * 1000))}")
+            return True
+        if self.engine.dialect.driver != "psycopg":
+            return False
+        from registry.bounded import bound  # psycopg is imported only for a PostgreSQL registry
+
+        return bound(self.engine)
+
+    def probe(self, connections: int = 1) -> None:
+        """A lookup's read (of a key no IMEI has) on ``connections`` connections of the engine
+        at once, left in its pool: any thread, never the hot path's own connection; raises
+        what the database raises. The agent's health probe (agent/dbhealth.py) at start and
+        when the registry returns: PostgreSQL lookups then find connections open."""
+        e = EQUIPMENT.c
+        with contextlib.ExitStack() as opened:
+            for _ in range(connections):
+                opened.enter_context(self.engine.connect()).execute(select(e.list).where(e.imei == PROBE_KEY)).first()
 
     def read_facts(self, key: str) -> EquipmentFacts | None:
         """The facts for a key, read on a connection of its own: callable from any thread

@@ -33,6 +33,7 @@ class Rule(enum.StrEnum):
     MALFORMED_REQUEST = "malformed-request"  # S13 5004, MAP unexpectedDataValue
     SYSTEM_FAILURE = "system-failure"  # S13 5012, MAP systemFailure
     UNRECORDED = "unrecorded"  # the first sight the answer rests on is not on disk in time
+    DATABASE_UNREACHABLE = "database-unreachable"  # the registry cannot be read: the profile's database_unreachable
     OVERLOAD = "overload"  # S13 3004, TCAP P-Abort resourceLimitation
     PROTOCOL_ERROR = "protocol-error"  # a request the protocol layer answered with an error
 
