@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -43,6 +44,9 @@ from registry.connections import is_pysqlite, lookup_connection, open_engine, pa
 from registry.decision.facts import EquipmentFacts, ListName, Pair
 from registry.models import Base, HistoryField
 from registry.schema import check_file, check_writable_files, create_schema, verify_schema, verify_writable
+
+if TYPE_CHECKING:
+    from registry.pg_lookup import PgLookups
 
 EQUIPMENT = Base.metadata.tables["equipment"]
 PAIRING = Base.metadata.tables["pairing"]
@@ -123,6 +127,7 @@ class Registry:
         self._monotonic = clock.monotonic  # kept: read once per lookup
         self._raw: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor
+        self._pg: PgLookups | None = None  # PostgreSQL through psycopg 3: the held lookup connection
         self._version: float = 0.0  # see changed()
         self._snapshot_seconds = 0.0
         self._snapshot_until = 0.0
@@ -144,6 +149,10 @@ class Registry:
                 self._cursor = self._raw.cursor()  # one cursor for every lookup: no cursor made per call
                 wal = self._raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 self._snapshot_seconds = snapshot_seconds if wal else 0.0  # a held read blocks writers without WAL
+            elif self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg":
+                from registry.pg_lookup import PgLookups  # psycopg is imported for a PostgreSQL registry only
+
+                self._pg = PgLookups(self.engine)
         except BaseException:
             self.engine.dispose()
             raise
@@ -174,6 +183,9 @@ class Registry:
         parameters), on the lookup connection and its shared snapshot (SQLite), or through
         SQLAlchemy elsewhere."""
         if self._raw is None:
+            pg = self._pg
+            if pg is not None and pg.thread == threading.get_ident():
+                return pg.rows(sql, params)
             with self.engine.connect() as conn:
                 return [tuple(row) for row in conn.execute(text(sql), params)]
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
@@ -200,6 +212,9 @@ class Registry:
         first_seen and last_seen (no rows: never seen). On SQLite one statement, a left
         join that costs about 1.5 us more than ``lookup`` alone."""
         if self._raw is None:
+            pg = self._pg
+            if pg is not None and pg.thread == threading.get_ident():
+                return self._observed_pg(pg, key)
             return self.lookup(key), self.sightings(key)
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
@@ -213,6 +228,15 @@ class Registry:
         list_value = first[0]
         pairings = tuple(self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
         return _facts(key, _LISTS[list_value], bool(stolen), first[2], first[3], pairings), rows
+
+    def _observed_pg(self, pg: PgLookups, key: str) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
+        rows, pairings = pg.observed(key)
+        first = rows[0]
+        if first[4] is None:
+            rows = []
+        if first[1] is None:
+            return None, rows
+        return _facts(key, _LISTS[first[0]], bool(first[1]), first[2], first[3], tuple(pairings)), rows
 
     def sightings(self, key: str) -> list[tuple[Any, ...]]:
         """A key's sightings alone, as (imsi, first_seen, last_seen) rows."""
@@ -315,6 +339,8 @@ class Registry:
         return self.lookup(key), self.history(key)
 
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
         if self._raw is not None:
             self._raw.close()
             self._raw = None
