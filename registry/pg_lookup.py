@@ -30,6 +30,7 @@ from registry import statements
 OBSERVED = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
             "FROM (SELECT CAST(%s AS VARCHAR(14)) AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
             "LEFT JOIN sighting AS s ON s.imei = q.imei")
+LOOKUP = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = %s"
 PAIRINGS = "SELECT imsi, msisdn FROM pairing WHERE imei = %s ORDER BY id"
 
 
@@ -48,6 +49,13 @@ class PgLookups:
         rows = self._execute(OBSERVED, (key,))
         pairings = self._execute(PAIRINGS, (key,)) if rows[0][0] == "paired" else []
         return rows, pairings
+
+    def equipment(self, key: str) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
+        """(an IMEI's equipment row or None, its pairings when paired)."""
+        rows = self._execute(LOOKUP, (key,))
+        if not rows:
+            return None, []
+        return rows[0], self._execute(PAIRINGS, (key,)) if rows[0][0] == "paired" else []
 
     def rows(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Rows of one of registry/statements.py's read statements (named parameters)."""

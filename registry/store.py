@@ -163,6 +163,9 @@ class Registry:
         """The facts for a 14-digit key, or None when the registry does not hold it."""
         raw = self._raw
         if raw is None:
+            pg = self._pg
+            if pg is not None and pg.thread == threading.get_ident():
+                return self._lookup_pg(pg, key)
             return self._lookup_core(key)
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
@@ -228,6 +231,12 @@ class Registry:
         list_value = first[0]
         pairings = tuple(self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
         return _facts(key, _LISTS[list_value], bool(stolen), first[2], first[3], pairings), rows
+
+    def _lookup_pg(self, pg: PgLookups, key: str) -> EquipmentFacts | None:
+        row, pairings = pg.equipment(key)
+        if row is None:
+            return None
+        return _facts(key, _LISTS[row[0]], bool(row[1]), row[2], row[3], tuple(pairings))
 
     def _observed_pg(self, pg: PgLookups, key: str) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
         rows, pairings = pg.observed(key)

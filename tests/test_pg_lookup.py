@@ -38,7 +38,7 @@ def pg_registry(postgres_url: str, tmp_path) -> Iterator[Registry]:  # type: ign
 def core_reads(registry: Registry, key: str) -> tuple[object, list[tuple[object, ...]]]:
     """The same reads through SQLAlchemy (another thread: the held connection is not its)."""
     found: list[tuple[object, list[tuple[object, ...]]]] = []
-    thread = threading.Thread(target=lambda: found.append(registry.lookup_observed(key)))
+    thread = threading.Thread(target=lambda: found.append((registry.lookup(key), registry.lookup_observed(key)[1])))
     thread.start()
     thread.join()
     return found[0]
@@ -47,6 +47,7 @@ def core_reads(registry: Registry, key: str) -> tuple[object, list[tuple[object,
 @pytest.mark.parametrize("key", [PAIRED, WHITE, UNKNOWN])
 def test_the_held_connection_reads_what_sqlalchemy_reads(pg_registry: Registry, key: str) -> None:
     facts, rows = pg_registry.lookup_observed(key)
+    assert pg_registry.lookup(key) == facts
     core_facts, core_rows = core_reads(pg_registry, key)  # rows ending in (imsi, first_seen, last_seen)
     assert (facts, [tuple(row[-3:]) for row in rows]) == (core_facts, [tuple(row[-3:]) for row in core_rows])
     assert (facts is None) == (key == UNKNOWN)
