@@ -97,22 +97,11 @@ def _init_sql(url: str) -> str:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from registry.connections import open_engine, parse_url
-    from registry.migrations import upgrade_sql
-    from registry.schema import HEAD, RegistryError, SchemaState, first_line, schema_state, sqlite_file
+    from registry.migrations import registry_sql
+    from registry.schema import HEAD, RegistryError, first_line
 
     try:
-        parsed = parse_url(url)
-        path = sqlite_file(parsed)
-        state = SchemaState(frozenset(), None, None)  # a file not made yet: the whole schema
-        if path is None or path.exists():
-            engine = open_engine(parsed)
-            try:
-                with engine.connect() as conn:
-                    state = schema_state(conn)
-            finally:
-                engine.dispose()
-        written = upgrade_sql(parsed.get_dialect().name, state)
+        written = registry_sql(url)
     except (RegistryError, SQLAlchemyError, sqlite3.Error, ImportError, OSError, ValueError) as error:
         fail("registry init", f"cannot read registry {shown_url(url)}: {first_line(error)}")
     return written or f"-- registry {shown_url(url)}: already at schema revision {HEAD}, nothing to run\n"

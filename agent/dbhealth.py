@@ -247,7 +247,7 @@ class DatabaseHealth:
         self.readable = True  # state is UP: read on every answer
         self.backlog = backlog if backlog is not None else Backlog()
         self.cache = cache if cache is not None else (
-            LastAnswers(setting) if setting.answer is Unreachable.CACHE else None)
+            LastAnswers(setting, monotonic=registry.clock.monotonic) if setting.answer is Unreachable.CACHE else None)
         self.counters: Counter[str] = Counter()
         self._returned: list[Callable[[], None]] = []  # what to call when the registry answers again
         self._downed: list[Callable[[], None]] = []  # what to call when it is found unreachable
@@ -290,7 +290,7 @@ class DatabaseHealth:
                         f"the registry cannot be read: {setting}: {answer.value}", key)
 
     def _dropped(self) -> None:
-        now = time.monotonic()
+        now = self.registry.clock.monotonic()
         if now >= self._drops_quiet_until:
             log.error("the registry is still unreachable and %d (IMEI, IMSI) pairs are kept: the sights of new "
                       "pairs are dropped (%d so far)", self.backlog.limit, self.backlog.dropped)
@@ -337,7 +337,7 @@ class DatabaseHealth:
     # -- state -------------------------------------------------------------------------
 
     def _down(self, why: str) -> None:
-        now = time.monotonic()
+        now = self.registry.clock.monotonic()
         if self.state is State.UP:
             self.counters["went_down"] += 1
             self._down_since = now
@@ -357,7 +357,7 @@ class DatabaseHealth:
         self.counters["came_back"] += 1
         if self._logged_down:
             log.warning("registry readable again after %.1f s: answering from it; %s",
-                        time.monotonic() - self._down_since, self.summary())
+                        self.registry.clock.monotonic() - self._down_since, self.summary())
 
     def _returns(self) -> None:
         """On the loop: a probe succeeded."""

@@ -23,7 +23,6 @@ Engines of other drivers are left as they are (``bound`` returns False).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from psycopg.abc import PQGen
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 
+from registry.clock import SYSTEM_CLOCK
 from registry.deadline import Expired, limit
 
 __all__ = ["CONNECT_TIMEOUT", "BoundedConnection", "DeadlineExceeded", "bound"]
@@ -52,11 +52,11 @@ class BoundedConnection(psycopg.Connection[Any]):
         bound = limit()
         if bound is None:
             return super().wait(gen, interval, timeout)
-        started = time.monotonic()
+        started = SYSTEM_CLOCK.monotonic()
         try:
             return super().wait(gen, interval, bound if timeout is None else min(timeout, bound))
         except psycopg.OperationalError:
-            if time.monotonic() - started >= bound:  # psycopg's own wait timed out at our bound
+            if SYSTEM_CLOCK.monotonic() - started >= bound:  # psycopg's own wait timed out at our bound
                 self._give_up()
             raise
 

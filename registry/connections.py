@@ -14,6 +14,7 @@ extra installs; a URL that names its driver keeps it.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -94,6 +95,19 @@ def lookup_connection(engine: Engine, url: URL) -> sqlite3.Connection:
     raw.execute("PRAGMA mmap_size=17179869184")
     raw.execute("PRAGMA cache_size=-16384")
     return raw
+
+
+def held_connection(engine: Engine) -> Any:
+    """A connection of ``engine``'s pool (so made as every other: for PostgreSQL through
+    registry/bounded.py when the agent bounds its waits) in autocommit, for a caller that
+    holds it (registry/pg_lookup.py); the caller invalidates it rather than returning it."""
+    pooled = engine.raw_connection()
+    try:
+        pooled.driver_connection.autocommit = True  # type: ignore[union-attr]
+    except BaseException:
+        pooled.invalidate()
+        raise
+    return pooled
 
 
 def writer_connection(url: URL, busy_seconds: float) -> sqlite3.Connection:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from registry import statements
+from registry.connections import held_connection
 
 OBSERVED = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
             "FROM (SELECT CAST(%s AS VARCHAR(14)) AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
@@ -75,11 +76,9 @@ class PgLookups:
                                       connection_invalidated=_connection_error(error)) from error
 
     def _open(self) -> Any:
-        pooled = self.engine.raw_connection()
+        pooled = held_connection(self.engine)
         try:
-            connection: Any = pooled.driver_connection
-            connection.autocommit = True
-            self._cursor = connection.cursor()
+            self._cursor = pooled.driver_connection.cursor()
         except BaseException:
             pooled.invalidate()
             raise

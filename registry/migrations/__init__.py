@@ -28,8 +28,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from registry.connections import open_engine, parse_url
 from registry.models import Base
-from registry.schema import HEAD, SCHEMA, SchemaState, SchemaVersionError, newer_registry, schema_state
+from registry.schema import (
+    HEAD,
+    SCHEMA,
+    SchemaState,
+    SchemaVersionError,
+    newer_registry,
+    schema_state,
+    sqlite_file,
+)
 
 FOLDER = Path(__file__).resolve().parent
 LOCK_KEY = 0x65_69_72_5F_69_6E_69_74  # "eir_init": PostgreSQL's advisory lock of one upgrade at a time
@@ -72,6 +81,22 @@ def upgrade(engine: Engine) -> str:
                 return "current"
             command.upgrade(config(conn), "head")
     return "upgraded" if state.registry_tables else "created"
+
+
+def registry_sql(url: str) -> str:
+    """``upgrade_sql`` for the registry at ``url``: its state read from the database (a
+    SQLite file not made yet: the whole schema). Raises what opening or reading it raised."""
+    parsed = parse_url(url)
+    path = sqlite_file(parsed)
+    state = SchemaState(frozenset(), None, None)
+    if path is None or path.exists():
+        engine = open_engine(parsed)
+        try:
+            with engine.connect() as conn:
+                state = schema_state(conn)
+        finally:
+            engine.dispose()
+    return upgrade_sql(parsed.get_dialect().name, state)
 
 
 def upgrade_sql(dialect: str, state: SchemaState) -> str:
