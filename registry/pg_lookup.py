@@ -28,11 +28,11 @@ from sqlalchemy.exc import DBAPIError
 from registry import statements
 from registry.connections import held_connection
 
-OBSERVED = ("SELECT e.list, e.stolen, e.reason, e.stolen_reason, s.imsi, s.first_seen, s.last_seen "
-            "FROM (SELECT CAST(%s AS VARCHAR(14)) AS imei) AS q LEFT JOIN equipment AS e ON e.imei = q.imei "
-            "LEFT JOIN sighting AS s ON s.imei = q.imei")
-LOOKUP = "SELECT list, stolen, reason, stolen_reason FROM equipment WHERE imei = %s"
-PAIRINGS = "SELECT imsi, msisdn FROM pairing WHERE imei = %s ORDER BY id"
+# SQLite's lookups (registry/statements.py) with psycopg's placeholder; the join's IMEI is
+# cast (PostgreSQL types a bare parameter in a SELECT list as unknown).
+LOOKUP, PAIRINGS = (sql.replace("?", "%s") for sql in (statements.LOOKUP, statements.PAIRINGS))
+OBSERVED = statements.OBSERVED.replace("(SELECT ? AS imei)", "(SELECT CAST(%s AS VARCHAR(14)) AS imei)")
+assert "?" not in OBSERVED
 
 
 class PgLookups:
@@ -45,18 +45,17 @@ class PgLookups:
         self._cursor: Any = None
         self._formatted: dict[str, str] = {}
 
-    def observed(self, key: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """(the joined rows of an IMEI's equipment and sightings, its pairings when paired)."""
-        rows = self._execute(OBSERVED, (key,))
-        pairings = self._execute(PAIRINGS, (key,)) if rows[0][0] == "paired" else []
-        return rows, pairings
+    def observed(self, key: str) -> list[tuple[Any, ...]]:
+        """statements.OBSERVED's rows: an IMEI's equipment joined with its sightings."""
+        return self._execute(OBSERVED, (key,))
 
-    def equipment(self, key: str) -> tuple[tuple[Any, ...] | None, list[tuple[Any, ...]]]:
-        """(an IMEI's equipment row or None, its pairings when paired)."""
-        rows = self._execute(LOOKUP, (key,))
-        if not rows:
-            return None, []
-        return rows[0], self._execute(PAIRINGS, (key,)) if rows[0][0] == "paired" else []
+    def equipment(self, key: str) -> list[tuple[Any, ...]]:
+        """statements.LOOKUP's rows: an IMEI's equipment row, or none."""
+        return self._execute(LOOKUP, (key,))
+
+    def pairings(self, key: str) -> list[tuple[Any, ...]]:
+        """statements.PAIRINGS's rows: a paired IMEI's bindings, in order."""
+        return self._execute(PAIRINGS, (key,))
 
     def rows(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Rows of one of registry/statements.py's read statements (named parameters)."""

@@ -60,6 +60,29 @@ PROBE_KEY = "00000000000000"  # a key no IMEI has (TAC 00000000 is never allocat
 _LOOKUP_SQL, _PAIRINGS_SQL, _OBSERVED_SQL = statements.LOOKUP, statements.PAIRINGS, statements.OBSERVED
 _LISTS: dict[str | None, ListName | None] = {None: None, **{name.value: name for name in ListName}}
 
+Pairings = Callable[[str], Sequence[tuple[Any, ...]]]
+
+
+def _equipment_facts(key: str, row: Sequence[Any], pairings: Pairings) -> EquipmentFacts:
+    """The facts of an equipment row (list, stolen, reason, stolen_reason, ...); ``pairings``
+    reads the key's pairings, only for a paired IMEI."""
+    list_value = row[0]
+    found = tuple(pairings(key)) if list_value == "paired" else ()
+    return _facts(key, _LISTS[list_value], bool(row[1]), row[2], row[3], found)
+
+
+def _observed_facts(key: str, rows: list[tuple[Any, ...]], pairings: Pairings
+                    ) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
+    """The facts and sightings of statements.OBSERVED's rows (the equipment row's columns,
+    then imsi, first_seen, last_seen; always one row at least: a left join)."""
+    first = rows[0]
+    if first[4] is None:  # no sighting: the one row is the left join's NULLs
+        rows = []
+    if first[1] is None:  # no equipment row
+        return None, rows
+    return _equipment_facts(key, first, pairings), rows
+
+
 def _fast_facts() -> Callable[[str, ListName | None, bool, str | None, str | None, tuple[Pair, ...]], EquipmentFacts]:
     """EquipmentFacts(...) for the hot path: the generated __init__ of a frozen dataclass
     sets each field through object.__setattr__ (about 1.2 µs); writing the slots directly
@@ -161,20 +184,26 @@ class Registry:
 
     def lookup(self, key: str) -> EquipmentFacts | None:
         """The facts for a 14-digit key, or None when the registry does not hold it."""
-        raw = self._raw
-        if raw is None:
-            pg = self._pg
-            if pg is not None and pg.thread == threading.get_ident():
-                return self._lookup_pg(pg, key)
-            return self._lookup_core(key)
+        if self._raw is None:
+            pg = self._pg_here()
+            if pg is None:
+                return self._lookup_core(key)
+            rows = pg.equipment(key)
+            return _equipment_facts(key, rows[0], pg.pairings) if rows else None
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
         rows = self._cursor.execute(_LOOKUP_SQL, (key,)).fetchall()  # fetchall: the statement is done and reset
-        if not rows:
-            return None
-        list_value, stolen, reason, stolen_reason = rows[0]
-        pairings = tuple(raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
-        return _facts(key, _LISTS[list_value], bool(stolen), reason, stolen_reason, pairings)
+        return _equipment_facts(key, rows[0], self._sqlite_pairings) if rows else None
+
+    def _sqlite_pairings(self, key: str) -> list[tuple[Any, ...]]:
+        assert self._raw is not None
+        return self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()
+
+    def _pg_here(self) -> PgLookups | None:
+        """The held PostgreSQL lookup connection, when this is its thread (else None: read
+        through SQLAlchemy)."""
+        pg = self._pg
+        return pg if pg is not None and pg.thread == threading.get_ident() else None
 
     @property
     def raw_connection(self) -> sqlite3.Connection | None:
@@ -186,8 +215,8 @@ class Registry:
         parameters), on the lookup connection and its shared snapshot (SQLite), or through
         SQLAlchemy elsewhere."""
         if self._raw is None:
-            pg = self._pg
-            if pg is not None and pg.thread == threading.get_ident():
+            pg = self._pg_here()
+            if pg is not None:
                 return pg.rows(sql, params)
             with self.engine.connect() as conn:
                 return [tuple(row) for row in conn.execute(text(sql), params)]
@@ -215,37 +244,13 @@ class Registry:
         first_seen and last_seen (no rows: never seen). On SQLite one statement, a left
         join that costs about 1.5 us more than ``lookup`` alone."""
         if self._raw is None:
-            pg = self._pg
-            if pg is not None and pg.thread == threading.get_ident():
-                return self._observed_pg(pg, key)
-            return self.lookup(key), self.sightings(key)
+            pg = self._pg_here()
+            if pg is None:
+                return self.lookup(key), self.sightings(key)
+            return _observed_facts(key, pg.observed(key), pg.pairings)
         if self._snapshot_seconds and self._monotonic() >= self._snapshot_until:
             self._renew_snapshot()
-        rows = self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall()
-        first = rows[0]
-        if first[4] is None:  # no sighting: the one row is the left join's NULLs
-            rows = []
-        stolen = first[1]
-        if stolen is None:  # no equipment row
-            return None, rows
-        list_value = first[0]
-        pairings = tuple(self._raw.execute(_PAIRINGS_SQL, (key,)).fetchall()) if list_value == "paired" else ()
-        return _facts(key, _LISTS[list_value], bool(stolen), first[2], first[3], pairings), rows
-
-    def _lookup_pg(self, pg: PgLookups, key: str) -> EquipmentFacts | None:
-        row, pairings = pg.equipment(key)
-        if row is None:
-            return None
-        return _facts(key, _LISTS[row[0]], bool(row[1]), row[2], row[3], tuple(pairings))
-
-    def _observed_pg(self, pg: PgLookups, key: str) -> tuple[EquipmentFacts | None, list[tuple[Any, ...]]]:
-        rows, pairings = pg.observed(key)
-        first = rows[0]
-        if first[4] is None:
-            rows = []
-        if first[1] is None:
-            return None, rows
-        return _facts(key, _LISTS[first[0]], bool(first[1]), first[2], first[3], tuple(pairings)), rows
+        return _observed_facts(key, self._cursor.execute(_OBSERVED_SQL, (key,)).fetchall(), self._sqlite_pairings)
 
     def sightings(self, key: str) -> list[tuple[Any, ...]]:
         """A key's sightings alone, as (imsi, first_seen, last_seen) rows."""
