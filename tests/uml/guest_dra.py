@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from diameter.transport import connect
 from simulator.agent_process import AgentProcess
 from tests.interop.dra_load import MME, Events, Figures, Load, Plan, cpu_seconds, killer, retransmitted_requests
 from tests.interop.freediameter import FreeDiameterRelay, Peer, RelayConfig
+from tests.uml.guest_sctp import guest_main
 
 GUEST_ADDRESS = "192.0.2.10"  # on the dummy interface eir0, inside the guest only
 REALM = "localdomain"
@@ -121,14 +120,7 @@ def run(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    folder = Path(sys.argv[1])
-    result: dict[str, Any] = {}
-    try:
-        run(folder, result)
-    except Exception as exc:  # the host test reports it; the rest of result.json says how far it got
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
-    os.sync()
+    guest_main(run)
 
 
 if __name__ == "__main__":

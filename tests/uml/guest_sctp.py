@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -278,14 +279,22 @@ def run(folder: Path) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
+def guest_main(run: Callable[[Path, dict[str, Any]], object]) -> None:
+    """A guest driver's main: ``run(folder, result)`` on the folder given as the argument,
+    then ``result`` written to result.json there (with the error, if ``run`` raised: the host
+    test reports it, and the rest says how far it got) and synced before the guest halts."""
     folder = Path(sys.argv[1])
+    result: dict[str, Any] = {}
     try:
-        result = run(folder)
-    except Exception as exc:  # the host test reports it
-        result = {"error": f"{type(exc).__name__}: {exc}"}
+        run(folder, result)
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     os.sync()
+
+
+def main() -> None:
+    guest_main(lambda folder, result: result.update(run(folder)))
 
 
 if __name__ == "__main__":

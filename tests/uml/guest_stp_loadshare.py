@@ -19,15 +19,22 @@ CheckIMEI's outcome, and how many MAP answers each agent's answer log holds at e
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from simulator.agent_process import AgentProcess
-from tests.uml.guest_sctp import LOOPBACK, STP_CONFIG, STP_EIR_PORT, STP_MSC_PORT, eir, start_stp, wait_for
+from tests.uml.guest_sctp import (
+    LOOPBACK,
+    STP_CONFIG,
+    STP_EIR_PORT,
+    STP_MSC_PORT,
+    eir,
+    guest_main,
+    start_stp,
+    wait_for,
+)
 
 EIR_B_PORT = 2907  # agent B's ASP reaches the STP here; agent A's at STP_EIR_PORT (2906)
 ASKS = {"both": 4, "one": 4, "again": 2}  # CheckIMEIs at each step: both agents up, A killed, A back
@@ -128,14 +135,7 @@ def run(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    folder = Path(sys.argv[1])
-    result: dict[str, Any] = {}
-    try:
-        run(folder, result)
-    except Exception as exc:  # the host test reports it; the rest of result.json says how far it got
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
-    os.sync()
+    guest_main(run)
 
 
 if __name__ == "__main__":
