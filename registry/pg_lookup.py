@@ -65,14 +65,17 @@ class PgLookups:
         return self._execute(formatted, params)
 
     def _execute(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        cursor = self._cursor or self._open()
         try:
+            cursor = self._cursor or self._open()  # a pooled connection the server dropped fails here
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall()
-        except Exception as error:
+        except psycopg.Error as error:
             self.close()
             raise DBAPIError.instance(sql, params, error, psycopg.Error,
                                       connection_invalidated=_connection_error(error)) from error
+        except BaseException:
+            self.close()
+            raise
 
     def _open(self) -> Any:
         pooled = held_connection(self.engine)

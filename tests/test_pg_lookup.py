@@ -82,3 +82,28 @@ def test_a_dropped_connection_is_raised_as_invalidated_and_replaced(pg_registry:
     assert raised.value.connection_invalidated
     facts, rows = pg_registry.lookup_observed(WHITE)  # a new connection
     assert facts is not None and [row[-3] for row in rows] == ["436013333333333"]
+
+
+def test_a_pooled_connection_the_server_dropped_is_raised_as_invalidated(pg_registry: Registry,
+                                                                        postgres_url: str) -> None:
+    """The held connection is taken from the pool, where the agent's health probe leaves
+    connections open: one the server ended meanwhile fails as it is taken, and that too is
+    raised as SQLAlchemy raises it (the health watch's retry then takes the next)."""
+    pg_registry.probe(3)  # open connections left in the pool, none held yet
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    finally:
+        engine.dispose()
+    for _ in range(3):
+        try:
+            facts, _rows = pg_registry.lookup_observed(WHITE)
+        except DBAPIError as error:
+            assert error.connection_invalidated
+            continue
+        assert facts is not None
+        return
+    facts, _rows = pg_registry.lookup_observed(WHITE)  # the pool makes a new one
+    assert facts is not None
